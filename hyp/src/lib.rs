@@ -1,0 +1,22 @@
+//! hyptrace's hypervisor library: everything of the EL2 hypervisor that is plain Rust.
+//!
+//! It builds for the bare-metal aarch64 targets (linked into the `hyp` image) and for the
+//! development machine, where `cargo test -p hyp` runs its unit, property and model-checking
+//! tests. Nothing here touches a system register or contains assembly: that lives in the
+//! binary's `arch` module.
+//!
+//! - [`abi`]: the contract with the host (hypercall IDs, errors, page and pack layouts).
+//! - [`ring`]: the single external writer of the per-CPU ring buffers.
+//! - [`hypercall`]: decoding and dispatch of host hypercalls.
+//! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
+//! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
+//! - [`memmap`]: the physical memory map shared with the host image.
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod abi;
+pub mod cpus;
+pub mod hypercall;
+pub mod memmap;
+pub mod psci;
+pub mod ring;

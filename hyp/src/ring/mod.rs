@@ -1,0 +1,1 @@
+//! The external ring-buffer writer (filled in by the ring-core work).

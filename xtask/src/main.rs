@@ -1,0 +1,2 @@
+//! cargo xtask (placeholder while the foundation is written).
+fn main() {}
