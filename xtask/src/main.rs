@@ -1,2 +1,71 @@
-//! cargo xtask (placeholder while the foundation is written).
-fn main() {}
+//! `cargo xtask`: hyptrace's build, run, test and bench driver.
+//!
+//! Run `cargo xtask --help` for the commands. The alias lives in `.cargo/config.toml`; the
+//! commands are described in `docs/xtask.md`.
+//!
+//! Layout:
+//! - [`cli`]: the command line (clap).
+//! - [`workspace`]: where things are (workspace root, target directory, QEMU's working
+//!   directory) and how cargo is invoked.
+//! - [`build`]: building the two bare-metal images.
+//! - [`tools`]: making sure system tools such as QEMU and trace-cmd are installed.
+//! - [`supervise`]: running a child process under a deadline while draining its output.
+//! - [`qemu`]: the QEMU command line and one supervised QEMU run.
+//! - [`harness_outcome`]: the pure pass/fail judgement of an in-QEMU harness run.
+//! - [`run_cmd`], [`test_cmd`], [`bench`]: the `run`, `test` and `bench` subcommands.
+//! - [`step_log`]: timing and summarising the steps of `test`.
+
+mod bench;
+mod build;
+mod cli;
+mod harness_outcome;
+mod qemu;
+mod run_cmd;
+mod step_log;
+mod supervise;
+mod test_cmd;
+mod tools;
+mod workspace;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// An error that was already printed where it happened (so that, e.g., `test` can keep its
+/// `harness: N passed, N failed` line last); `main` only turns it into a failing exit code.
+#[derive(Debug)]
+pub struct Reported;
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failure already reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(args) => build::build_images(args.profile()).map(|images| {
+            eprintln!("xtask: hyp image:       {}", images.hyp.display());
+            eprintln!("xtask: host-shim image: {}", images.host_shim.display());
+        }),
+        Command::Run(args) => run_cmd::run(&args),
+        Command::Test(args) => test_cmd::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::QemuCheck => qemu::check_installation(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<Reported>() => ExitCode::FAILURE,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line: what failed, then why.
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

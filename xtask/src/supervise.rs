@@ -1,0 +1,374 @@
+//! Running a child process under a deadline while draining its stdout and stderr.
+//!
+//! Both pipes are read on their own threads from the moment the child starts: reading only
+//! after the child exits deadlocks as soon as a pipe fills. Lines are echoed live (optionally)
+//! and kept for later judgement; the child is killed when the deadline passes.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::workspace;
+
+/// How often the child's exit and the deadline are checked while no output arrives.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long to keep reading after the child exited, in case something else holds the pipes.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How many of the most recent lines are kept for failure reports.
+pub const TAIL_LINES: usize = 200;
+
+/// Which of the child's output streams a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (QEMU: the guest's serial console).
+    Stdout,
+    /// Standard error (QEMU: its own messages and the semihosting console).
+    Stderr,
+}
+
+/// One line of the child's output, without its line ending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputLine {
+    /// Where it came from.
+    pub stream: Stream,
+    /// The text, decoded lossily from UTF-8, with trailing `\r`/`\n` removed.
+    pub text: String,
+}
+
+impl AsRef<str> for OutputLine {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// How the child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// It exited with this status code.
+    Exited(i32),
+    /// A signal killed it (not our timeout), e.g. Ctrl-C or the OOM killer.
+    Killed {
+        /// The signal number, when known.
+        signal: Option<i32>,
+    },
+    /// We killed it because it was still running after this many seconds.
+    TimedOut {
+        /// The timeout that expired, in seconds.
+        after_secs: u64,
+    },
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEnd::Exited(code) => write!(f, "exit status {code}"),
+            RunEnd::Killed { signal: Some(s) } => write!(f, "killed by signal {s}"),
+            RunEnd::Killed { signal: None } => write!(f, "killed by a signal"),
+            RunEnd::TimedOut { after_secs } => write!(f, "timeout after {after_secs} s"),
+        }
+    }
+}
+
+/// What to do with the child and its output.
+pub struct Supervision {
+    /// Kill the child when it runs longer than this.
+    pub timeout: Duration,
+    /// Echo each line live to our own stdout/stderr (matching the child's stream).
+    pub echo: bool,
+    /// Which lines to keep in [`Captured::kept`] (every line also passes through the tail).
+    pub keep: fn(&str) -> bool,
+}
+
+/// Everything seen of a finished child.
+#[derive(Debug)]
+pub struct Captured {
+    /// How it ended.
+    pub end: RunEnd,
+    /// The lines selected by [`Supervision::keep`], in arrival order.
+    pub kept: Vec<OutputLine>,
+    /// The last [`TAIL_LINES`] lines of any kind, in arrival order.
+    pub tail: Vec<OutputLine>,
+    /// How many lines were read in total.
+    pub total_lines: usize,
+    /// Wall-clock time from start to exit.
+    pub elapsed: Duration,
+}
+
+impl Captured {
+    /// Prints the last `count` lines (at most [`TAIL_LINES`]) to stderr between markers.
+    pub fn print_last_lines(&self, count: usize) {
+        let start = self.tail.len().saturating_sub(count);
+        let lines = &self.tail[start..];
+        eprintln!("---- last {} console lines ----", lines.len());
+        for line in lines {
+            eprintln!("{}", line.text);
+        }
+        eprintln!("---- end of console ----");
+    }
+}
+
+/// Starts `command` with piped stdout/stderr and null stdin, and supervises it to the end.
+pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> {
+    let line = workspace::display_command(&command);
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{line}`"))?;
+    let (sender, receiver) = mpsc::channel();
+    let readers = [
+        spawn_reader(child.stdout.take(), Stream::Stdout, sender.clone()),
+        spawn_reader(child.stderr.take(), Stream::Stderr, sender),
+    ];
+    let mut collector = Collector::new(supervision);
+    let end = wait_draining(&mut child, &receiver, &mut collector, supervision.timeout)
+        .with_context(|| format!("while supervising `{line}`"))?;
+    let elapsed = start.elapsed();
+    // Any line still in flight arrives before the readers finish; take what is there.
+    while let Ok(line) = receiver.try_recv() {
+        collector.push(line);
+    }
+    for reader in readers.into_iter().flatten() {
+        if reader.is_finished() {
+            // A reader thread only ends by returning; a panic there is a bug worth seeing.
+            reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("an output reader thread panicked"))?;
+        }
+    }
+    Ok(collector.finish(end, elapsed))
+}
+
+/// Reads `pipe` line by line on a new thread and sends each line to `sender`.
+fn spawn_reader<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    stream: Stream,
+    sender: Sender<OutputLine>,
+) -> Option<thread::JoinHandle<()>> {
+    let pipe = pipe?;
+    Some(thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match reader.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = trim_line_ending(&String::from_utf8_lossy(&buffer)).to_string();
+                    if sender.send(OutputLine { stream, text }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Strips trailing `\n` and `\r` characters (serial consoles often send `\r\n`).
+fn trim_line_ending(line: &str) -> &str {
+    line.trim_end_matches(['\n', '\r'])
+}
+
+/// Collects lines until the child has exited and its pipes are drained (or the grace period
+/// after exit has passed), killing the child at the deadline.
+fn wait_draining(
+    child: &mut Child,
+    receiver: &Receiver<OutputLine>,
+    collector: &mut Collector,
+    timeout: Duration,
+) -> Result<RunEnd> {
+    let deadline = Instant::now() + timeout;
+    let mut ended: Option<(RunEnd, Instant)> = None;
+    let mut pipes_closed = false;
+    loop {
+        if pipes_closed {
+            thread::sleep(POLL_INTERVAL);
+        } else {
+            match receiver.recv_timeout(POLL_INTERVAL) {
+                Ok(line) => collector.push(line),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => pipes_closed = true,
+            }
+        }
+        match ended {
+            None => {
+                if let Some(status) = child.try_wait().context("could not poll the child")? {
+                    ended = Some((end_of(status), Instant::now()));
+                } else if Instant::now() >= deadline {
+                    // The child may exit on its own in the meantime; that is fine.
+                    let _ = child.kill();
+                    child
+                        .wait()
+                        .context("could not reap the child after killing it")?;
+                    let after_secs = timeout.as_secs();
+                    ended = Some((RunEnd::TimedOut { after_secs }, Instant::now()));
+                }
+            }
+            Some((end, at)) => {
+                if pipes_closed || at.elapsed() >= DRAIN_GRACE {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+}
+
+/// Translates an exit status.
+fn end_of(status: ExitStatus) -> RunEnd {
+    match status.code() {
+        Some(code) => RunEnd::Exited(code),
+        None => RunEnd::Killed {
+            signal: signal_of(status),
+        },
+    }
+}
+
+#[cfg(unix)]
+fn signal_of(status: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+#[cfg(not(unix))]
+fn signal_of(_status: ExitStatus) -> Option<i32> {
+    None
+}
+
+/// Echoes, keeps and tails lines as they arrive.
+struct Collector {
+    echo: bool,
+    keep: fn(&str) -> bool,
+    kept: Vec<OutputLine>,
+    tail: VecDeque<OutputLine>,
+    total: usize,
+}
+
+impl Collector {
+    fn new(supervision: &Supervision) -> Self {
+        Self {
+            echo: supervision.echo,
+            keep: supervision.keep,
+            kept: Vec::new(),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, line: OutputLine) {
+        if self.echo {
+            // Echo failures (e.g. a closed terminal) must not abort the run being judged.
+            let _ = match line.stream {
+                Stream::Stdout => writeln!(std::io::stdout().lock(), "{}", line.text),
+                Stream::Stderr => writeln!(std::io::stderr().lock(), "{}", line.text),
+            };
+        }
+        self.total += 1;
+        if (self.keep)(&line.text) {
+            self.kept.push(line.clone());
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+
+    fn finish(self, end: RunEnd, elapsed: Duration) -> Captured {
+        Captured {
+            end,
+            kept: self.kept,
+            tail: self.tail.into(),
+            total_lines: self.total,
+            elapsed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout_secs: u64) -> Captured {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let supervision = Supervision {
+            timeout: Duration::from_secs(timeout_secs),
+            echo: false,
+            keep: |text| text.starts_with("keep"),
+        };
+        run(command, &supervision).expect("sh runs")
+    }
+
+    #[test]
+    fn captures_both_streams_and_exit_code() {
+        let captured = sh(
+            "echo keep out; echo keep err >&2; printf 'x\\r\\n'; exit 3",
+            10,
+        );
+        assert_eq!(captured.end, RunEnd::Exited(3));
+        assert_eq!(captured.total_lines, 3);
+        assert_eq!(captured.kept.len(), 2);
+        assert!(captured.kept.contains(&OutputLine {
+            stream: Stream::Stderr,
+            text: "keep err".into()
+        }));
+        assert!(captured.tail.iter().any(|l| l.text == "x"));
+    }
+
+    #[test]
+    fn last_line_without_newline_is_kept() {
+        let captured = sh("printf 'keep partial'", 10);
+        assert_eq!(captured.end, RunEnd::Exited(0));
+        assert_eq!(captured.kept[0].text, "keep partial");
+    }
+
+    #[test]
+    fn kills_at_the_deadline() {
+        let captured = sh("echo keep started; exec sleep 30", 1);
+        assert_eq!(captured.end, RunEnd::TimedOut { after_secs: 1 });
+        assert!(captured.elapsed < Duration::from_secs(10), "{captured:?}");
+        assert_eq!(captured.kept[0].text, "keep started");
+    }
+
+    #[test]
+    fn large_output_does_not_deadlock_and_tail_is_bounded() {
+        // Far more than a pipe buffer (64 KiB) on both streams.
+        let captured = sh(
+            "i=0; while [ $i -lt 5000 ]; do echo line $i; echo err $i >&2; i=$((i+1)); done; \
+             echo keep done",
+            60,
+        );
+        assert_eq!(captured.end, RunEnd::Exited(0));
+        assert_eq!(captured.total_lines, 10_001);
+        assert_eq!(captured.tail.len(), TAIL_LINES);
+        assert_eq!(captured.kept.len(), 1);
+    }
+
+    #[test]
+    fn run_end_messages() {
+        assert_eq!(RunEnd::Exited(2).to_string(), "exit status 2");
+        assert_eq!(
+            RunEnd::TimedOut { after_secs: 300 }.to_string(),
+            "timeout after 300 s"
+        );
+        assert_eq!(
+            RunEnd::Killed { signal: Some(9) }.to_string(),
+            "killed by signal 9"
+        );
+    }
+
+    #[test]
+    fn trims_crlf_only_at_the_end() {
+        assert_eq!(trim_line_ending("a\r\n"), "a");
+        assert_eq!(trim_line_ending("a\rb\n"), "a\rb");
+        assert_eq!(trim_line_ending("  a  \n"), "  a  ");
+    }
+}

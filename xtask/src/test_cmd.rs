@@ -1,0 +1,201 @@
+//! `cargo xtask test`: every check CI runs, in order, stopping at the first failing step.
+//!
+//! 1. `cargo fmt --all --check`
+//! 2. clippy on the host (all targets), then on both bare-metal images, `-D warnings`
+//! 3. `cargo test --workspace` (host unit and property tests)
+//! 4. loom model checks (see [`loom_command`])
+//! 5. build the images, then the in-QEMU harness once per CPU count of `--cpus-list`
+//!
+//! The harness runs for every CPU count even if one fails (which counts pass or fail tells
+//! where to look), then the step fails. The summary of all steps follows, and the very last
+//! line is `harness: N passed, N failed`, summed over the QEMU runs.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
+use crate::cli::TestArgs;
+use crate::harness_outcome::{judge, HarnessReport};
+use crate::qemu::{self, QemuConfig};
+use crate::step_log::StepLog;
+use crate::tools;
+use crate::workspace;
+
+/// How many console lines a failed harness run repeats.
+const FAILURE_TAIL_LINES: usize = 40;
+
+/// Cargo arguments of the loom model checks (run with `--cfg loom`). The ring-buffer code owns
+/// what runs under loom: narrow it here, e.g. with a test-name filter after `--`.
+const LOOM_CARGO_ARGS: &[&str] = &["test", "-p", "hyp", "--release", "--lib"];
+
+/// Runs `cargo xtask test`. On failure the error has already been printed (before the summary,
+/// so that the `harness:` line stays last) and [`crate::Reported`] is returned.
+pub fn run(args: &TestArgs) -> Result<()> {
+    let mut log = StepLog::default();
+    let mut totals = None;
+    let result = run_steps(args, &mut log, &mut totals);
+    if let Err(error) = &result {
+        eprintln!("xtask: error: {error:#}");
+    }
+    println!("{}", log.render());
+    if let Some((passed, failed)) = totals {
+        println!("harness: {passed} passed, {failed} failed");
+    }
+    result.map_err(|_| anyhow!(crate::Reported))
+}
+
+fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>) -> Result<()> {
+    if args.skip_host {
+        for name in ["fmt", "clippy", "host tests", "loom"] {
+            log.skip(name, "--skip-host");
+        }
+    } else {
+        host_steps(log)?;
+    }
+    if args.skip_qemu {
+        log.skip("harness", "--skip-qemu");
+        return Ok(());
+    }
+    log.run("qemu installed", || {
+        tools::ensure_tool(tools::QEMU.0, tools::QEMU.1).map(drop)
+    })?;
+    let images = log.run("build images", || build::build_images(Profile::Release))?;
+    harness_steps(args, &images, log, totals)
+}
+
+/// fmt, clippy (host and bare metal), host tests, loom.
+fn host_steps(log: &mut StepLog) -> Result<()> {
+    let cargo = |args: &[&str]| workspace::cargo(args);
+    log.run("fmt", || {
+        workspace::run_checked(
+            cargo(&["fmt", "--all", "--check"]),
+            "cargo fmt --check (run `cargo fmt --all` to fix)",
+        )
+    })?;
+    log.run("clippy (host)", || {
+        let command = cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        workspace::run_checked(command, "clippy on the host")
+    })?;
+    for spec in [HYP, HOST_SHIM] {
+        let name = format!("clippy ({}, {})", spec.bin, spec.target);
+        log.run(&name, || {
+            let mut args = spec.cargo_args("clippy", Profile::Release);
+            args.extend(["--", "-D", "warnings"]);
+            workspace::run_checked(cargo(&args), &name)
+        })?;
+    }
+    log.run("host tests", || {
+        workspace::run_checked(cargo(&["test", "--workspace"]), "host tests")
+    })?;
+    log.run("loom", || {
+        workspace::run_checked(loom_command(), "loom model checks")
+    })?;
+    Ok(())
+}
+
+/// The loom model-check command: [`LOOM_CARGO_ARGS`] with `--cfg loom` added to RUSTFLAGS and
+/// its own target directory (`<target>/loom`) so the cfg change does not rebuild everything
+/// else.
+pub fn loom_command() -> Command {
+    let mut rustflags = std::env::var_os("RUSTFLAGS").unwrap_or_default();
+    if !rustflags.is_empty() {
+        rustflags.push(" ");
+    }
+    rustflags.push("--cfg loom");
+    let mut command = workspace::cargo(LOOM_CARGO_ARGS);
+    command.env("RUSTFLAGS", rustflags).env(
+        "CARGO_TARGET_DIR",
+        OsString::from(workspace::target_dir().join("loom")),
+    );
+    command
+}
+
+/// One QEMU run per CPU count; all run, then the step fails if any failed.
+fn harness_steps(
+    args: &TestArgs,
+    images: &Images,
+    log: &mut StepLog,
+    totals: &mut Option<(u64, u64)>,
+) -> Result<()> {
+    let mut failures = Vec::new();
+    for &cpus in &args.cpus_list {
+        let name = format!("harness ({cpus} CPU{})", if cpus == 1 { "" } else { "s" });
+        let result = log.run(&name, || {
+            let (passed, failed) = harness_run(args, images, cpus)?;
+            let (all_passed, all_failed) = totals.get_or_insert((0, 0));
+            *all_passed += passed;
+            *all_failed += failed;
+            if failed == 0 {
+                Ok(())
+            } else {
+                Err(anyhow!("{failed} failure(s), see above"))
+            }
+        });
+        if let Err(error) = result {
+            failures.push(format!("{error:#}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(failures.join("; ")))
+    }
+}
+
+/// Boots the harness once and judges it; returns (passed, failed) counts for the aggregate,
+/// having printed the cause, the failed tests and the last console lines on failure.
+fn harness_run(args: &TestArgs, images: &Images, cpus: u16) -> Result<(u64, u64)> {
+    let config = QemuConfig::new(images, cpus, args.guest_words())?;
+    let captured = qemu::run(&config, Duration::from_secs(args.timeout), true)?;
+    let report = HarnessReport::parse(&captured.kept);
+    let outcome = judge(&report, captured.end);
+    let counts = report.counts(&outcome);
+    let seconds = captured.elapsed.as_secs_f64();
+    if outcome.is_pass() {
+        eprintln!(
+            "xtask: harness with {cpus} CPUs passed in {seconds:.1} s: {}",
+            outcome.describe()
+        );
+        return Ok(counts);
+    }
+    captured.print_last_lines(FAILURE_TAIL_LINES);
+    for test in &report.failed {
+        eprintln!("xtask: FAILED {}: {}", test.name, test.reason);
+    }
+    eprintln!(
+        "xtask: harness with {cpus} CPUs FAILED after {seconds:.1} s: {}",
+        outcome.describe()
+    );
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loom_command_sets_cfg_and_its_own_target_dir() {
+        let command = loom_command();
+        let env = |key: &str| {
+            command
+                .get_envs()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        assert!(env("RUSTFLAGS").is_some_and(|f| f.ends_with("--cfg loom")));
+        assert!(env("CARGO_TARGET_DIR").is_some_and(|d| d.ends_with("loom")));
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args, LOOM_CARGO_ARGS);
+    }
+}
