@@ -1,1 +1,246 @@
-//! (being written)
+//! The in-QEMU test harness's portable part: test cases, result lines, the summary, and the
+//! semihosting command line that selects what the host shim does.
+//!
+//! Output format (read by `cargo xtask test`): one line per test,
+//! `test <group>::<name> ... ok` or `test <group>::<name> ... FAILED: <reason>`, then one line
+//! `N passed, N failed`.
+
+use alloc::string::String;
+use core::fmt::{self, Write};
+
+/// What a test returns: `Err` carries the reason printed after `FAILED: `.
+pub type TestResult = Result<(), String>;
+
+/// One named test case run inside QEMU. `C` is the context the image passes (CPU list, ...).
+pub struct TestCase<C: ?Sized> {
+    /// Group, e.g. `hvc`.
+    pub group: &'static str,
+    /// Name within the group, e.g. `null_round_trip`.
+    pub name: &'static str,
+    /// The test body.
+    pub run: fn(&C) -> TestResult,
+}
+
+impl<C: ?Sized> TestCase<C> {
+    /// Whether `filter` (a substring of `group::name`) selects this test.
+    pub fn matches(&self, filter: Option<&str>) -> bool {
+        match filter {
+            None => true,
+            Some(f) => {
+                let mut full = String::new();
+                let _ = write!(full, "{}::{}", self.group, self.name);
+                full.contains(f)
+            }
+        }
+    }
+}
+
+/// The line printed for one finished test.
+pub struct ResultLine<'a> {
+    /// Test group.
+    pub group: &'a str,
+    /// Test name.
+    pub name: &'a str,
+    /// Its outcome.
+    pub result: &'a TestResult,
+}
+
+impl fmt::Display for ResultLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "test {}::{} ... ", self.group, self.name)?;
+        match self.result {
+            Ok(()) => f.write_str("ok"),
+            // A reason must stay on one line or the line-oriented reader loses it.
+            Err(reason) => {
+                f.write_str("FAILED: ")?;
+                for c in reason.chars() {
+                    f.write_char(if c == '\n' || c == '\r' { ' ' } else { c })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Pass/fail counts of a harness run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed.
+    pub failed: usize,
+}
+
+impl Tally {
+    /// Counts one result.
+    pub fn record(&mut self, result: &TestResult) {
+        match result {
+            Ok(()) => self.passed += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+
+    /// Semihosting exit status: 0 when everything passed and something ran, 1 otherwise.
+    pub fn exit_code(&self) -> u32 {
+        if self.failed == 0 && self.passed > 0 {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+/// What the host shim was asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run the test harness.
+    Test,
+    /// Boot and run the default workload.
+    Run,
+}
+
+/// The semihosting command line: `hyptrace <mode> [filter=S] [seed=N]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cmdline<'a> {
+    /// Selected mode.
+    pub mode: Mode,
+    /// Only tests whose `group::name` contains this.
+    pub filter: Option<&'a str>,
+    /// Seed for randomized tests.
+    pub seed: Option<u64>,
+}
+
+/// Why a command line was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// No mode word.
+    MissingMode,
+    /// A word that is neither a mode nor a known `key=value`.
+    Unknown(&'a str),
+    /// `seed=` not followed by a decimal number.
+    BadSeed(&'a str),
+}
+
+impl<'a> Cmdline<'a> {
+    /// Parses the words after the program name. An empty line means `run`.
+    pub fn parse(line: &'a str) -> Result<Self, CmdlineError<'a>> {
+        let mut words = line.split_ascii_whitespace();
+        // The first word is the program name QEMU was given (`arg=hyptrace`).
+        let first = words.next();
+        let mode = match first.and_then(|_| words.next()) {
+            None => {
+                return if first.is_none() {
+                    Ok(Self::run())
+                } else {
+                    Err(CmdlineError::MissingMode)
+                }
+            }
+            Some("test") => Mode::Test,
+            Some("run") => Mode::Run,
+            Some(other) => return Err(CmdlineError::Unknown(other)),
+        };
+        let mut cmd = Self {
+            mode,
+            filter: None,
+            seed: None,
+        };
+        for word in words {
+            if let Some(f) = word.strip_prefix("filter=") {
+                cmd.filter = Some(f);
+            } else if let Some(s) = word.strip_prefix("seed=") {
+                cmd.seed = Some(s.parse().map_err(|_| CmdlineError::BadSeed(s))?);
+            } else {
+                return Err(CmdlineError::Unknown(word));
+            }
+        }
+        Ok(cmd)
+    }
+
+    fn run() -> Self {
+        Self {
+            mode: Mode::Run,
+            filter: None,
+            seed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn result_lines() {
+        let ok: TestResult = Ok(());
+        let line = ResultLine {
+            group: "hvc",
+            name: "null",
+            result: &ok,
+        };
+        assert_eq!(line.to_string(), "test hvc::null ... ok");
+        let bad: TestResult = Err("x0 was -1\nexpected 0".into());
+        let line = ResultLine {
+            group: "psci",
+            name: "on",
+            result: &bad,
+        };
+        assert_eq!(
+            line.to_string(),
+            "test psci::on ... FAILED: x0 was -1 expected 0"
+        );
+    }
+
+    #[test]
+    fn tally_and_exit_code() {
+        let mut t = Tally::default();
+        assert_eq!(t.exit_code(), 1, "nothing ran is a failure");
+        t.record(&Ok(()));
+        assert_eq!(t.exit_code(), 0);
+        t.record(&Err("no".into()));
+        assert_eq!(t.to_string(), "1 passed, 1 failed");
+        assert_eq!(t.exit_code(), 1);
+    }
+
+    #[test]
+    fn cmdline() {
+        assert_eq!(Cmdline::parse("").unwrap().mode, Mode::Run);
+        assert_eq!(Cmdline::parse("hyptrace"), Err(CmdlineError::MissingMode));
+        let c = Cmdline::parse("hyptrace test filter=psci:: seed=42").unwrap();
+        assert_eq!(c.mode, Mode::Test);
+        assert_eq!(c.filter, Some("psci::"));
+        assert_eq!(c.seed, Some(42));
+        assert_eq!(Cmdline::parse("hyptrace run").unwrap().mode, Mode::Run);
+        assert_eq!(
+            Cmdline::parse("hyptrace walk"),
+            Err(CmdlineError::Unknown("walk"))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace test x=1"),
+            Err(CmdlineError::Unknown("x=1"))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace test seed=z"),
+            Err(CmdlineError::BadSeed("z"))
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let t: TestCase<()> = TestCase {
+            group: "psci",
+            name: "cpu_on",
+            run: |_| Ok(()),
+        };
+        assert!(t.matches(None));
+        assert!(t.matches(Some("psci::")));
+        assert!(t.matches(Some("cpu_on")));
+        assert!(!t.matches(Some("hvc::")));
+    }
+}

@@ -10,13 +10,22 @@
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
+//! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
 //! - [`memmap`]: the physical memory map shared with the host image.
+//! - [`esr`]: exception-syndrome decoding for fault reports.
+//! - [`uart`]: the PL011 console both images print through.
+//! - [`trap_frame`]: the trap frame and the vector-table macro both images use.
 
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
 pub mod cpus;
+pub mod dtb;
+pub mod esr;
 pub mod hypercall;
+/// The physical memory map, shared with the host image and the linker scripts.
 pub mod memmap;
 pub mod psci;
 pub mod ring;
+pub mod trap_frame;
+pub mod uart;

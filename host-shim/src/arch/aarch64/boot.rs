@@ -1,0 +1,76 @@
+//! The host's boot CPU: from `_start` to the harness or the workload.
+
+use host_shim::harness::{Cmdline, Mode};
+use hyp::dtb::Machine;
+use hyp::memmap::HOST_BASE;
+use spin::Once;
+
+use super::console::{println, set_uart};
+use super::{cpu, exceptions, heap, semihosting, smp};
+
+/// Bytes of the boot CPU's stack.
+pub const BOOT_STACK_SIZE: usize = 64 << 10;
+
+/// The boot CPU's stack (referenced by `_start`).
+#[repr(C, align(16))]
+pub struct BootStack([u8; BOOT_STACK_SIZE]);
+
+/// The boot CPU's stack memory.
+pub static mut BOOT_STACK: BootStack = BootStack([0; BOOT_STACK_SIZE]);
+
+static MACHINE: Once<Machine> = Once::new();
+
+/// The machine description read from the DTB at boot.
+pub fn machine() -> &'static Machine {
+    MACHINE
+        .get()
+        .expect("machine() used before boot read the DTB")
+}
+
+/// Semihosting exit status when the boot itself fails (bad DTB, CPU bring-up).
+const EXIT_BOOT_FAILED: u32 = 7;
+
+/// Rust entry of the boot CPU; `dtb` is the address the hypervisor passed in X0.
+pub extern "C" fn boot_main(dtb: u64) -> ! {
+    exceptions::install();
+    heap::init();
+    cpu::set_index(0);
+    // SAFETY: the hypervisor passes the address of QEMU's DTB, which nothing modifies; the
+    // header is checked before the blob's size is trusted.
+    let machine = match unsafe { Machine::from_dtb_ptr(dtb as *const u8, cpu::mpidr(), HOST_BASE) }
+    {
+        Ok(m) => MACHINE.call_once(|| m),
+        Err(e) => {
+            println!("host: cannot use the DTB at {dtb:#x}: {}", e.description());
+            semihosting::exit(EXIT_BOOT_FAILED)
+        }
+    };
+    set_uart(machine.uart as usize);
+    smp::mark_boot_cpu_online();
+    println!(
+        "host: hyptrace host shim at EL{}, {} CPUs, RAM {:#x}..{:#x}, counter {} Hz",
+        cpu::current_el(),
+        machine.cpus.count(),
+        machine.ram.start,
+        machine.ram.end,
+        cpu::counter_frequency()
+    );
+    let mut buf = [0u8; 256];
+    let line = semihosting::cmdline(&mut buf).unwrap_or("");
+    let cmd = match Cmdline::parse(line) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            println!("host: bad semihosting command line {line:?}: {e:?}");
+            semihosting::exit(EXIT_BOOT_FAILED)
+        }
+    };
+    if let Err(e) = smp::bring_up_secondaries() {
+        println!("host: CPU bring-up failed: {e}");
+        semihosting::exit(EXIT_BOOT_FAILED)
+    }
+    let code = match cmd.mode {
+        Mode::Test => crate::suite::run(&cmd),
+        Mode::Run => crate::suite::workload(&cmd),
+    };
+    semihosting::exit(code)
+}

@@ -1,0 +1,57 @@
+//! Calls from the host to the hypervisor (HVC) and to the firmware through it (SMC).
+
+use hyp::abi::HypercallId;
+
+/// Issues `HVC #0` with X0..X17 = `regs` and returns X0..X17 after the call. Unlike the
+/// `smccc` crate's wrapper it passes all 64 bits of X0, so tests can put garbage there.
+pub fn hvc_raw(regs: [u64; 18]) -> [u64; 18] {
+    let mut r = regs;
+    // SAFETY: HVC traps to our hypervisor, which reads and writes only X0..X3 of the saved
+    // frame and restores every other register; no memory of ours is touched.
+    unsafe {
+        core::arch::asm!(
+            "hvc #0",
+            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
+            inout("x16") r[16], inout("x17") r[17],
+            options(nostack)
+        );
+    }
+    r
+}
+
+/// Issues `SMC #0` with X0..X17 = `regs` and returns X0..X17 after the call.
+pub fn smc_raw(regs: [u64; 18]) -> [u64; 18] {
+    let mut r = regs;
+    // SAFETY: HCR_EL2.TSC traps the SMC to our hypervisor, which answers in X0 and preserves
+    // every other register; relayed PSCI calls do not touch our memory.
+    unsafe {
+        core::arch::asm!(
+            "smc #0",
+            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
+            inout("x16") r[16], inout("x17") r[17],
+            options(nostack)
+        );
+    }
+    r
+}
+
+/// A hyptrace hypercall with up to three arguments; returns X0..X3.
+pub fn hypercall(id: HypercallId, args: [u64; 3]) -> [u64; 4] {
+    let mut all = [0u64; 17];
+    all[..3].copy_from_slice(&args);
+    let r = smccc::hvc64(id.function_id(), all);
+    [r[0], r[1], r[2], r[3]]
+}
+
+/// A PSCI call through SMC (relayed by the hypervisor); returns X0 as a signed status.
+pub fn psci(function: u32, args: [u64; 3]) -> i64 {
+    let mut all = [0u64; 17];
+    all[..3].copy_from_slice(&args);
+    smccc::smc64(function, all)[0] as i64
+}

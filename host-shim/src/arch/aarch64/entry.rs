@@ -1,0 +1,47 @@
+//! EL1 entry points: `_start` for the boot CPU (X0 = DTB address, from the hypervisor) and
+//! `_secondary_start` for CPUs started with PSCI CPU_ON (X0 = the context ID, which the host
+//! sets to the address of the CPU's [`BootBlock`](super::smp::BootBlock), whose first word is
+//! the stack top).
+
+core::arch::global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .global _start
+_start:
+    msr     daifset, #0xf
+    mov     x19, x0
+    adrp    x9, __bss_start
+    add     x9, x9, :lo12:__bss_start
+    adrp    x10, __bss_end
+    add     x10, x10, :lo12:__bss_end
+0:  cmp     x9, x10
+    b.hs    1f
+    stp     xzr, xzr, [x9], #16
+    b       0b
+1:  adrp    x9, {boot_stack}
+    add     x9, x9, :lo12:{boot_stack}
+    add     x9, x9, #{boot_stack_size}
+    mov     sp, x9
+    mov     x0, x19
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {boot_main}
+2:  wfe
+    b       2b
+
+    .global _secondary_start
+_secondary_start:
+    msr     daifset, #0xf
+    ldr     x9, [x0]
+    mov     sp, x9
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {secondary_main}
+3:  wfe
+    b       3b
+    "#,
+    boot_stack = sym super::boot::BOOT_STACK,
+    boot_stack_size = const super::boot::BOOT_STACK_SIZE,
+    boot_main = sym super::boot::boot_main,
+    secondary_main = sym super::smp::secondary_main,
+);

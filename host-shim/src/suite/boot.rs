@@ -1,0 +1,56 @@
+//! `boot::` — every CPU reached EL1, and the hypervisor sees the machine the DTB describes.
+
+use host_shim::harness::{TestCase, TestResult};
+use hyp::abi::HypercallId;
+
+use super::{expect_eq, Ctx};
+use crate::arch::boot::machine;
+use crate::arch::calls::hypercall;
+use crate::arch::{cpu, smp};
+
+/// The `boot::` group.
+pub const TESTS: &[TestCase<Ctx>] = &[
+    TestCase {
+        group: "boot",
+        name: "every_cpu_at_el1",
+        run: every_cpu_at_el1,
+    },
+    TestCase {
+        group: "boot",
+        name: "hyp_cpu_count_matches_dtb",
+        run: hyp_cpu_count_matches_dtb,
+    },
+    TestCase {
+        group: "boot",
+        name: "hyp_knows_each_caller",
+        run: hyp_knows_each_caller,
+    },
+];
+
+fn every_cpu_at_el1(_: &Ctx) -> TestResult {
+    let count = machine().cpus.count();
+    let online = (0..count).filter(|i| smp::is_online(*i)).count();
+    expect_eq("CPUs online", online, count)?;
+    smp::run_everywhere(|_| expect_eq("CurrentEL", cpu::current_el(), 1), 5_000)
+}
+
+fn hyp_cpu_count_matches_dtb(_: &Ctx) -> TestResult {
+    let [status, version, nr_cpus, _] = hypercall(HypercallId::Info, [0; 3]);
+    expect_eq("info status", status as i64, 0)?;
+    expect_eq("ABI version", version, hyp::abi::hypercall::ABI_VERSION)?;
+    expect_eq(
+        "hypervisor CPU count vs DTB",
+        nr_cpus,
+        machine().cpus.count() as u64,
+    )
+}
+
+fn hyp_knows_each_caller(_: &Ctx) -> TestResult {
+    smp::run_everywhere(
+        |index| {
+            let [_, _, _, caller] = hypercall(HypercallId::Info, [0; 3]);
+            expect_eq("caller index seen by the hypervisor", caller, index as u64)
+        },
+        5_000,
+    )
+}

@@ -1,0 +1,95 @@
+//! The in-QEMU test suite and the default workload.
+//!
+//! Each test runs on the boot CPU and may dispatch work to other CPUs through
+//! [`smp`](crate::arch::smp). Results are printed as `test <group>::<name> ... ok|FAILED: ...`
+//! followed by `N passed, N failed` (see [`host_shim::harness`]).
+
+mod boot;
+mod hvc;
+mod psci;
+
+use alloc::format;
+use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
+
+use crate::arch::console::println;
+use crate::arch::{cpu, smp};
+
+/// What every test receives.
+pub struct Ctx {
+    /// Seed for randomized tests (printed at the start of the run).
+    pub seed: u64,
+}
+
+/// Every test, in the order they run.
+const TESTS: &[&[TestCase<Ctx>]] = &[boot::TESTS, hvc::TESTS, psci::TESTS];
+
+/// Runs the selected tests and returns the semihosting exit status.
+pub fn run(cmd: &Cmdline) -> u32 {
+    let seed = cmd.seed.unwrap_or_else(cpu::counter);
+    println!(
+        "host: running the harness (seed={seed}, filter={})",
+        cmd.filter.unwrap_or("none")
+    );
+    let ctx = Ctx { seed };
+    let mut tally = Tally::default();
+    for test in TESTS.iter().flat_map(|group| group.iter()) {
+        if !test.matches(cmd.filter) {
+            continue;
+        }
+        let result = (test.run)(&ctx);
+        tally.record(&result);
+        println!(
+            "{}",
+            ResultLine {
+                group: test.group,
+                name: test.name,
+                result: &result
+            }
+        );
+    }
+    println!("{tally}");
+    tally.exit_code()
+}
+
+/// The default workload of `cargo xtask run`: every CPU issues hypercalls for a while.
+pub fn workload(_cmd: &Cmdline) -> u32 {
+    const CALLS: u64 = 20_000;
+    let start = cpu::counter();
+    let result = smp::run_everywhere(|_| hvc::null_calls(CALLS), 60_000);
+    let ticks = cpu::counter() - start;
+    let cpus = crate::arch::boot::machine().cpus.count() as u64;
+    match result {
+        Ok(()) => {
+            println!(
+                "host: workload done: {} null hypercalls on {cpus} CPUs in {} ms",
+                CALLS * cpus,
+                cpu::ticks_to_ns(ticks) / 1_000_000
+            );
+            0
+        }
+        Err(e) => {
+            println!("host: workload failed: {e}");
+            1
+        }
+    }
+}
+
+/// `Err` with a formatted reason unless `cond`.
+pub fn check(cond: bool, reason: impl FnOnce() -> alloc::string::String) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(reason())
+    }
+}
+
+/// `Err("<what>: got <actual>, expected <expected>")` unless they are equal.
+pub fn expect_eq<T: PartialEq + core::fmt::Debug>(
+    what: &str,
+    actual: T,
+    expected: T,
+) -> TestResult {
+    check(actual == expected, || {
+        format!("{what}: got {actual:?}, expected {expected:?}")
+    })
+}

@@ -1,0 +1,55 @@
+//! Boot of the boot CPU and of secondary CPUs, up to the drop into the host.
+
+use aarch64_cpu::registers::*;
+use hyp::cpus::MPIDR_AFFINITY_MASK;
+use hyp::memmap::{DTB_BASE, HOST_BASE};
+
+use super::console::{hyp_println, set_uart};
+use super::fatal::fatal;
+use super::platform::{discover, platform, POWER};
+use super::regs::{drop_to_el1, init_el2};
+use super::vectors::vector_table_address;
+
+/// Address of `_secondary_entry`, the EL2 entry the relay gives the firmware for CPU_ON.
+pub fn secondary_entry_address() -> u64 {
+    extern "C" {
+        fn _secondary_entry();
+    }
+    _secondary_entry as *const () as u64
+}
+
+/// The boot CPU, on its own stack with BSS cleared.
+pub extern "C" fn boot_main() -> ! {
+    init_el2(0, vector_table_address());
+    let boot_mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
+    let p = discover(boot_mpidr).unwrap_or_else(|why| fatal(format_args!("{why}")));
+    set_uart(p.uart as usize);
+    POWER.mark_on(0);
+    hyp_println!(
+        "hyptrace hypervisor at EL2: {} CPUs, RAM {:#x}..{:#x}, boot MPIDR {:#x}",
+        p.cpus.count(),
+        p.ram.start,
+        p.ram.end,
+        boot_mpidr
+    );
+    hyp_println!("entering the host at {HOST_BASE:#x} (EL1) with the DTB at {DTB_BASE:#x}");
+    drop_to_el1(HOST_BASE, DTB_BASE)
+}
+
+/// A secondary CPU started through the PSCI relay; `index` is the context ID the relay gave the
+/// firmware.
+pub extern "C" fn secondary_main(index: u64) -> ! {
+    let index = index as usize;
+    init_el2(index, vector_table_address());
+    let expected = platform().cpus.mpidr(index);
+    let actual = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
+    if expected != Some(actual) {
+        fatal(format_args!(
+            "CPU with MPIDR {actual:#x} started as index {index} (expected {expected:?})"
+        ));
+    }
+    let Some(host) = POWER.take_host_entry(index) else {
+        fatal(format_args!("CPU {index} started without a pending CPU_ON"))
+    };
+    drop_to_el1(host.entry, host.context_id)
+}

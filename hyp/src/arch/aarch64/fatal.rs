@@ -1,0 +1,65 @@
+//! Fatal ends: unexpected exceptions and panics. Both print a decoded report and end QEMU with
+//! a failure status through semihosting, so nothing ever hangs silently.
+
+use aarch64_cpu::registers::*;
+use hyp::esr::{Esr, VectorSlot};
+use qemu_exit::QEMUExit;
+
+use super::console::print_fatal;
+use super::regs::cpu_index;
+use hyp::trap_frame::TrapFrame;
+
+/// Semihosting exit status for an unexpected exception in the hypervisor.
+pub const EXIT_HYP_EXCEPTION: u32 = 3;
+/// Semihosting exit status for a hypervisor panic.
+pub const EXIT_HYP_PANIC: u32 = 4;
+
+/// Reports an exception the hypervisor does not handle and ends QEMU.
+pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
+    let esr = Esr(ESR_EL2.get());
+    let far = FAR_EL2.get();
+    let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
+    print_fatal(format_args!(
+        "hyp: EXCEPTION on CPU {cpu}: {slot_name}\n\
+         hyp:   ESR_EL2  = {esr}\n\
+         hyp:   ELR_EL2  = {elr:#018x}\n\
+         hyp:   FAR_EL2  = {far:#018x}{far_note}\n\
+         hyp:   HPFAR_EL2= {hpfar:#018x}\n\
+         hyp:   SPSR_EL2 = {spsr:#018x}\n\
+         hyp:   x0..x3   = {x0:#x} {x1:#x} {x2:#x} {x3:#x}\n",
+        cpu = cpu_index(),
+        elr = frame.elr,
+        far_note = if esr.far_valid() {
+            ""
+        } else {
+            " (not valid for this class)"
+        },
+        hpfar = HPFAR_EL2.get(),
+        spsr = frame.spsr,
+        x0 = frame.x[0],
+        x1 = frame.x[1],
+        x2 = frame.x[2],
+        x3 = frame.x[3],
+    ));
+    qemu_exit::AArch64::new().exit(EXIT_HYP_EXCEPTION)
+}
+
+/// Reports a fatal condition found by the hypervisor itself and ends QEMU.
+pub fn fatal(args: core::fmt::Arguments) -> ! {
+    print_fatal(format_args!(
+        "hyp: FATAL on CPU {}: {}\n",
+        cpu_index(),
+        args
+    ));
+    qemu_exit::AArch64::new().exit(EXIT_HYP_EXCEPTION)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    print_fatal(format_args!(
+        "hyp: CPU {} panicked: {}\n",
+        cpu_index(),
+        info
+    ));
+    qemu_exit::AArch64::new().exit(EXIT_HYP_PANIC)
+}

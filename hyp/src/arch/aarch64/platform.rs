@@ -1,0 +1,36 @@
+//! What the hypervisor learns from the DTB at boot, kept for the rest of its life.
+
+use core::ops::Range;
+
+use hyp::cpus::CpuPower;
+use hyp::dtb::Machine;
+use hyp::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
+use spin::Once;
+
+static MACHINE: Once<Machine> = Once::new();
+
+/// Power state of every CPU.
+pub static POWER: CpuPower = CpuPower::new();
+
+/// The hypervisor's private region (image, stacks, pools).
+pub const HYP_REGION: Range<u64> = HYP_BASE..HYP_BASE + HYP_SIZE;
+
+/// The machine description; only valid after [`discover`] ran on the boot CPU.
+pub fn platform() -> &'static Machine {
+    MACHINE
+        .get()
+        .unwrap_or_else(|| super::fatal::fatal(format_args!("platform used before discovery")))
+}
+
+/// Reads the DTB QEMU placed at the start of RAM. `boot_mpidr` is the boot CPU's MPIDR.
+pub fn discover(boot_mpidr: u64) -> Result<&'static Machine, &'static str> {
+    // SAFETY: for an ELF boot QEMU places the DTB at DTB_BASE, in RAM that nothing writes while
+    // the boot CPU reads it (the host does not run yet); `from_dtb_ptr` reads the 40-byte header
+    // first and rejects memory without the FDT magic.
+    let machine = unsafe { Machine::from_dtb_ptr(DTB_BASE as *const u8, boot_mpidr, HYP_BASE) }
+        .map_err(|e| e.description())?;
+    if machine.ram.end < HYP_BASE + HYP_SIZE {
+        return Err("RAM ends inside the hypervisor's region: give QEMU more memory");
+    }
+    Ok(MACHINE.call_once(|| machine))
+}
