@@ -199,7 +199,7 @@ pub fn is_relevant(line: &str) -> bool {
 
 /// Judges a run from its report and how QEMU ended. Rules in order, first match wins:
 /// timeout; crash (fatal line, exit 2+, signal); failed tests; no summary; summary mismatch;
-/// non-zero exit; no tests; pass.
+/// no tests; non-zero exit; pass.
 pub fn judge(report: &HarnessReport, end: RunEnd) -> Outcome {
     if let RunEnd::TimedOut { after_secs } = end {
         let last_ok = report.ok.last().map(String::as_str);
@@ -237,11 +237,11 @@ pub fn judge(report: &HarnessReport, end: RunEnd) -> Outcome {
             failed_lines,
         };
     }
-    if end != RunEnd::Exited(0) {
-        return Outcome::UnexpectedExit { end };
-    }
     if summary.passed == 0 {
         return Outcome::NoTests;
+    }
+    if end != RunEnd::Exited(0) {
+        return Outcome::UnexpectedExit { end };
     }
     Outcome::Passed {
         passed: summary.passed,
@@ -407,6 +407,11 @@ mod tests {
     #[test]
     fn zero_tests_fails() {
         assert_eq!(judge_lines(&["0 passed, 0 failed"], OK), Outcome::NoTests);
+        // The harness exits 1 when the filter matched nothing: still "no tests", not "bad exit".
+        assert_eq!(
+            judge_lines(&["0 passed, 0 failed"], RunEnd::Exited(1)),
+            Outcome::NoTests
+        );
     }
 
     #[test]

@@ -75,12 +75,12 @@ impl StepLog {
                 StepStatus::Skipped(why) => ("skipped", format!(" ({why})")),
             };
             // Writing to a String cannot fail.
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "  {status:<7} {:>7.1} s  {:<width$}{note}",
                 step.duration.as_secs_f64(),
                 step.name
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         let _ = write!(out, "  total   {:>7.1} s", total.as_secs_f64());
         out

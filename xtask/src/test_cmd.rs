@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
 use crate::cli::TestArgs;
@@ -70,10 +70,8 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
 fn host_steps(log: &mut StepLog) -> Result<()> {
     let cargo = |args: &[&str]| workspace::cargo(args);
     log.run("fmt", || {
-        workspace::run_checked(
-            cargo(&["fmt", "--all", "--check"]),
-            "cargo fmt --check (run `cargo fmt --all` to fix)",
-        )
+        workspace::run_checked(cargo(&["fmt", "--all", "--check"]), "formatting check")
+            .context("code is not formatted; run `cargo fmt --all`")
     })?;
     log.run("clippy (host)", || {
         let command = cargo(&[
@@ -129,16 +127,15 @@ fn harness_steps(
 ) -> Result<()> {
     let mut failures = Vec::new();
     for &cpus in &args.cpus_list {
-        let name = format!("harness ({cpus} CPU{})", if cpus == 1 { "" } else { "s" });
+        let name = format!("harness ({})", cpus_label(cpus));
         let result = log.run(&name, || {
-            let (passed, failed) = harness_run(args, images, cpus)?;
+            let run = harness_run(args, images, cpus)?;
             let (all_passed, all_failed) = totals.get_or_insert((0, 0));
-            *all_passed += passed;
-            *all_failed += failed;
-            if failed == 0 {
-                Ok(())
-            } else {
-                Err(anyhow!("{failed} failure(s), see above"))
+            *all_passed += run.passed;
+            *all_failed += run.failed;
+            match run.failure {
+                None => Ok(()),
+                Some(cause) => Err(anyhow!(cause)),
             }
         });
         if let Err(error) = result {
@@ -152,31 +149,59 @@ fn harness_steps(
     }
 }
 
-/// Boots the harness once and judges it; returns (passed, failed) counts for the aggregate,
-/// having printed the cause, the failed tests and the last console lines on failure.
-fn harness_run(args: &TestArgs, images: &Images, cpus: u16) -> Result<(u64, u64)> {
+/// "1 CPU", "4 CPUs".
+fn cpus_label(cpus: u16) -> String {
+    if cpus == 1 {
+        "1 CPU".to_string()
+    } else {
+        format!("{cpus} CPUs")
+    }
+}
+
+/// The result of one harness run that could be judged.
+struct HarnessRun {
+    /// Tests that passed.
+    passed: u64,
+    /// Failures for the aggregate (at least 1 when the run failed).
+    failed: u64,
+    /// The cause, when the run failed.
+    failure: Option<String>,
+}
+
+/// Boots the harness once and judges it, printing the cause, the failed tests and the last
+/// console lines on failure. Errors are reserved for QEMU not starting at all.
+fn harness_run(args: &TestArgs, images: &Images, cpus: u16) -> Result<HarnessRun> {
     let config = QemuConfig::new(images, cpus, args.guest_words())?;
     let captured = qemu::run(&config, Duration::from_secs(args.timeout), true)?;
     let report = HarnessReport::parse(&captured.kept);
     let outcome = judge(&report, captured.end);
-    let counts = report.counts(&outcome);
+    let (passed, failed) = report.counts(&outcome);
     let seconds = captured.elapsed.as_secs_f64();
+    let label = cpus_label(cpus);
     if outcome.is_pass() {
         eprintln!(
-            "xtask: harness with {cpus} CPUs passed in {seconds:.1} s: {}",
+            "xtask: harness with {label} passed in {seconds:.1} s: {}",
             outcome.describe()
         );
-        return Ok(counts);
+        return Ok(HarnessRun {
+            passed,
+            failed,
+            failure: None,
+        });
     }
     captured.print_last_lines(FAILURE_TAIL_LINES);
     for test in &report.failed {
         eprintln!("xtask: FAILED {}: {}", test.name, test.reason);
     }
     eprintln!(
-        "xtask: harness with {cpus} CPUs FAILED after {seconds:.1} s: {}",
+        "xtask: harness with {label} FAILED after {seconds:.1} s: {}",
         outcome.describe()
     );
-    Ok(counts)
+    Ok(HarnessRun {
+        passed,
+        failed,
+        failure: Some(outcome.describe()),
+    })
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ pub fn run_checked(mut command: Command, what: &str) -> Result<()> {
         .status()
         .with_context(|| format!("{what}: could not start `{line}` (is it installed?)"))?;
     if !status.success() {
-        bail!("{what} failed ({status}): `{line}`; fix the problem it reported and rerun");
+        bail!("{what} failed ({status}): `{line}`; fix what it reported above and rerun");
     }
     Ok(())
 }
