@@ -103,9 +103,12 @@ pub enum Mode {
     Test,
     /// Boot and run the default workload.
     Run,
+    /// Execute an undefined instruction at EL1, to check that fatal exceptions are reported
+    /// and end QEMU with a failure status.
+    Crash,
 }
 
-/// The semihosting command line: `hyptrace <mode> [filter=S] [seed=N]`.
+/// The semihosting command line: `hyptrace <test|run|crash> [filter=S] [seed=N]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
     /// Selected mode.
@@ -143,6 +146,7 @@ impl<'a> Cmdline<'a> {
             }
             Some("test") => Mode::Test,
             Some("run") => Mode::Run,
+            Some("crash") => Mode::Crash,
             Some(other) => return Err(CmdlineError::Unknown(other)),
         };
         let mut cmd = Self {
@@ -217,6 +221,7 @@ mod tests {
         assert_eq!(c.filter, Some("psci::"));
         assert_eq!(c.seed, Some(42));
         assert_eq!(Cmdline::parse("hyptrace run").unwrap().mode, Mode::Run);
+        assert_eq!(Cmdline::parse("hyptrace crash").unwrap().mode, Mode::Crash);
         assert_eq!(
             Cmdline::parse("hyptrace walk"),
             Err(CmdlineError::Unknown("walk"))

@@ -3,6 +3,7 @@
 //! - [`reader`]: decoding ring-buffer pages and consuming them through the hypervisor.
 //! - [`harness`]: the in-QEMU test harness's bookkeeping and output format.
 //! - [`rng`]: the seeded generator of randomized tests.
+//! - [`tracedat`]: the trace.dat writer (trace-cmd's file format v6).
 
 #![cfg_attr(not(test), no_std)]
 
@@ -11,3 +12,4 @@ extern crate alloc;
 pub mod harness;
 pub mod reader;
 pub mod rng;
+pub mod tracedat;

@@ -6,6 +6,8 @@
 //! by byte.
 
 pub mod error;
+pub mod event_format;
+pub mod events;
 pub mod hypercall;
 pub mod pack;
 pub mod page;

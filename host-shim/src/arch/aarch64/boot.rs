@@ -71,6 +71,14 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
     let code = match cmd.mode {
         Mode::Test => crate::suite::run(&cmd),
         Mode::Run => crate::suite::workload(&cmd),
+        Mode::Crash => {
+            println!("host: executing an undefined instruction on purpose (crash mode)");
+            // SAFETY: `udf` raises an undefined-instruction exception, which the EL1 vectors
+            // report before ending QEMU; nothing after it runs.
+            unsafe { core::arch::asm!("udf #0x4854", options(nomem, nostack)) };
+            println!("host: the undefined instruction did not trap");
+            1
+        }
     };
     semihosting::exit(code)
 }

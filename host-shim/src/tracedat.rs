@@ -1,0 +1,306 @@
+//! A trace.dat (version 6) writer that trace-cmd 3.1.6 and KernelShark read.
+//!
+//! The layout follows trace-cmd's file format v6: magic and sizes, the `header_page` and
+//! `header_event` texts, the event formats of one system (`hyp`), empty kallsyms/printk/cmdlines,
+//! the CPU count, options (per-CPU statistics for `trace-cmd report --stat`, and the clock),
+//! the `flyrecord` table of per-CPU data offsets, then every CPU's ring-buffer pages copied
+//! verbatim, each CPU starting on a page boundary. Offsets are computed before anything is
+//! written, so the file is written strictly sequentially (as semihosting wants).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use hyp::abi::event_format::EventDesc;
+
+/// Page size of the recorded buffers.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The event system hyptrace's events belong to.
+pub const SYSTEM: &str = "hyp";
+
+/// Option id: per-CPU statistics text.
+const OPTION_CPUSTAT: u16 = 2;
+/// Option id: trace clock text.
+const OPTION_TRACECLOCK: u16 = 4;
+
+/// `header_page`: the ftrace page header with an 8-byte `commit`, 4 KiB pages.
+pub const HEADER_PAGE: &str = "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n\
+\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n\
+\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n\
+\tfield: char data;\toffset:16;\tsize:4080;\tsigned:1;\n";
+
+/// `header_event`: the ring-buffer record header description.
+pub const HEADER_EVENT: &str = "# compressed entry header\n\
+\ttype_len    :    5 bits\n\
+\ttime_delta  :   27 bits\n\
+\tarray       :   32 bits\n\
+\n\
+\tpadding     : type == 29\n\
+\ttime_extend : type == 30\n\
+\ttime_stamp : type == 31\n\
+\tdata max type_len  == 28\n";
+
+/// Statistics of one CPU's buffer, stored in the CPUSTAT option.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// Events still in the buffer, unread, when the recording stopped (ftrace's meaning of
+    /// `entries`: 0 after a complete drain; written = entries + overrun + read).
+    pub entries: u64,
+    /// Events lost to overwrite.
+    pub overrun: u64,
+    /// Events the reader read.
+    pub read: u64,
+    /// Bytes of page data read.
+    pub bytes: u64,
+    /// Timestamp (ns) of the oldest event read.
+    pub oldest_ts: u64,
+    /// Timestamp (ns) when the recording stopped.
+    pub now_ts: u64,
+}
+
+/// One CPU's recorded data: whole pages, oldest first, as exported by the reader.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuData<'a> {
+    /// Concatenated 4096-byte pages.
+    pub pages: &'a [u8],
+    /// Its statistics.
+    pub stats: CpuStats,
+}
+
+/// Where the file goes: a semihosting file at EL1, a `Vec` in tests.
+pub trait Sink {
+    /// The sink's error.
+    type Error;
+    /// Writes all of `bytes`.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl Sink for Vec<u8> {
+    type Error = core::convert::Infallible;
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Why a trace could not be written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteError<E> {
+    /// A CPU's data is not a whole number of pages.
+    PartialPage {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The sink failed.
+    Sink(E),
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// The text of one CPU's CPUSTAT option, in the layout of ftrace's `per_cpu/cpuN/stats`.
+pub fn cpustat_text(cpu: usize, s: &CpuStats) -> String {
+    let mut t = String::new();
+    let secs = |ns: u64| (ns / 1_000_000_000, ns % 1_000_000_000 / 1_000);
+    let (old_s, old_us) = secs(s.oldest_ts);
+    let (now_s, now_us) = secs(s.now_ts);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        t,
+        "CPU: {cpu}\nentries: {}\noverrun: {}\ncommit overrun: 0\nbytes: {}\n\
+         oldest event ts: {old_s:5}.{old_us:06}\nnow ts: {now_s:5}.{now_us:06}\n\
+         dropped events: 0\nread events: {}\n",
+        s.entries, s.overrun, s.bytes, s.read
+    );
+    t
+}
+
+/// Builds everything before the CPU data: the file header up to and including the flyrecord
+/// table and the clock text, padded to a page boundary.
+pub fn build_header(events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&[0x17, 0x08, 0x44]);
+    h.extend_from_slice(b"tracing6\0");
+    h.push(0); // little endian
+    h.push(8); // sizeof(long)
+    put_u32(&mut h, PAGE_SIZE as u32);
+
+    h.extend_from_slice(b"header_page\0");
+    put_u64(&mut h, HEADER_PAGE.len() as u64);
+    h.extend_from_slice(HEADER_PAGE.as_bytes());
+    h.extend_from_slice(b"header_event\0");
+    put_u64(&mut h, HEADER_EVENT.len() as u64);
+    h.extend_from_slice(HEADER_EVENT.as_bytes());
+
+    put_u32(&mut h, 0); // ftrace events
+    put_u32(&mut h, 1); // event systems
+    h.extend_from_slice(SYSTEM.as_bytes());
+    h.push(0);
+    put_u32(&mut h, events.len() as u32);
+    for e in events {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = e.write_format(&mut text);
+        put_u64(&mut h, text.len() as u64);
+        h.extend_from_slice(text.as_bytes());
+    }
+    put_u32(&mut h, 0); // kallsyms
+    put_u32(&mut h, 0); // printk formats
+    put_u64(&mut h, 0); // saved cmdlines
+    put_u32(&mut h, cpus.len() as u32);
+
+    h.extend_from_slice(b"options  \0");
+    for (cpu, data) in cpus.iter().enumerate() {
+        let mut text = cpustat_text(cpu, &data.stats).into_bytes();
+        text.push(0);
+        put_u16(&mut h, OPTION_CPUSTAT);
+        put_u32(&mut h, text.len() as u32);
+        h.extend_from_slice(&text);
+    }
+    let clock_option = alloc::format!("[{clock}]\0");
+    put_u16(&mut h, OPTION_TRACECLOCK);
+    put_u32(&mut h, clock_option.len() as u32);
+    h.extend_from_slice(clock_option.as_bytes());
+    put_u16(&mut h, 0);
+
+    h.extend_from_slice(b"flyrecord\0");
+    let table_at = h.len();
+    h.resize(table_at + 16 * cpus.len(), 0);
+    let clock_text = alloc::format!("[{clock}]\n");
+    put_u64(&mut h, clock_text.len() as u64);
+    h.extend_from_slice(clock_text.as_bytes());
+    h.resize(h.len().next_multiple_of(PAGE_SIZE), 0);
+
+    let mut offset = h.len() as u64;
+    for (cpu, data) in cpus.iter().enumerate() {
+        let size = data.pages.len() as u64;
+        let entry = table_at + 16 * cpu;
+        // A CPU without data gets offset 0 and size 0, as trace-cmd writes it.
+        let at = if size == 0 { 0 } else { offset };
+        h[entry..entry + 8].copy_from_slice(&at.to_le_bytes());
+        h[entry + 8..entry + 16].copy_from_slice(&size.to_le_bytes());
+        offset += size;
+    }
+    h
+}
+
+/// Writes a complete trace.dat: header, then each CPU's pages. `clock` names the trace clock
+/// (`mono` makes trace-cmd print seconds).
+pub fn write_trace_dat<S: Sink>(
+    sink: &mut S,
+    events: &[EventDesc],
+    cpus: &[CpuData],
+    clock: &str,
+) -> Result<(), WriteError<S::Error>> {
+    if let Some(cpu) = cpus.iter().position(|c| c.pages.len() % PAGE_SIZE != 0) {
+        return Err(WriteError::PartialPage { cpu });
+    }
+    let header = build_header(events, cpus, clock);
+    sink.write_all(&header).map_err(WriteError::Sink)?;
+    for data in cpus {
+        sink.write_all(data.pages).map_err(WriteError::Sink)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyp::abi::events;
+
+    fn page_with(records: &[u8], ts: u64) -> Vec<u8> {
+        let mut p = vec![0u8; PAGE_SIZE];
+        p[..8].copy_from_slice(&ts.to_le_bytes());
+        p[8..16].copy_from_slice(&(records.len() as u64).to_le_bytes());
+        p[16..16 + records.len()].copy_from_slice(records);
+        p
+    }
+
+    #[test]
+    fn header_texts_are_the_checked_ones() {
+        assert_eq!(HEADER_PAGE.len(), 205);
+        assert_eq!(HEADER_EVENT.len(), 205);
+    }
+
+    #[test]
+    fn layout_offsets_are_page_aligned_and_in_bounds() {
+        // hyp_enter as a compact record: type_len 1 (4 payload bytes), delta 0, id 1.
+        let rec = [1u8, 0, 0, 0, 1, 0, 0, 0];
+        let p0 = page_with(&rec, 1_000);
+        let mut p1 = page_with(&rec, 2_000);
+        p1.extend(page_with(&rec, 3_000));
+        let cpus = [
+            CpuData {
+                pages: &p0,
+                stats: CpuStats::default(),
+            },
+            CpuData {
+                pages: &[],
+                stats: CpuStats::default(),
+            },
+            CpuData {
+                pages: &p1,
+                stats: CpuStats::default(),
+            },
+        ];
+        let mut file = Vec::new();
+        write_trace_dat(&mut file, events::ALL, &cpus, "mono").unwrap();
+        let fly = file.windows(10).position(|w| w == b"flyrecord\0").unwrap() + 10;
+        let entry = |cpu: usize| {
+            let at = fly + 16 * cpu;
+            (
+                u64::from_le_bytes(file[at..at + 8].try_into().unwrap()) as usize,
+                u64::from_le_bytes(file[at + 8..at + 16].try_into().unwrap()) as usize,
+            )
+        };
+        let (o0, s0) = entry(0);
+        let (o1, s1) = entry(1);
+        let (o2, s2) = entry(2);
+        assert_eq!((s0, o1, s1, s2), (PAGE_SIZE, 0, 0, 2 * PAGE_SIZE));
+        assert_eq!(o0 % PAGE_SIZE, 0);
+        assert_eq!(o2, o0 + PAGE_SIZE);
+        assert_eq!(o2 + s2, file.len());
+        assert_eq!(&file[o2..o2 + PAGE_SIZE], &p1[..PAGE_SIZE]);
+        assert!(file.starts_with(&[0x17, 0x08, 0x44, b't']));
+    }
+
+    #[test]
+    fn partial_pages_are_refused() {
+        let half = vec![0u8; PAGE_SIZE / 2];
+        let cpus = [CpuData {
+            pages: &half,
+            stats: CpuStats::default(),
+        }];
+        let mut file = Vec::new();
+        assert_eq!(
+            write_trace_dat(&mut file, events::ALL, &cpus, "mono"),
+            Err(WriteError::PartialPage { cpu: 0 })
+        );
+        assert!(file.is_empty(), "nothing written on refusal");
+    }
+
+    #[test]
+    fn cpustat_matches_ftrace_layout() {
+        let s = CpuStats {
+            entries: 10,
+            overrun: 2,
+            read: 8,
+            bytes: 4096,
+            oldest_ts: 1_500_000_000,
+            now_ts: 2_000_001_000,
+        };
+        assert_eq!(
+            cpustat_text(3, &s),
+            "CPU: 3\nentries: 10\noverrun: 2\ncommit overrun: 0\nbytes: 4096\n\
+             oldest event ts:     1.500000\nnow ts:     2.000001\ndropped events: 0\nread events: 8\n"
+        );
+    }
+}

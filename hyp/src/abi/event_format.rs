@@ -1,0 +1,209 @@
+//! How an event is described once and turned into bytes and into ftrace format text.
+//!
+//! An event's payload is packed little-endian, without padding: the u16 `common_type` (the
+//! event ID) at offset 0, then the fields in declaration order. [`define_events!`] turns one
+//! declaration per event into a payload struct implementing [`Event`] (what the hypervisor
+//! writes), and an [`EventDesc`] (what readers decode with and what trace.dat's format files are
+//! generated from), so the writer, the trace.dat writer and the decoder cannot disagree.
+//!
+//! [`define_events!`]: crate::define_events
+
+use core::fmt::{self, Write};
+
+/// A scalar type an event field may have.
+pub trait FieldType: Copy {
+    /// The C type name used in format files (`u32`, `s64`, ...).
+    const C_TYPE: &'static str;
+    /// Size in bytes.
+    const SIZE: usize;
+    /// Whether it is signed.
+    const SIGNED: bool;
+    /// Writes the value little-endian into `out[..SIZE]`.
+    fn write_le(self, out: &mut [u8]);
+}
+
+macro_rules! field_types {
+    ($($ty:ty => $c:literal, $signed:literal;)*) => {$(
+        impl FieldType for $ty {
+            const C_TYPE: &'static str = $c;
+            const SIZE: usize = core::mem::size_of::<$ty>();
+            const SIGNED: bool = $signed;
+            #[inline(always)]
+            fn write_le(self, out: &mut [u8]) {
+                out[..Self::SIZE].copy_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+
+field_types! {
+    u8 => "u8", false;
+    u16 => "u16", false;
+    u32 => "u32", false;
+    u64 => "u64", false;
+    i32 => "s32", true;
+    i64 => "s64", true;
+}
+
+/// Size of the common header of every payload: the u16 `common_type`.
+pub const COMMON_SIZE: usize = 2;
+
+/// One field of an event, as described in its format file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldDesc {
+    /// Field name.
+    pub name: &'static str,
+    /// C type name (`u8`, `u32`, `s64`, ...).
+    pub c_type: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// Whether the value is signed.
+    pub signed: bool,
+}
+
+/// Everything a reader needs to know about one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventDesc {
+    /// Event ID (`common_type`).
+    pub id: u16,
+    /// Event name.
+    pub name: &'static str,
+    /// Fields after `common_type`, in payload order.
+    pub fields: &'static [FieldDesc],
+    /// The `print fmt:` line's text: a quoted format and its arguments.
+    pub print_fmt: &'static str,
+}
+
+/// A field value decoded from a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValue {
+    /// An unsigned field.
+    Unsigned(u64),
+    /// A signed field.
+    Signed(i64),
+}
+
+impl EventDesc {
+    /// Bytes of a payload, `common_type` included.
+    pub const fn payload_len(&self) -> usize {
+        let mut len = COMMON_SIZE;
+        let mut i = 0;
+        while i < self.fields.len() {
+            len += self.fields[i].size;
+            i += 1;
+        }
+        len
+    }
+
+    /// Offset of field `index` in the payload.
+    pub fn offset_of(&self, index: usize) -> usize {
+        COMMON_SIZE + self.fields[..index].iter().map(|f| f.size).sum::<usize>()
+    }
+
+    /// Decodes field `index` from `payload`; `None` if the payload is too short.
+    pub fn field(&self, payload: &[u8], index: usize) -> Option<FieldValue> {
+        let desc = self.fields.get(index)?;
+        let start = self.offset_of(index);
+        let bytes = payload.get(start..start + desc.size)?;
+        let mut raw = [0u8; 8];
+        raw[..desc.size].copy_from_slice(bytes);
+        let value = u64::from_le_bytes(raw);
+        Some(if desc.signed {
+            let shift = 64 - 8 * desc.size as u32;
+            FieldValue::Signed(((value << shift) as i64) >> shift)
+        } else {
+            FieldValue::Unsigned(value)
+        })
+    }
+
+    /// Writes the ftrace format file of this event (the text trace.dat stores and
+    /// `trace-cmd` parses): `name`, `ID`, the common field, the event's fields, `print fmt`.
+    ///
+    /// An event without fields gets the two consecutive blank lines libtraceevent needs to see
+    /// an empty field list.
+    pub fn write_format(&self, out: &mut impl Write) -> fmt::Result {
+        write!(out, "name: {}\nID: {}\nformat:\n", self.name, self.id)?;
+        out.write_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n")?;
+        for (i, f) in self.fields.iter().enumerate() {
+            writeln!(
+                out,
+                "\tfield:{} {};\toffset:{};\tsize:{};\tsigned:{};",
+                f.c_type,
+                f.name,
+                self.offset_of(i),
+                f.size,
+                f.signed as u8
+            )?;
+        }
+        writeln!(out, "\nprint fmt: {}", self.print_fmt)
+    }
+}
+
+/// A payload the hypervisor can write: generated by [`define_events!`](crate::define_events).
+pub trait Event {
+    /// This event's description.
+    const DESC: EventDesc;
+    /// Bytes of the payload, `common_type` included.
+    const PAYLOAD_LEN: usize = Self::DESC.payload_len();
+    /// Writes the whole payload (ID first) into `out[..PAYLOAD_LEN]`.
+    fn encode(&self, out: &mut [u8]);
+}
+
+/// Declares hyptrace's events, each once. For every `id => name as Type { field: type, ... }
+/// print "..."` it generates `pub struct Type` with those public fields, `impl Event for Type`,
+/// and adds an [`EventDesc`] to `pub const ALL: &[EventDesc]` in declaration order.
+#[macro_export]
+macro_rules! define_events {
+    ($(
+        $(#[$meta:meta])*
+        $id:literal => $name:ident as $ty:ident { $($field:ident : $fty:ty),* $(,)? }
+        print $fmt:literal;
+    )*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub struct $ty {
+                $(
+                    #[allow(missing_docs)]
+                    pub $field: $fty,
+                )*
+            }
+
+            impl $crate::abi::event_format::Event for $ty {
+                const DESC: $crate::abi::event_format::EventDesc =
+                    $crate::abi::event_format::EventDesc {
+                        id: $id,
+                        name: stringify!($name),
+                        fields: &[$(
+                            $crate::abi::event_format::FieldDesc {
+                                name: stringify!($field),
+                                c_type: <$fty as $crate::abi::event_format::FieldType>::C_TYPE,
+                                size: <$fty as $crate::abi::event_format::FieldType>::SIZE,
+                                signed: <$fty as $crate::abi::event_format::FieldType>::SIGNED,
+                            },
+                        )*],
+                        print_fmt: $fmt,
+                    };
+
+                #[inline(always)]
+                #[allow(unused_mut, unused_variables, unused_assignments)]
+                fn encode(&self, out: &mut [u8]) {
+                    out[..2].copy_from_slice(&($id as u16).to_le_bytes());
+                    let mut offset = $crate::abi::event_format::COMMON_SIZE;
+                    $(
+                        $crate::abi::event_format::FieldType::write_le(
+                            self.$field,
+                            &mut out[offset..],
+                        );
+                        offset += <$fty as $crate::abi::event_format::FieldType>::SIZE;
+                    )*
+                }
+            }
+        )*
+
+        /// Every event, in declaration order.
+        pub const ALL: &[$crate::abi::event_format::EventDesc] = &[
+            $(<$ty as $crate::abi::event_format::Event>::DESC,)*
+        ];
+    };
+}
