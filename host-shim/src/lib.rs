@@ -2,6 +2,7 @@
 //!
 //! - [`reader`]: decoding ring-buffer pages and consuming them through the hypervisor.
 //! - [`harness`]: the in-QEMU test harness's bookkeeping and output format.
+//! - [`page_pool`]: the host's page allocator for ring buffers and packs.
 //! - [`rng`]: the seeded generator of randomized tests.
 //! - [`tracedat`]: the trace.dat writer (trace-cmd's file format v6).
 
@@ -10,6 +11,7 @@
 extern crate alloc;
 
 pub mod harness;
+pub mod page_pool;
 pub mod reader;
 pub mod rng;
 pub mod tracedat;

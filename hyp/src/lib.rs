@@ -7,6 +7,7 @@
 //!
 //! - [`abi`]: the contract with the host (hypercall IDs, errors, page and pack layouts).
 //! - [`ring`]: the single external writer of the per-CPU ring buffers.
+//! - [`clock`]: counter-to-nanosecond conversion with host-provided parameters.
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
@@ -19,6 +20,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod clock;
 pub mod cpus;
 pub mod dtb;
 pub mod esr;
