@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS))]
     pub cpus: u16,
     /// Kill QEMU after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Do not echo the console; it is still printed (last lines) on failure.
     #[arg(long)]
@@ -105,7 +105,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Kill each QEMU run after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Skip the host steps (fmt, clippy, host tests, loom).
     #[arg(long)]
@@ -208,6 +208,7 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "run", "--cpus", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "run", "--cpus", too_many.as_str()]).is_err());
         assert!(Cli::try_parse_from(["x", "test", "--cpus-list", "4,0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "test", "--timeout", "0"]).is_err());
     }
 
     #[test]
