@@ -100,7 +100,10 @@ impl Relay<'_> {
         let Some(index) = self.cpus.index_of(target) else {
             return status(INVALID_PARAMETERS);
         };
-        if !entry.is_multiple_of(4) || !self.ram.contains(&entry) || self.hyp_region.contains(&entry) {
+        if !entry.is_multiple_of(4)
+            || !self.ram.contains(&entry)
+            || self.hyp_region.contains(&entry)
+        {
             return status(INVALID_ADDRESS);
         }
         match self

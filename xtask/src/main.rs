@@ -18,6 +18,7 @@
 mod bench;
 mod build;
 mod cli;
+mod fault_report;
 mod harness_outcome;
 mod qemu;
 mod run_cmd;

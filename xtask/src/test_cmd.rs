@@ -5,6 +5,7 @@
 //! 3. `cargo test --workspace` (host unit and property tests)
 //! 4. loom model checks (see [`loom_command`])
 //! 5. build the images, then the in-QEMU harness once per CPU count of `--cpus-list`
+//! 6. the fault report: a deliberate EL1 fault must be decoded and end QEMU with status 5
 //!
 //! The harness runs for every CPU count even if one fails (which counts pass or fail tells
 //! where to look), then the step fails. The summary of all steps follows, and the very last
@@ -18,6 +19,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
 use crate::cli::TestArgs;
+use crate::fault_report;
 use crate::harness_outcome::{judge, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::step_log::StepLog;
@@ -63,7 +65,20 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         tools::ensure_tool(tools::QEMU.0, tools::QEMU.1).map(drop)
     })?;
     let images = log.run("build images", || build::build_images(Profile::Release))?;
-    harness_steps(args, &images, log, totals)
+    let harness = harness_steps(args, &images, log, totals);
+    log.run("fault report", || fault_report_step(args, &images))?;
+    harness
+}
+
+/// Boots the host shim in `crash` mode and checks the fault report and exit status.
+fn fault_report_step(args: &TestArgs, images: &Images) -> Result<()> {
+    let config = QemuConfig::new(images, 1, vec!["crash".to_string()])?;
+    let captured = qemu::run(&config, Duration::from_secs(args.timeout), false)?;
+    let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
+    fault_report::judge(&lines, captured.end).map_err(|cause| {
+        captured.print_last_lines(FAILURE_TAIL_LINES);
+        anyhow!(cause)
+    })
 }
 
 /// fmt, clippy (host and bare metal), host tests, loom.
