@@ -8,6 +8,7 @@
 //! - [`abi`]: the contract with the host (hypercall IDs, errors, page and pack layouts).
 //! - [`ring`]: the single external writer of the per-CPU ring buffers.
 //! - [`clock`]: counter-to-nanosecond conversion with host-provided parameters.
+//! - [`tracing`]: the tracing service behind the tracing hypercalls.
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
@@ -30,4 +31,5 @@ pub mod memmap;
 pub mod psci;
 pub mod ring;
 pub mod trap_frame;
+pub mod tracing;
 pub mod uart;

@@ -1,0 +1,4 @@
+//! The tracing service: what `load_tracing` and the other tracing hypercalls do with the
+//! host's packs and the per-CPU writers.
+
+pub mod memory_rules;
