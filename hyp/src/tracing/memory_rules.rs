@@ -36,10 +36,10 @@ impl MemoryRules {
 
     /// Checks the pack's own location and size (before anything is read from it).
     pub fn check_pack(&self, pack_pa: u64, size: u64) -> Result<Range<u64>, HypError> {
-        if pack_pa % PAGE_SIZE != 0 {
+        if !pack_pa.is_multiple_of(PAGE_SIZE) {
             return Err(HypError::PackMisaligned);
         }
-        if size == 0 || size % PAGE_SIZE != 0 || size > MAX_PACK_SIZE {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size > MAX_PACK_SIZE {
             return Err(HypError::PackSize);
         }
         let span = Self::span(pack_pa, size).ok_or(HypError::PageNotRam)?;
@@ -49,7 +49,7 @@ impl MemoryRules {
 
     /// Checks one page named in a pack located at `pack`.
     pub fn check_page(&self, page: u64, pack: &Range<u64>) -> Result<(), HypError> {
-        if page % PAGE_SIZE != 0 {
+        if !page.is_multiple_of(PAGE_SIZE) {
             return Err(HypError::PageMisaligned);
         }
         let span = Self::span(page, PAGE_SIZE).ok_or(HypError::PageNotRam)?;
