@@ -113,10 +113,7 @@ mod tests {
         assert_eq!(r.check_pack(0x401f_f000, 0x2000), Err(HypError::PageInHyp));
         assert_eq!(r.check_pack(0x0900_0000, 0x1000), Err(HypError::PageNotRam));
         assert_eq!(r.check_pack(0x7fff_f000, 0x2000), Err(HypError::PageNotRam));
-        assert_eq!(
-            r.check_pack(u64::MAX & !0xfff, 0x2000),
-            Err(HypError::PageNotRam)
-        );
+        assert_eq!(r.check_pack(!0xfff_u64, 0x2000), Err(HypError::PageNotRam));
     }
 
     #[test]
@@ -145,10 +142,7 @@ mod tests {
             Err(HypError::PageDuplicate),
             "in the pack"
         );
-        assert_eq!(
-            r.check_page(u64::MAX & !0xfff, &pack),
-            Err(HypError::PageNotRam)
-        );
+        assert_eq!(r.check_page(!0xfff_u64, &pack), Err(HypError::PageNotRam));
     }
 
     #[test]
