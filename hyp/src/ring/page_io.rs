@@ -1,0 +1,191 @@
+//! Access to the shared data pages: write-only from the writer's point of view.
+//!
+//! Nothing here ever reads page memory: the ring's control state lives in hypervisor memory
+//! and the pages are data only. [`PageRef`] is the only place that turns a page address into
+//! a reference. Under `--cfg loom` a "page" is a [`LoomPage`] whose header and footer are loom
+//! atomics and whose data words are loom cells, so the model checker sees every access (a
+//! reader touching a word the writer has not published yet is reported as a data race).
+
+#[cfg(not(loom))]
+pub(crate) use real::PageRef;
+
+#[cfg(not(loom))]
+mod real {
+    use crate::abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE};
+
+    /// A page of the ring, identified by its address in the hypervisor's address space.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct PageRef(usize);
+
+    impl PageRef {
+        /// # Safety
+        /// `addr` must be the 4096-aligned address of a page that is mapped readable and
+        /// writable, is not used as any Rust object other than through [`PageHeader`] /
+        /// [`PageFooter`] atomics and raw writes, and stays so while the ring is loaded.
+        #[inline(always)]
+        pub(crate) unsafe fn new(addr: usize) -> Self {
+            Self(addr)
+        }
+
+        #[inline(always)]
+        pub(crate) fn header(&self) -> &PageHeader {
+            // SAFETY: `new`'s contract: a valid, aligned page; the header is two atomics at
+            // offset 0, so shared references to them are sound even if the host writes too.
+            unsafe { &*(self.0 as *const PageHeader) }
+        }
+
+        #[inline(always)]
+        pub(crate) fn footer(&self) -> &PageFooter {
+            // SAFETY: as for `header`; the footer is atomics at offset 4064, 8-aligned.
+            unsafe { &*((self.0 + FOOTER_OFFSET) as *const PageFooter) }
+        }
+
+        /// Writes one record word at data offset `off` (4-aligned, `off + 4 <= DATA_SIZE`).
+        #[inline(always)]
+        pub(crate) fn write_u32(&self, off: usize, v: u32) {
+            debug_assert!(off.is_multiple_of(4) && off + 4 <= DATA_SIZE);
+            // SAFETY: in bounds of the data area (callers keep `off + 4 <= DATA_SIZE`),
+            // 4-aligned because the page is 4096-aligned and `off` is a multiple of 4. The
+            // writer owns the bytes above `commit`; nobody else in Rust reads them yet.
+            unsafe { ((self.0 + HEADER_SIZE + off) as *mut u32).write(v.to_le()) }
+        }
+
+        /// Copies `src` to data offset `off` (`off + src.len() <= DATA_SIZE`).
+        #[inline(always)]
+        pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
+            debug_assert!(off + src.len() <= DATA_SIZE);
+            // SAFETY: in bounds (checked by the caller), `src` cannot overlap a shared page
+            // the writer owns above `commit`; u8 needs no alignment.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    (self.0 + HEADER_SIZE + off) as *mut u8,
+                    src.len(),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(loom)]
+pub use model::LoomPage;
+#[cfg(loom)]
+pub(crate) use model::PageRef;
+
+#[cfg(loom)]
+mod model {
+    use super::super::CAPACITY;
+    use crate::ring::sync::{AtomicU32, AtomicU64, UnsafeCell};
+
+    /// Header of a modelled page (same field names as [`crate::abi::page::PageHeader`]).
+    #[derive(Debug)]
+    pub struct Header {
+        /// Page timestamp.
+        pub time_stamp: AtomicU64,
+        /// Committed bytes.
+        pub commit: AtomicU64,
+    }
+
+    /// Footer statistics of a modelled page.
+    #[derive(Debug)]
+    pub struct Stats {
+        /// Events written.
+        pub entries: AtomicU64,
+        /// Tail moves.
+        pub pages_touched: AtomicU64,
+        /// Overrun at the last swap.
+        pub overrun: AtomicU64,
+    }
+
+    /// Footer of a modelled page.
+    #[derive(Debug)]
+    pub struct Footer {
+        /// COMMIT flag.
+        pub writer_status: AtomicU32,
+        /// HEAD / READER flags.
+        pub reader_status: AtomicU32,
+        /// Statistics.
+        pub stats: Stats,
+    }
+
+    /// A page as seen by the loom model: loom atomics and one loom cell per data word.
+    /// Page-aligned like a real page, so `RingBuffer::load` accepts its address.
+    #[derive(Debug)]
+    #[repr(C, align(4096))]
+    pub struct LoomPage {
+        /// ftrace header.
+        pub header: Header,
+        /// Data words.
+        pub data: [UnsafeCell<u32>; CAPACITY / 4],
+        /// gen-1 footer.
+        pub footer: Footer,
+    }
+
+    impl LoomPage {
+        /// A zeroed page.
+        pub fn new() -> Self {
+            Self {
+                header: Header {
+                    time_stamp: AtomicU64::new(0),
+                    commit: AtomicU64::new(0),
+                },
+                data: core::array::from_fn(|_| UnsafeCell::new(0)),
+                footer: Footer {
+                    writer_status: AtomicU32::new(0),
+                    reader_status: AtomicU32::new(0),
+                    stats: Stats {
+                        entries: AtomicU64::new(0),
+                        pages_touched: AtomicU64::new(0),
+                        overrun: AtomicU64::new(0),
+                    },
+                },
+            }
+        }
+    }
+
+    impl Default for LoomPage {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct PageRef(usize);
+
+    impl PageRef {
+        /// # Safety
+        /// `addr` is the address of a live [`LoomPage`] that outlives the ring's use of it.
+        pub(crate) unsafe fn new(addr: usize) -> Self {
+            Self(addr)
+        }
+
+        fn page(&self) -> &LoomPage {
+            // SAFETY: `new`'s contract.
+            unsafe { &*(self.0 as *const LoomPage) }
+        }
+
+        pub(crate) fn header(&self) -> &Header {
+            &self.page().header
+        }
+
+        pub(crate) fn footer(&self) -> &Footer {
+            &self.page().footer
+        }
+
+        pub(crate) fn write_u32(&self, off: usize, v: u32) {
+            // SAFETY: the writer owns the words above `commit`; loom checks that claim.
+            self.page().data[off / 4].with_mut(|p| unsafe { *p = v });
+        }
+
+        pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
+            for (i, b) in src.iter().enumerate() {
+                let at = off + i;
+                let shift = (at % 4) * 8;
+                self.page().data[at / 4].with_mut(|p| {
+                    // SAFETY: as for `write_u32`.
+                    unsafe { *p = (*p & !(0xff << shift)) | (u32::from(*b) << shift) }
+                });
+            }
+        }
+    }
+}
