@@ -158,10 +158,20 @@ impl CpuPower {
         self.slots.lock()[index].state = PowerState::On;
     }
 
-    /// Marks CPU `index` as off (it is about to call the firmware's CPU_OFF, or a CPU_ON of it
-    /// failed).
+    /// Marks CPU `index` as off: it is about to call the firmware's CPU_OFF. If that call
+    /// fails the CPU is still running and calls [`mark_on`](Self::mark_on).
     pub fn mark_off(&self, index: usize) {
         self.slots.lock()[index].state = PowerState::Off;
+    }
+
+    /// Undoes a [`claim_for_on`](Self::claim_for_on) whose firmware call failed: back to
+    /// `Off`, but only if the claim is still pending. If the CPU meanwhile came back from a
+    /// failed CPU_OFF and marked itself on, it stays on.
+    pub fn abandon_claim(&self, index: usize) {
+        let mut slots = self.slots.lock();
+        if slots[index].state == PowerState::OnPending {
+            slots[index].state = PowerState::Off;
+        }
     }
 
     /// Claims an off CPU for CPU_ON and records where the host wants it to start. Returns the
@@ -235,6 +245,29 @@ mod tests {
             CpuTable::new([1 << 50]),
             Err(CpuTableError::BadMpidr(1 << 50))
         );
+    }
+
+    #[test]
+    fn failed_cpu_off_racing_a_claim_leaves_the_cpu_on() {
+        let p = CpuPower::new();
+        let host = HostEntry {
+            entry: 0x4100_0000,
+            context_id: 1,
+        };
+        p.mark_on(1);
+        // CPU 1 starts CPU_OFF; CPU 0 claims it before the firmware answers.
+        p.mark_off(1);
+        assert_eq!(p.claim_for_on(1, host), Ok(()));
+        // The firmware refuses CPU 1's CPU_OFF: it is running.
+        p.mark_on(1);
+        // CPU 0's CPU_ON gets ALREADY_ON from the firmware and abandons its claim.
+        p.abandon_claim(1);
+        assert_eq!(p.state(1), PowerState::On);
+        // A genuinely failed claim goes back to off.
+        p.mark_off(2);
+        assert_eq!(p.claim_for_on(2, host), Ok(()));
+        p.abandon_claim(2);
+        assert_eq!(p.state(2), PowerState::Off);
     }
 
     #[test]

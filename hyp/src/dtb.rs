@@ -6,6 +6,10 @@
 use core::ops::Range;
 
 use crate::cpus::{CpuTable, CpuTableError};
+use crate::memmap::DTB_RESERVED;
+
+/// Largest DTB accepted: the window the memory map reserves for it.
+pub const MAX_DTB_SIZE: usize = DTB_RESERVED as usize;
 
 /// Facts about the machine, read from its DTB.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +52,13 @@ impl Machine {
     /// `anchor` an address the RAM bank must contain.
     pub fn from_dtb(dtb: &[u8], boot_mpidr: u64, anchor: u64) -> Result<Self, DtbError> {
         let fdt = fdt::Fdt::new(dtb).map_err(|_| DtbError::Invalid)?;
+        // fdt 0.1.5 panics instead of failing when these nodes are missing: check first.
+        if fdt.find_node("/cpus").is_none() {
+            return Err(DtbError::Cpus(CpuTableError::NoCpus));
+        }
+        if fdt.find_node("/memory").is_none() {
+            return Err(DtbError::NoRam);
+        }
         let cpus =
             CpuTable::new_boot_first(fdt.cpus().map(|cpu| cpu.ids().first() as u64), boot_mpidr)
                 .map_err(DtbError::Cpus)?;
@@ -73,9 +84,8 @@ impl Machine {
     ///
     /// # Safety
     ///
-    /// `dtb` must point to readable memory holding a DTB whose header's `totalsize` bytes are
-    /// all readable and unchanged for the duration of the call (or to memory whose first bytes
-    /// are not the FDT magic, which is rejected after reading the 40-byte header).
+    /// `dtb` must point to at least 40 readable bytes, and, if they start with the FDT magic,
+    /// to `min(totalsize, MAX_DTB_SIZE)` readable bytes unchanged for the duration of the call.
     pub unsafe fn from_dtb_ptr(
         dtb: *const u8,
         boot_mpidr: u64,
@@ -87,6 +97,9 @@ impl Machine {
             return Err(DtbError::Invalid);
         }
         let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if total > MAX_DTB_SIZE {
+            return Err(DtbError::Invalid);
+        }
         // SAFETY: the caller guarantees `totalsize` bytes are readable and stable.
         let blob = unsafe { core::slice::from_raw_parts(dtb, total.max(40)) };
         Self::from_dtb(blob, boot_mpidr, anchor)

@@ -48,7 +48,14 @@ impl Esr {
     /// Whether FAR holds a valid faulting address for this syndrome. True for aborts unless
     /// ISS.FnV (bit 10) says otherwise; false for every other class.
     pub const fn far_valid(self) -> bool {
-        matches!(self.ec(), 0x20 | 0x21 | 0x24 | 0x25 | 0x22 | 0x26) && (self.iss() >> 10) & 1 == 0
+        match self.ec() {
+            // Aborts: FAR is valid unless ISS.FnV says otherwise.
+            0x20 | 0x21 | 0x24 | 0x25 => (self.iss() >> 10) & 1 == 0,
+            // PC alignment and watchpoints always set FAR.
+            0x22 | 0x34 | 0x35 => true,
+            // Everything else (SP alignment included) leaves FAR UNKNOWN.
+            _ => false,
+        }
     }
 
     /// The name of this exception class.
@@ -85,6 +92,7 @@ pub const fn ec_name(ec: u8) -> &'static str {
         0x05 => "trapped MCR/MRC (cp14)",
         0x06 => "trapped LDC/STC",
         0x07 => "SVE/SIMD/FP access trapped",
+        0x09 => "pointer authentication instruction trapped",
         0x0a => "trapped LD64B/ST64B",
         0x0c => "trapped MRRC (cp14)",
         0x0d => "branch target exception",
@@ -97,6 +105,8 @@ pub const fn ec_name(ec: u8) -> &'static str {
         0x17 => "SMC (AArch64)",
         0x18 => "trapped MSR/MRS/system instruction",
         0x19 => "SVE access trapped",
+        0x1a => "ERET/ERETAA/ERETAB trapped",
+        0x1d => "SME access trapped",
         0x1c => "pointer authentication failure",
         0x20 => "instruction abort from a lower EL",
         0x21 => "instruction abort at the same EL",
@@ -221,6 +231,11 @@ mod tests {
     fn fp_trap_and_unknown_classes_have_names() {
         assert_eq!(Esr(0x1fe0_0000).ec_name(), "SVE/SIMD/FP access trapped");
         assert_eq!(ec_name(0x3f), "reserved exception class");
+        assert_eq!(ec_name(0x09), "pointer authentication instruction trapped");
+        assert_eq!(ec_name(0x1d), "SME access trapped");
+        // FAR is UNKNOWN for SP alignment faults, valid for watchpoints.
+        assert!(!Esr(0x26 << 26).far_valid());
+        assert!(Esr(0x35 << 26).far_valid());
     }
 
     #[test]

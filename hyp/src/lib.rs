@@ -11,6 +11,7 @@
 //! - [`tracing`]: the tracing service behind the tracing hypercalls.
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
+//! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
 //! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
 //! - [`memmap`]: the physical memory map shared with the host image.
@@ -26,10 +27,11 @@ pub mod cpus;
 pub mod dtb;
 pub mod esr;
 pub mod hypercall;
+pub mod inject;
 /// The physical memory map, shared with the host image and the linker scripts.
 pub mod memmap;
 pub mod psci;
 pub mod ring;
-pub mod trap_frame;
 pub mod tracing;
+pub mod trap_frame;
 pub mod uart;

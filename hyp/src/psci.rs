@@ -119,8 +119,8 @@ impl Relay<'_> {
             [target, self.hyp_secondary_entry, index as u64],
         );
         if result != 0 {
-            // The firmware did not start it (e.g. it is still powering down): back to off.
-            self.power.mark_off(index);
+            // The firmware did not start it (e.g. it is still running a failed CPU_OFF).
+            self.power.abandon_claim(index);
         }
         result
     }
@@ -280,6 +280,83 @@ mod tests {
                 );
             }
             assert!(fw.calls.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn thirty_two_bit_variants_ignore_upper_halves() {
+        with_relay(|r| {
+            let fw = FakeFirmware::new(0);
+            let junk = 0xdead_beef_0000_0000;
+            let x = [
+                PSCI_CPU_ON_32 as u64 | junk,
+                3 | junk,
+                0x4100_0000 | junk,
+                7 | junk,
+            ];
+            assert_eq!(r.handle(0, x, &fw), 0);
+            assert_eq!(fw.calls.borrow()[0], (PSCI_CPU_ON_64, [3, HYP_ENTRY, 3]));
+            assert_eq!(
+                r.power.take_host_entry(3),
+                Some(HostEntry {
+                    entry: 0x4100_0000,
+                    context_id: 7
+                })
+            );
+            r.handle(0, [PSCI_AFFINITY_INFO_32 as u64, 2 | junk, junk, 0], &fw);
+            assert_eq!(fw.calls.borrow()[1], (PSCI_AFFINITY_INFO_32, [2, 0, 0]));
+            r.handle(
+                0,
+                [PSCI_FEATURES as u64, PSCI_CPU_OFF as u64 | junk, 0, 0],
+                &fw,
+            );
+            assert_eq!(
+                fw.calls.borrow()[2],
+                (PSCI_FEATURES, [PSCI_CPU_OFF as u64, 0, 0])
+            );
+        });
+    }
+
+    #[test]
+    fn sixty_four_bit_context_id_is_kept_whole() {
+        with_relay(|r| {
+            let fw = FakeFirmware::new(0);
+            let ctx = 0xfedc_ba98_7654_3210;
+            assert_eq!(
+                r.handle(0, [PSCI_CPU_ON_64 as u64, 1, 0x4100_0000, ctx], &fw),
+                0
+            );
+            assert_eq!(r.power.take_host_entry(1).map(|h| h.context_id), Some(ctx));
+        });
+    }
+
+    #[test]
+    fn entry_boundaries() {
+        with_relay(|r| {
+            let fw = FakeFirmware::new(0);
+            let on = |target: u64, entry: u64| {
+                r.handle(0, [PSCI_CPU_ON_64 as u64, target, entry, 0], &fw) as i64 as i32
+            };
+            // Last word of RAM and first word after the hypervisor are fine.
+            assert_eq!(on(1, 0x7fff_fffc), 0);
+            assert_eq!(on(2, 0x4100_0000), 0);
+            // First byte past RAM, last word of the hypervisor, first word of RAM below it.
+            assert_eq!(on(3, 0x8000_0000), INVALID_ADDRESS);
+            assert_eq!(on(3, 0x40ff_fffc), INVALID_ADDRESS);
+            assert_eq!(on(3, 0x3fff_fffc), INVALID_ADDRESS);
+        });
+    }
+
+    #[test]
+    fn system_off_and_reset_are_forwarded_without_arguments() {
+        with_relay(|r| {
+            let fw = FakeFirmware::new(0);
+            r.handle(0, [PSCI_SYSTEM_OFF as u64, 1, 2, 3], &fw);
+            r.handle(0, [PSCI_SYSTEM_RESET as u64, 1, 2, 3], &fw);
+            assert_eq!(
+                *fw.calls.borrow(),
+                vec![(PSCI_SYSTEM_OFF, [0; 3]), (PSCI_SYSTEM_RESET, [0; 3])]
+            );
         });
     }
 

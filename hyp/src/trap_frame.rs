@@ -43,7 +43,7 @@ macro_rules! exception_vectors {
     b       "#, $table, r#"_common
     .endm
 
-    .section .text.vectors, "ax"
+    .pushsection .text.vectors, "ax"
     .balign 0x800
     .global "#, $table, r#"
 "#, $table, r#":
@@ -107,6 +107,7 @@ macro_rules! exception_vectors {
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #{frame}
     eret
+    .popsection
 "#
             ),
             frame = const $crate::trap_frame::TRAP_FRAME_SIZE,

@@ -1,9 +1,10 @@
-//! Transmit-only PL011 UART driver, shared by the EL2 and EL1 images.
+//! The console both images print through: a transmit-only PL011 driver and a lock.
 //!
 //! QEMU's PL011 accepts data-register writes without initialisation; on hardware the firmware
 //! has configured the UART before either image runs. Only the transmit path is needed.
 
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Data register offset.
 const UARTDR: usize = 0x00;
@@ -11,6 +12,9 @@ const UARTDR: usize = 0x00;
 const UARTFR: usize = 0x18;
 /// Flag register: transmit FIFO full.
 const UARTFR_TXFF: u32 = 1 << 5;
+
+/// QEMU `virt`'s PL011, used until the DTB names the console.
+pub const QEMU_VIRT_UART: usize = 0x0900_0000;
 
 /// A PL011 at a fixed MMIO address.
 pub struct Pl011 {
@@ -22,9 +26,8 @@ impl Pl011 {
     ///
     /// # Safety
     ///
-    /// `base` must be the address of a PL011 register block mapped as device memory for the
-    /// lifetime of the value, and no other code may use the UART concurrently without a lock
-    /// shared with this value's users.
+    /// `base` must be the address of a PL011 register block, mapped as device memory for the
+    /// lifetime of the value.
     pub const unsafe fn new(base: usize) -> Self {
         Self { base }
     }
@@ -51,5 +54,66 @@ impl fmt::Write for Pl011 {
             self.write_byte(b);
         }
         Ok(())
+    }
+}
+
+/// A console shared by every CPU of one image: messages are printed whole, one at a time.
+pub struct Console {
+    base: AtomicUsize,
+    lock: spin::Mutex<()>,
+}
+
+impl Console {
+    /// A console on QEMU `virt`'s PL011 until [`set_base`](Self::set_base).
+    pub const fn new() -> Self {
+        Self {
+            base: AtomicUsize::new(QEMU_VIRT_UART),
+            lock: spin::Mutex::new(()),
+        }
+    }
+
+    /// Moves the console to the PL011 at `base` (read from the DTB).
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the address of a PL011 register block mapped as device memory for the
+    /// rest of the image's life.
+    pub unsafe fn set_base(&self, base: usize) {
+        let _guard = self.lock.lock();
+        // Relaxed: the lock orders it with every printer.
+        self.base.store(base, Ordering::Relaxed);
+    }
+
+    fn uart(&self) -> Pl011 {
+        // SAFETY: the base is QEMU virt's PL011 or the one `set_base` was given under its
+        // contract. Several `Pl011` values may drive it at once: they only issue volatile
+        // accesses through raw pointers, so at worst characters interleave.
+        unsafe { Pl011::new(self.base.load(Ordering::Relaxed)) }
+    }
+
+    /// Prints a message atomically with respect to other CPUs.
+    pub fn print(&self, args: fmt::Arguments) {
+        let _guard = self.lock.lock();
+        // Writing to the PL011 cannot fail.
+        let _ = fmt::Write::write_fmt(&mut self.uart(), args);
+    }
+
+    /// Prints on a fatal path: waits a bounded time for the lock (its holder may be the code
+    /// that faulted), then prints regardless.
+    pub fn print_fatal(&self, args: fmt::Arguments) {
+        for _ in 0..1_000_000 {
+            if let Some(_guard) = self.lock.try_lock() {
+                let _ = fmt::Write::write_fmt(&mut self.uart(), args);
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        let _ = fmt::Write::write_fmt(&mut self.uart(), args);
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -25,6 +25,11 @@ pub const TESTS: &[TestCase<Ctx>] = &[
         name: "hyp_knows_each_caller",
         run: hyp_knows_each_caller,
     },
+    TestCase {
+        group: "boot",
+        name: "host_owns_fp_sve_and_pauth",
+        run: host_owns_fp_sve_and_pauth,
+    },
 ];
 
 fn every_cpu_at_el1(_: &Ctx) -> TestResult {
@@ -50,6 +55,30 @@ fn hyp_knows_each_caller(_: &Ctx) -> TestResult {
         |index| {
             let [_, _, _, caller] = hypercall(HypercallId::Info, [0; 3]);
             expect_eq("caller index seen by the hypervisor", caller, index as u64)
+        },
+        5_000,
+    )
+}
+
+/// The host may use FP/SIMD, SVE and pointer authentication where the CPU has them: none of
+/// them traps to the hypervisor (which would end or disturb the host).
+fn host_owns_fp_sve_and_pauth(_: &Ctx) -> TestResult {
+    smp::run_everywhere(
+        |_| {
+            let x = core::hint::black_box(1.5f64);
+            expect_eq("FP arithmetic", core::hint::black_box(x * 2.0 + 0.25), 3.25)?;
+            if let Some(vl) = cpu::sve_vector_length() {
+                super::check(vl >= 16 && vl % 16 == 0, || {
+                    alloc::format!("SVE vector length {vl} bytes")
+                })?;
+            }
+            if cpu::has_pointer_auth() {
+                // Different inputs must give different generic PACs.
+                let a = cpu::pacga(0x1234, 0x5678);
+                let b = cpu::pacga(0x1235, 0x5678);
+                super::check(a != b, || alloc::format!("PACGA gave {a:#x} twice"))?;
+            }
+            Ok(())
         },
         5_000,
     )

@@ -6,7 +6,10 @@ use core::sync::atomic::Ordering;
 use host_shim::harness::{TestCase, TestResult};
 use hyp::memmap::HYP_BASE;
 use smccc::psci::error::{ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED};
-use smccc::psci::{PSCI_CPU_ON_64, PSCI_CPU_SUSPEND_64, PSCI_FEATURES, PSCI_VERSION};
+use smccc::psci::{
+    PSCI_CPU_OFF, PSCI_CPU_ON_32, PSCI_CPU_ON_64, PSCI_CPU_SUSPEND_64, PSCI_FEATURES,
+    PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION,
+};
 
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -51,6 +54,16 @@ pub const TESTS: &[TestCase<Ctx>] = &[
         name: "non_psci_smc_not_supported",
         run: non_psci_smc_not_supported,
     },
+    TestCase {
+        group: "psci",
+        name: "smc_nonzero_immediate_not_supported",
+        run: smc_nonzero_immediate_not_supported,
+    },
+    TestCase {
+        group: "psci",
+        name: "smc_preserves_registers",
+        run: smc_preserves_registers,
+    },
 ];
 
 fn version(_: &Ctx) -> TestResult {
@@ -78,9 +91,9 @@ fn features(_: &Ctx) -> TestResult {
 
 /// Checks what CPU `index` recorded on its latest arrival.
 fn check_arrival(index: usize, token: u64) -> TestResult {
+    // The caller waited for the arrival with `smp::wait_arrivals` (an Acquire load of the
+    // count, paired with the CPU's Release increment), so the fields below are visible.
     let block = smp::boot_block(index);
-    // Acquire: pairs with the Release increment in `secondary_main`.
-    let _ = block.arrivals.load(Ordering::Acquire);
     expect_eq(
         &format!("CPU {index} X0 at entry"),
         block.seen_context.load(Ordering::Relaxed),
@@ -156,11 +169,13 @@ fn cpu_off_then_on(_: &Ctx) -> TestResult {
             1,
         )?;
         let token = 0x7e57_0000 + index as u64;
-        expect_eq(
-            &format!("CPU_ON({index}) again"),
-            smp::cpu_on(index, token),
-            0,
-        )?;
+        // Odd CPUs come back with the 32-bit CPU_ON (entry and context fit in 32 bits here).
+        let status = if index % 2 == 1 {
+            smp::cpu_on_32(index, token)
+        } else {
+            smp::cpu_on(index, token)
+        };
+        expect_eq(&format!("CPU_ON({index}) again"), status, 0)?;
         smp::wait_arrivals(index, arrivals + 1, 5_000)?;
         check_arrival(index, token)?;
         smp::start_job(
@@ -195,4 +210,57 @@ fn non_psci_smc_not_supported(_: &Ctx) -> TestResult {
     check(psci(PSCI_VERSION, [0; 3]) >= 0x1_0000, || {
         "PSCI_VERSION broken".into()
     })
+}
+
+fn smc_nonzero_immediate_not_supported(_: &Ctx) -> TestResult {
+    let (x0, x1): (u64, u64);
+    // SAFETY: a trapped SMC; the hypervisor only writes X0 (X2, X3 declared clobbered).
+    unsafe {
+        core::arch::asm!(
+            "smc #1",
+            inout("x0") PSCI_VERSION as u64 => x0,
+            inout("x1") 0x1111u64 => x1,
+            out("x2") _,
+            out("x3") _,
+            options(nostack)
+        );
+    }
+    expect_eq("smc #1 status", x0 as i64, NOT_SUPPORTED as i64)?;
+    expect_eq("smc #1 x1", x1, 0x1111)
+}
+
+fn smc_preserves_registers(ctx: &Ctx) -> TestResult {
+    let mut rng = host_shim::rng::SplitMix64::new(ctx.seed);
+    let mut issued = 0;
+    for round in 0..400 {
+        let mut regs = [0u64; 18];
+        for r in regs.iter_mut() {
+            *r = rng.edgy();
+        }
+        // Half the time a harmless relayed call, otherwise whatever the generator chose.
+        if rng.below(2) == 0 {
+            regs[0] = PSCI_VERSION as u64;
+        }
+        // Calls that would end or reshape this test are left out.
+        let function = regs[0] as u32;
+        let disruptive = [
+            PSCI_CPU_OFF,
+            PSCI_SYSTEM_OFF,
+            PSCI_SYSTEM_RESET,
+            PSCI_CPU_ON_32,
+            PSCI_CPU_ON_64,
+        ];
+        if disruptive.contains(&function) {
+            continue;
+        }
+        let out = smc_raw(regs);
+        issued += 1;
+        check(out[1..] == regs[1..], || {
+            format!(
+                "seed {} round {round}: SMC {:#x} changed x1..x17",
+                ctx.seed, regs[0]
+            )
+        })?;
+    }
+    check(issued > 100, || format!("only {issued} SMCs issued"))
 }

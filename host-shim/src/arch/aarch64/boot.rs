@@ -5,7 +5,7 @@ use hyp::dtb::Machine;
 use hyp::memmap::HOST_BASE;
 use spin::Once;
 
-use super::console::{println, set_uart};
+use super::console::{println, CONSOLE};
 use super::{cpu, exceptions, heap, semihosting, smp};
 
 /// Bytes of the boot CPU's stack.
@@ -32,9 +32,9 @@ const EXIT_BOOT_FAILED: u32 = 7;
 
 /// Rust entry of the boot CPU; `dtb` is the address the hypervisor passed in X0.
 pub extern "C" fn boot_main(dtb: u64) -> ! {
+    cpu::set_index(0);
     exceptions::install();
     heap::init();
-    cpu::set_index(0);
     // SAFETY: the hypervisor passes the address of QEMU's DTB, which nothing modifies; the
     // header is checked before the blob's size is trusted.
     let machine = match unsafe { Machine::from_dtb_ptr(dtb as *const u8, cpu::mpidr(), HOST_BASE) }
@@ -45,7 +45,8 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
             semihosting::exit(EXIT_BOOT_FAILED)
         }
     };
-    set_uart(machine.uart as usize);
+    // SAFETY: the DTB names the PL011; the MMU is off, so its registers are device memory.
+    unsafe { CONSOLE.set_base(machine.uart as usize) };
     smp::mark_boot_cpu_online();
     println!(
         "host: hyptrace host shim at EL{}, {} CPUs, RAM {:#x}..{:#x}, counter {} Hz",

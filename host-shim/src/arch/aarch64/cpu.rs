@@ -43,3 +43,48 @@ pub fn ticks_per_ms(ms: u64) -> u64 {
 pub fn ticks_to_ns(ticks: u64) -> u64 {
     ((ticks as u128 * 1_000_000_000) / counter_frequency().max(1) as u128) as u64
 }
+
+/// The SVE vector length in bytes, read with RDVL, or `None` without SVE. Enables SVE at
+/// EL1 (CPACR_EL1.ZEN) for the read and restores the previous setting.
+pub fn sve_vector_length() -> Option<u64> {
+    if (ID_AA64PFR0_EL1.get() >> 32) & 0xf == 0 {
+        return None;
+    }
+    let saved = CPACR_EL1.get();
+    CPACR_EL1.set(saved | (0b11 << 16));
+    barrier::isb(barrier::SY);
+    let vl: u64;
+    // SAFETY: SVE is implemented (ID_AA64PFR0_EL1.SVE) and enabled at EL1 (ZEN) just above;
+    // `rdvl x0, #1` (encoded, as the target lacks the `sve` feature) only writes X0.
+    unsafe { core::arch::asm!(".inst 0x04bf5020", out("x0") vl, options(nomem, nostack)) };
+    CPACR_EL1.set(saved);
+    barrier::isb(barrier::SY);
+    Some(vl)
+}
+
+/// Whether pointer authentication with a generic-key algorithm is implemented
+/// (ID_AA64ISAR1_EL1.GPA or GPI, ID_AA64ISAR2_EL1.GPA3).
+pub fn has_pointer_auth() -> bool {
+    let isar1 = ID_AA64ISAR1_EL1.get();
+    let isar2: u64;
+    // SAFETY: reading ID_AA64ISAR2_EL1 (S3_0_C0_C6_2) has no side effect.
+    unsafe { core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack)) };
+    (isar1 >> 24) & 0xf != 0 || (isar1 >> 28) & 0xf != 0 || (isar2 >> 8) & 0xf != 0
+}
+
+/// PACGA: the generic pointer-authentication code of `value` with modifier `modifier`.
+pub fn pacga(value: u64, modifier: u64) -> u64 {
+    let pac: u64;
+    // SAFETY: only called when `has_pointer_auth`; `pacga x0, x1, x2` (encoded, as the target
+    // lacks the `pauth` feature) reads X1, X2 and the generic key, and writes X0.
+    unsafe {
+        core::arch::asm!(
+            ".inst 0x9ac23020",
+            out("x0") pac,
+            in("x1") value,
+            in("x2") modifier,
+            options(nomem, nostack)
+        )
+    };
+    pac
+}

@@ -8,7 +8,7 @@ use aarch64_cpu::registers::*;
 use hyp::esr::{Esr, VectorSlot};
 use hyp::trap_frame::TrapFrame;
 
-use super::console::print_fatal;
+use super::console::CONSOLE;
 use super::cpu;
 use super::semihosting::exit;
 
@@ -33,7 +33,7 @@ extern "C" fn host_trap(slot: u64, frame: &mut TrapFrame) {
     let esr = Esr(ESR_EL1.get());
     let far = FAR_EL1.get();
     let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
-    print_fatal(format_args!(
+    CONSOLE.print_fatal(format_args!(
         "host: EXCEPTION on CPU {cpu}: {slot_name}\n\
          host:   ESR_EL1  = {esr}\n\
          host:   ELR_EL1  = {elr:#018x}\n\
@@ -53,7 +53,7 @@ extern "C" fn host_trap(slot: u64, frame: &mut TrapFrame) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    print_fatal(format_args!(
+    CONSOLE.print_fatal(format_args!(
         "host: CPU {} panicked: {}\n",
         cpu::index(),
         info

@@ -116,24 +116,40 @@ pub fn cpu_on(index: usize, token: u64) -> i64 {
     cpu_on_at(index, token, secondary_entry())
 }
 
+/// [`cpu_on`] through the 32-bit PSCI call (CPU_ON_32): entry and context must fit 32 bits.
+pub fn cpu_on_32(index: usize, token: u64) -> i64 {
+    prepare_boot_block(index, token);
+    let mpidr = machine().cpus.mpidr(index).unwrap_or(u64::MAX);
+    let block = &BOOT_BLOCKS[index] as *const BootBlock as u64;
+    psci(
+        smccc::psci::PSCI_CPU_ON_32,
+        [mpidr, secondary_entry(), block],
+    )
+}
+
 /// [`cpu_on`] with an explicit entry point (tests use bad ones).
 pub fn cpu_on_at(index: usize, token: u64, entry: u64) -> i64 {
+    prepare_boot_block(index, token);
+    let mpidr = machine().cpus.mpidr(index).unwrap_or(u64::MAX);
+    let block = &BOOT_BLOCKS[index] as *const BootBlock as u64;
+    psci(PSCI_CPU_ON_64, [mpidr, entry, block])
+}
+
+/// Fills CPU `index`'s boot block for its next start.
+fn prepare_boot_block(index: usize, token: u64) {
     let block = &BOOT_BLOCKS[index];
     // SAFETY: only the address of the CPU's stack slot is computed; the slot is used by that
     // CPU alone, and only after it starts.
     let stack_base = unsafe { core::ptr::addr_of!(STACKS.0[index]) } as u64;
-    // Relaxed stores: published to the started CPU by the SMC (a context-synchronising event
-    // after which the firmware starts it); it reads them only after it runs.
+    // Relaxed stores: published to the started CPU through the hypervisor. Our CPU_ON takes
+    // the hypervisor's power-state lock after these stores (a Release), and the started CPU
+    // takes the same lock (an Acquire) before it is dropped to `_secondary_start`, so they
+    // happen before its first read of the block.
     block
         .stack_top
         .store(stack_base + STACK_SIZE as u64, Ordering::Relaxed);
     block.index.store(index as u64, Ordering::Relaxed);
     block.token.store(token, Ordering::Relaxed);
-    let mpidr = machine().cpus.mpidr(index).unwrap_or(u64::MAX);
-    psci(
-        PSCI_CPU_ON_64,
-        [mpidr, entry, block as *const BootBlock as u64],
-    )
 }
 
 /// Waits until CPU `index` has arrived `count` times in total, at most `timeout_ms`.

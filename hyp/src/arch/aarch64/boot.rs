@@ -4,7 +4,7 @@ use aarch64_cpu::registers::*;
 use hyp::cpus::MPIDR_AFFINITY_MASK;
 use hyp::memmap::{DTB_BASE, HOST_BASE};
 
-use super::console::{hyp_println, set_uart};
+use super::console::{hyp_println, CONSOLE};
 use super::fatal::fatal;
 use super::platform::{discover, platform, POWER};
 use super::regs::{drop_to_el1, init_el2};
@@ -23,7 +23,8 @@ pub extern "C" fn boot_main() -> ! {
     init_el2(0, vector_table_address());
     let boot_mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
     let p = discover(boot_mpidr).unwrap_or_else(|why| fatal(format_args!("{why}")));
-    set_uart(p.uart as usize);
+    // SAFETY: the DTB names the PL011; the MMU is off, so its registers are device memory.
+    unsafe { CONSOLE.set_base(p.uart as usize) };
     POWER.mark_on(0);
     hyp_println!(
         "hyptrace hypervisor at EL2: {} CPUs, RAM {:#x}..{:#x}, boot MPIDR {:#x}",
@@ -34,6 +35,14 @@ pub extern "C" fn boot_main() -> ! {
     );
     hyp_println!("entering the host at {HOST_BASE:#x} (EL1) with the DTB at {DTB_BASE:#x}");
     drop_to_el1(HOST_BASE, DTB_BASE)
+}
+
+/// A CPU entered `_secondary_entry` with an index no CPU_ON of ours gives (running on an
+/// emergency stack in the gap below slot 0's stack).
+pub extern "C" fn bad_secondary_index(index: u64) -> ! {
+    fatal(format_args!(
+        "a CPU entered the hypervisor with impossible index {index}"
+    ))
 }
 
 /// A secondary CPU started through the PSCI relay; `index` is the context ID the relay gave the

@@ -20,7 +20,7 @@ core::arch::global_asm!(
     mov     x30, xzr
     .endm
 
-    .section .text.entry, "ax"
+    .pushsection .text.entry, "ax"
     .global _start
 _start:
     msr     daifset, #0xf
@@ -43,16 +43,25 @@ _start:
 _secondary_entry:
     msr     daifset, #0xf
     msr     spsel, #1
-    // X0 = CPU index from our own CPU_ON: 1..MAX_CPUS. Refuse anything else.
-    cbz     x0, 9f
+    // X0 = CPU index from our own CPU_ON (0 too: the boot CPU may be turned off and on).
     cmp     x0, #{max_cpus}
-    b.hs    9f
+    b.hs    8f
     set_cpu_stack
     bl      {secondary_main}
+    b       9f
+8:  // Impossible index: report it from the unused gap below slot 0's stack.
+    adrp    x9, __stacks_start
+    add     x9, x9, :lo12:__stacks_start
+    add     x9, x9, #{guard}
+    mov     sp, x9
+    bl      {bad_index}
 9:  wfe
     b       9b
+    .popsection
     "#,
     max_cpus = const MAX_CPUS,
+    guard = const HYP_STACK_GUARD,
+    bad_index = sym super::boot::bad_secondary_index,
     stride = const HYP_STACK_GUARD + HYP_STACK_SIZE,
     boot_main = sym super::boot::boot_main,
     secondary_main = sym super::boot::secondary_main,

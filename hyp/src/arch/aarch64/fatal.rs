@@ -5,7 +5,7 @@ use aarch64_cpu::registers::*;
 use hyp::esr::{Esr, VectorSlot};
 use qemu_exit::QEMUExit;
 
-use super::console::print_fatal;
+use super::console::CONSOLE;
 use super::regs::cpu_index;
 use hyp::trap_frame::TrapFrame;
 
@@ -13,13 +13,16 @@ use hyp::trap_frame::TrapFrame;
 pub const EXIT_HYP_EXCEPTION: u32 = 3;
 /// Semihosting exit status for a hypervisor panic.
 pub const EXIT_HYP_PANIC: u32 = 4;
+/// Semihosting exit status for a fatal condition the hypervisor detected itself (no usable
+/// DTB, a CPU started without a pending CPU_ON, ...).
+pub const EXIT_HYP_FATAL: u32 = 8;
 
 /// Reports an exception the hypervisor does not handle and ends QEMU.
 pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
     let esr = Esr(ESR_EL2.get());
     let far = FAR_EL2.get();
     let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
-    print_fatal(format_args!(
+    CONSOLE.print_fatal(format_args!(
         "hyp: EXCEPTION on CPU {cpu}: {slot_name}\n\
          hyp:   ESR_EL2  = {esr}\n\
          hyp:   ELR_EL2  = {elr:#018x}\n\
@@ -46,17 +49,17 @@ pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
 
 /// Reports a fatal condition found by the hypervisor itself and ends QEMU.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
-    print_fatal(format_args!(
+    CONSOLE.print_fatal(format_args!(
         "hyp: FATAL on CPU {}: {}\n",
         cpu_index(),
         args
     ));
-    qemu_exit::AArch64::new().exit(EXIT_HYP_EXCEPTION)
+    qemu_exit::AArch64::new().exit(EXIT_HYP_FATAL)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    print_fatal(format_args!(
+    CONSOLE.print_fatal(format_args!(
         "hyp: CPU {} panicked: {}\n",
         cpu_index(),
         info

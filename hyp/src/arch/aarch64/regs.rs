@@ -4,34 +4,110 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use hyp::memmap::{HYP_STACK_GUARD, HYP_STACK_SIZE};
 
-/// CPTR_EL2 for a non-VHE hypervisor: RES1 bits 13:12 and 9:0 set, TFP (bit 10) clear so
-/// neither EL2 nor the host traps on FP/SIMD, TTA and TCPAC clear.
-const CPTR_EL2_RES1_NO_TRAPS: u64 = 0x33ff;
+/// CPTR_EL2 for a non-VHE hypervisor: only the RES1 bits (13, 9, 7:0). TFP (10), TZ (8),
+/// TSM (12), TTA (20), TAM (30) and TCPAC (31) clear: neither FP/SIMD, SVE, SME, trace nor
+/// activity-monitor accesses of the host trap to EL2.
+const CPTR_EL2_RES1_NO_TRAPS: u64 = 0x22ff;
+
+/// SCTLR_EL2 with only its RES1 bits (non-VHE): MMU, caches and alignment checks off.
+const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 
 /// SCTLR_EL1 with its RES1 bits and the MMU, caches and alignment checks off: the host shim
 /// starts like a kernel entered by a boot loader.
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
+/// HCR_EL2.APK (bit 40) and HCR_EL2.API (bit 41): pointer-authentication key registers and
+/// instructions do not trap.
+const HCR_EL2_APK_API: u64 = (1 << 40) | (1 << 41);
+
+/// Reads a 4-bit ID register field.
+fn id_field(value: u64, shift: u32) -> u64 {
+    (value >> shift) & 0xf
+}
+
+/// Writes a system register by its encoded name (for registers the assembler only knows with
+/// extra target features, or aarch64-cpu does not model).
+macro_rules! write_sysreg {
+    ($name:literal, $value:expr) => {
+        // SAFETY: every use below writes an EL2 control register that only affects what the
+        // host may do at EL1/EL0 (trap and length controls), checked against the ID registers
+        // first, before any host code runs on this CPU.
+        unsafe {
+            core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) $value, options(nomem, nostack))
+        }
+    };
+}
+
 /// Configures this CPU's EL2 state. Called on every CPU before it first enters EL1.
+///
+/// Every EL2 control register the host's behaviour depends on is written explicitly: on
+/// hardware most of them are UNKNOWN at reset (QEMU zeroes them, which would hide a missing
+/// write).
 pub fn init_el2(cpu_index: usize, vectors: u64) {
     // Vectors first, so any trap enabled below has somewhere to go.
     VBAR_EL2.set(vectors);
     barrier::isb(barrier::SY);
     TPIDR_EL2.set(cpu_index as u64);
+    SCTLR_EL2.set(SCTLR_EL2_RES1);
     // The host may read the physical counter and timer; its virtual counter equals the
     // physical one, so host and hypervisor timestamps share one timeline.
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
     CNTVOFF_EL2.set(0);
     CPTR_EL2.set(CPTR_EL2_RES1_NO_TRAPS);
+    // No trap of debug, PMU or trace accesses; every PMU counter belongs to the host
+    // (HPMN = PMCR_EL0.N).
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
+    let pmu_counters = (pmcr >> 11) & 0x1f;
+    MDCR_EL2.set(pmu_counters);
+    write_sysreg!("hstr_el2", 0u64);
+    VTTBR_EL2.set(0);
+    let pfr0 = ID_AA64PFR0_EL1.get();
+    let pfr1 = ID_AA64PFR1_EL1.get();
+    if id_field(pfr0, 32) != 0 {
+        // SVE: the host may use the largest vector length (ZCR_EL2.LEN saturates).
+        write_sysreg!("S3_4_C1_C2_0", 0xfu64);
+    }
+    if id_field(pfr1, 24) != 0 {
+        // SME: largest streaming vector length; FA64 and ZT0 untrapped where implemented.
+        let smfr0: u64;
+        // SAFETY: reading ID_AA64SMFR0_EL1 (S3_0_C0_C4_5) has no side effect; it exists
+        // because ID_AA64PFR1_EL1.SME says SME is implemented.
+        unsafe {
+            core::arch::asm!("mrs {}, S3_0_C0_C4_5", out(reg) smfr0, options(nomem, nostack))
+        };
+        let fa64 = smfr0 & (1 << 63);
+        let ezt0 = if id_field(pfr1, 24) >= 2 { 1 << 30 } else { 0 };
+        write_sysreg!("S3_4_C1_C2_6", fa64 | ezt0 | 0xf);
+    }
+    if id_field(ID_AA64MMFR1_EL1.get(), 40) != 0 {
+        // FEAT_HCX: no extra traps.
+        write_sysreg!("S3_4_C1_C2_2", 0u64);
+    }
     // What the host reads as MIDR/MPIDR at EL1 comes from these (UNKNOWN at reset).
     let midr = MIDR_EL1.get();
-    // SAFETY: writing VPIDR_EL2 only changes what EL1 reads as MIDR_EL1 (aarch64-cpu has no
-    // accessor for it).
-    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nomem, nostack)) };
+    write_sysreg!("vpidr_el2", midr);
     VMPIDR_EL2.set(MPIDR_EL1.get());
-    // EL1 is AArch64; trap SMC so the host never reaches the firmware's PSCI directly.
+    // EL1 is AArch64; trap SMC so the host never reaches the firmware's PSCI directly;
+    // pointer authentication is the host's own business.
     HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::TSC::EnableTrapEl1SmcToEl2);
+    if has_pointer_auth() {
+        HCR_EL2.set(HCR_EL2.get() | HCR_EL2_APK_API);
+    }
     barrier::isb(barrier::SY);
+}
+
+/// Whether any pointer-authentication algorithm is implemented (ID_AA64ISAR1_EL1 APA, API,
+/// GPA, GPI; ID_AA64ISAR2_EL1 APA3, GPA3).
+fn has_pointer_auth() -> bool {
+    let isar1 = ID_AA64ISAR1_EL1.get();
+    let isar2: u64;
+    // SAFETY: reading ID_AA64ISAR2_EL1 (S3_0_C0_C6_2) has no side effect; it reads as zero
+    // on CPUs that predate it.
+    unsafe { core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack)) };
+    [4, 8, 24, 28].iter().any(|s| id_field(isar1, *s) != 0)
+        || [8, 12].iter().any(|s| id_field(isar2, *s) != 0)
 }
 
 /// This CPU's index, as stored in TPIDR_EL2 by [`init_el2`].

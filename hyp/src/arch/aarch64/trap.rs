@@ -27,8 +27,21 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
             // A trapped SMC leaves ELR at the SMC itself: step over it.
             frame.elr += esr.instruction_len();
         }
-        _ => unexpected_exception(slot, frame),
+        // Anything else the host did that trapped (an instruction or register access the
+        // hypervisor does not emulate): hand it back to the host as an undefined
+        // instruction, as EL1 would have taken it without a hypervisor.
+        _ => inject_undef(frame),
     }
+}
+
+/// Injects an undefined-instruction exception into the host at the trapping instruction.
+fn inject_undef(frame: &mut TrapFrame) {
+    let injection = hyp::inject::sync_exception(VBAR_EL1.get(), frame.elr, frame.spsr);
+    ESR_EL1.set(hyp::inject::ESR_UNDEF);
+    ELR_EL1.set(injection.elr_el1);
+    SPSR_EL1.set(injection.spsr_el1);
+    frame.elr = injection.elr_el2;
+    frame.spsr = injection.spsr_el2;
 }
 
 fn args(frame: &TrapFrame) -> [u64; 4] {
