@@ -218,7 +218,8 @@ struct Control<'a> {
     descs: &'a [PageDesc],
     loaded: bool,
     reader: usize,
-    /// A ring page at or before the head: where head searches start.
+    /// A ring page at or before the head (ideally its predecessor): where head searches
+    /// start.
     head_hint: usize,
     /// The page whose footer carries HEAD.
     footer_head: usize,
@@ -938,7 +939,9 @@ impl<'a> RingBuffer<'a> {
             let lost = overrun - ctl.last_overrun;
             ctl.last_overrun = overrun;
             ctl.reader = head;
-            ctl.head_hint = head_next;
+            // The old reader page now precedes the head: the next search finds the head in
+            // one step instead of walking a whole lap.
+            ctl.head_hint = r;
             // Footers (Relaxed: the host reads them after the swap returns to it).
             let old = descs[r].page_ref();
             old.footer().reader_status.store(0, Ordering::Relaxed);
