@@ -5,7 +5,7 @@
 //! rather than wrapping at the edges. The host derives `mult`/`shift` from CNTFRQ_EL0 with
 //! [`ClockParams::for_frequency`] and timestamps its own records with the same conversion, so
 //! host and hypervisor events share one timeline. How the hypervisor publishes a new set
-//! without a writer ever seeing a torn one is in [`crate::ring`]'s clock banks.
+//! without a writer ever seeing a torn one is in [`crate::ring::clock_banks`].
 
 use crate::abi::HypError;
 

@@ -1,19 +1,27 @@
 //! Decoding and dispatch of host hypercalls (HVC from EL1).
 //!
-//! [`handle_hvc`] takes the caller's X0..X3 and returns the values to place back into them. It
-//! never fails: an unknown or malformed function ID answers SMCCC `NOT_SUPPORTED` and leaves
-//! every other register and all hypervisor state as they were.
+//! [`handle_hvc`] takes the caller's X0..X4 and returns the values to place back into X0..X3.
+//! It never fails: an unknown or malformed function ID answers SMCCC `NOT_SUPPORTED`, a
+//! refused call a negative [`HypError`] code, and either leaves X1..X3 and all hypervisor state
+//! as they were.
 
 use crate::abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use crate::abi::HypercallId;
+use crate::abi::{HypError, HypercallId};
+use crate::tracing::memory_rules::MemoryRules;
+use crate::tracing::TracingService;
 
 /// What the dispatcher needs to know about the calling CPU and the system.
-#[derive(Clone, Copy, Debug)]
-pub struct CallerInfo {
+pub struct Context<'a> {
     /// Index of the CPU that issued the call.
     pub cpu: usize,
     /// Number of CPUs the hypervisor manages.
     pub nr_cpus: usize,
+    /// The tracing service.
+    pub tracing: &'static TracingService,
+    /// Which memory the host may name.
+    pub rules: &'a MemoryRules,
+    /// Reads the trace clock's counter.
+    pub counter: fn() -> u64,
 }
 
 /// The decoded outcome of one hypercall, before it is written back to registers.
@@ -21,13 +29,13 @@ pub struct CallerInfo {
 pub enum HvcOutcome {
     /// The call was recognised and answered: X0 = 0, X1..X3 = the results.
     Ok([u64; 3]),
-    /// The call was recognised and refused: X0 = the negative code, X1..X3 unchanged.
+    /// The call was refused: X0 = the negative code, X1..X3 unchanged.
     Err(i64),
 }
 
 impl HvcOutcome {
     /// Register image X0..X3 for a caller whose X1..X3 were `x[1..4]`.
-    pub fn to_regs(self, x: [u64; 4]) -> [u64; 4] {
+    pub fn to_regs(self, x: &[u64; 5]) -> [u64; 4] {
         match self {
             Self::Ok([a, b, c]) => [0, a, b, c],
             Self::Err(code) => [code as u64, x[1], x[2], x[3]],
@@ -35,50 +43,97 @@ impl HvcOutcome {
     }
 }
 
-/// Decodes and executes a hypercall with registers X0..X3.
-pub fn dispatch(x: [u64; 4], caller: &CallerInfo) -> HvcOutcome {
-    let Some(id) = HypercallId::from_x0(x[0]) else {
-        return HvcOutcome::Err(SMCCC_NOT_SUPPORTED);
-    };
-    match id {
-        HypercallId::Null => HvcOutcome::Ok([x[1], x[2], x[3]]),
-        HypercallId::Info => {
-            HvcOutcome::Ok([ABI_VERSION, caller.nr_cpus as u64, caller.cpu as u64])
+impl From<Result<[u64; 3], HypError>> for HvcOutcome {
+    fn from(r: Result<[u64; 3], HypError>) -> Self {
+        match r {
+            Ok(v) => Self::Ok(v),
+            Err(e) => Self::Err(e.code()),
         }
-        // The tracing service is not part of this image yet: its IDs are reserved in the ABI
-        // and answered like any other unknown call.
-        HypercallId::LoadTracing
-        | HypercallId::TeardownTracing
-        | HypercallId::EnableTracing
-        | HypercallId::SwapReader
-        | HypercallId::UpdateFooters
-        | HypercallId::EnableEvent
-        | HypercallId::UpdateClock
-        | HypercallId::ResetTracing => HvcOutcome::Err(SMCCC_NOT_SUPPORTED),
     }
 }
 
+/// Decodes and executes a hypercall with registers X0..X4.
+///
+/// # Safety
+///
+/// As [`TracingService::load`]: every page-aligned address inside `ctx.rules.ram` and outside
+/// `ctx.rules.hyp` must be mapped readable and writable at the same address.
+pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
+    let Some(id) = HypercallId::from_x0(x[0]) else {
+        return HvcOutcome::Err(SMCCC_NOT_SUPPORTED);
+    };
+    let t = ctx.tracing;
+    let done = |r: Result<(), HypError>| r.map(|()| [0; 3]);
+    let result = match id {
+        HypercallId::Null => Ok([x[1], x[2], x[3]]),
+        HypercallId::Info => Ok([ABI_VERSION, ctx.nr_cpus as u64, ctx.cpu as u64]),
+        // SAFETY: forwarded from this function's contract.
+        HypercallId::LoadTracing => done(unsafe { t.load(x[1], x[2], ctx.rules, ctx.nr_cpus) }),
+        HypercallId::TeardownTracing => done(t.teardown()),
+        HypercallId::EnableTracing => done(t.enable(x[1])),
+        HypercallId::SwapReader => t
+            .swap_reader(x[1])
+            .map(|s| [s.reader_page, s.lost, s.swapped as u64]),
+        HypercallId::UpdateFooters => t
+            .update_footers(x[1])
+            .map(|s| [s.entries, s.overrun, s.pages_touched]),
+        HypercallId::EnableEvent => done(t.enable_event(x[1], x[2])),
+        HypercallId::UpdateClock => done(t.update_clock(x[1], x[2], x[3], x[4])),
+        HypercallId::ResetTracing => done(t.reset(x[1])),
+        HypercallId::WriteSelftest => t
+            .write_selftest(ctx.cpu, ctx.counter, x[1], x[2])
+            .map(|n| [n, 0, 0]),
+    };
+    result.into()
+}
+
 /// [`dispatch`] followed by [`HvcOutcome::to_regs`].
-pub fn handle_hvc(x: [u64; 4], caller: &CallerInfo) -> [u64; 4] {
-    dispatch(x, caller).to_regs(x)
+///
+/// # Safety
+///
+/// As [`dispatch`].
+pub unsafe fn handle_hvc(x: &[u64; 5], ctx: &Context) -> [u64; 4] {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { dispatch(x, ctx) }.to_regs(x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CALLER: CallerInfo = CallerInfo { cpu: 2, nr_cpus: 4 };
+    static STORAGE: crate::tracing::TracingStorage = crate::tracing::TracingStorage::new();
+    static TRACING: TracingService = TracingService::new(&STORAGE);
+
+    fn ctx(rules: &MemoryRules) -> Context<'_> {
+        Context {
+            cpu: 2,
+            nr_cpus: 4,
+            tracing: &TRACING,
+            rules,
+            counter: || 0,
+        }
+    }
+
+    fn call(x: [u64; 5]) -> [u64; 4] {
+        let rules = MemoryRules {
+            ram: 0x4000_0000..0x8000_0000,
+            hyp: 0x4020_0000..0x4100_0000,
+        };
+        // SAFETY: every call here is refused before touching memory (nothing is loaded and
+        // the only load attempted names the hypervisor's region).
+        unsafe { handle_hvc(&x, &ctx(&rules)) }
+    }
 
     #[test]
     fn null_echoes_arguments() {
         let id = HypercallId::Null.function_id() as u64;
-        assert_eq!(handle_hvc([id, 1, 2, 3], &CALLER), [0, 1, 2, 3]);
+        assert_eq!(call([id, 1, 2, 3, 4]), [0, 1, 2, 3]);
     }
 
     #[test]
     fn info_reports_version_cpus_and_caller() {
         let id = HypercallId::Info.function_id() as u64;
-        assert_eq!(handle_hvc([id, 9, 9, 9], &CALLER), [0, ABI_VERSION, 4, 2]);
+        assert_eq!(call([id, 9, 9, 9, 9]), [0, ABI_VERSION, 4, 2]);
     }
 
     #[test]
@@ -91,9 +146,8 @@ mod tests {
             0x8400_0000,
             u64::MAX,
         ] {
-            let regs = [x0, 0xaaaa, 0xbbbb, 0xcccc];
             assert_eq!(
-                handle_hvc(regs, &CALLER),
+                call([x0, 0xaaaa, 0xbbbb, 0xcccc, 0]),
                 [u64::MAX, 0xaaaa, 0xbbbb, 0xcccc],
                 "{x0:#x}"
             );
@@ -101,8 +155,37 @@ mod tests {
     }
 
     #[test]
+    fn tracing_calls_are_routed_and_refusals_keep_registers() {
+        let f = |id: HypercallId| id.function_id() as u64;
+        let not_loaded = HypError::NotLoaded.to_x0();
+        for id in [
+            HypercallId::TeardownTracing,
+            HypercallId::EnableTracing,
+            HypercallId::SwapReader,
+            HypercallId::UpdateFooters,
+            HypercallId::EnableEvent,
+            HypercallId::UpdateClock,
+            HypercallId::ResetTracing,
+        ] {
+            assert_eq!(
+                call([f(id), 7, 8, 9, 10]),
+                [not_loaded, 7, 8, 9],
+                "{}",
+                id.name()
+            );
+        }
+        let load = f(HypercallId::LoadTracing);
+        assert_eq!(
+            call([load, 0x4020_0000, 0x1000, 9, 0])[0],
+            HypError::PageInHyp.to_x0()
+        );
+        let selftest = f(HypercallId::WriteSelftest);
+        assert_eq!(call([selftest, 0, 10, 0, 0]), [not_loaded, 0, 10, 0]);
+    }
+
+    #[test]
     fn garbage_in_upper_bits_of_x0_is_ignored() {
         let x0 = 0xffff_ffff_0000_0000 | HypercallId::Null.function_id() as u64;
-        assert_eq!(handle_hvc([x0, 5, 6, 7], &CALLER), [0, 5, 6, 7]);
+        assert_eq!(call([x0, 5, 6, 7, 8]), [0, 5, 6, 7]);
     }
 }

@@ -52,11 +52,13 @@ pub enum HypercallId {
     UpdateClock = 0x16,
     /// `reset_tracing(cpu)`.
     ResetTracing = 0x17,
+    /// `write_selftest(first_seq, count)`: the calling CPU writes `count` selftest events.
+    WriteSelftest = 0x18,
 }
 
 impl HypercallId {
     /// Every ID, in numeric order.
-    pub const ALL: [HypercallId; 10] = [
+    pub const ALL: [HypercallId; 11] = [
         Self::Null,
         Self::Info,
         Self::LoadTracing,
@@ -67,6 +69,7 @@ impl HypercallId {
         Self::EnableEvent,
         Self::UpdateClock,
         Self::ResetTracing,
+        Self::WriteSelftest,
     ];
 
     /// The SMCCC function ID the caller puts in W0.
@@ -100,6 +103,7 @@ impl HypercallId {
             Self::EnableEvent => "enable_event",
             Self::UpdateClock => "update_clock",
             Self::ResetTracing => "reset_tracing",
+            Self::WriteSelftest => "write_selftest",
         }
     }
 }
@@ -120,6 +124,7 @@ mod tests {
         assert_eq!(HypercallId::Null.function_id(), 0xC600_0000);
         assert_eq!(HypercallId::LoadTracing.function_id(), 0xC600_0010);
         assert_eq!(HypercallId::ResetTracing.function_id(), 0xC600_0017);
+        assert_eq!(HypercallId::WriteSelftest.function_id(), 0xC600_0018);
     }
 
     #[test]
@@ -146,7 +151,7 @@ mod tests {
             null | 0x0080_0000,
             null | 0x02,
             null | 0x0f,
-            null | 0x18,
+            null | 0x19,
             null | 0xffff,
             0,
             u64::MAX as u32,

@@ -26,6 +26,7 @@ use crate::abi::page::{
 };
 use crate::abi::HypError;
 
+pub mod clock_banks;
 pub(crate) mod page_io;
 pub(crate) mod sync;
 

@@ -12,7 +12,7 @@ use crate::abi::HypError;
 use crate::memmap::PAGE_SIZE;
 
 /// Largest pack `load_tracing` accepts (the hypervisor validates a private copy of it).
-pub const MAX_PACK_SIZE: u64 = 2 << 20;
+pub const MAX_PACK_SIZE: u64 = 1 << 20;
 
 /// The memory facts validation needs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,396 @@
-//! The tracing service: what `load_tracing` and the other tracing hypercalls do with the
-//! host's packs and the per-CPU writers.
+//! The tracing service: what the tracing hypercalls do, and how events reach the per-CPU
+//! writers.
+//!
+//! One [`TracingService`] lives in a `static` of the hypervisor. It owns a [`RingBuffer`] per
+//! CPU, the pool of page descriptors they use (hypervisor memory the host never sees), the
+//! per-event enable flags and the clock. Control calls (load, teardown, enable, swap,
+//! footers, events, clock, reset) are serialised by one lock; the write path
+//! ([`TracingService::emit`]) takes no lock: a disabled event costs one load and one branch,
+//! an enabled one the ring's lock-free reserve/commit.
+//!
+//! `load` never trusts the pack: it checks the pack's location, copies it into hypervisor
+//! memory, parses and validates the copy (structure, every page address, no page twice) and
+//! only then touches any ring. Any failure leaves nothing loaded.
 
-pub mod clock_banks;
 pub mod memory_rules;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::abi::event_format::Event;
+use crate::abi::events;
+use crate::abi::pack::TraceBufferPack;
+use crate::abi::HypError;
+use crate::clock::ClockParams;
+use crate::memmap::MAX_CPUS;
+use crate::ring::clock_banks::ClockBanks;
+use crate::ring::{PageDesc, RingBuffer, RingStats, Swap};
+use memory_rules::{check_unique, MemoryRules, MAX_PACK_SIZE};
+
+/// Page descriptors in the hypervisor's pool: the most pages (ring and reader pages of all
+/// CPUs together) one load may describe. 64 MiB per CPU on 4 CPUs fits.
+pub const DESC_POOL: usize = 4 * (16 * 1024 + 1) + 64;
+
+/// Number of event-enable slots (IDs are 1..=ALL.len()).
+const EVENT_SLOTS: usize = events::ALL.len() + 1;
+
+/// Largest `count` of one `write_selftest` call (bounds the time spent in the hypervisor).
+pub const MAX_SELFTEST_BATCH: u64 = 1 << 16;
+
+/// Scratch space of `load`.
+struct Scratch {
+    pack: [u8; MAX_PACK_SIZE as usize],
+    pages: [u64; DESC_POOL],
+}
+
+/// The service's large, all-zero memory: the page-descriptor pool and `load`'s scratch space.
+/// Kept apart from [`TracingService`] so that a `static` of it lands in BSS instead of
+/// adding megabytes of zeros to the image.
+pub struct TracingStorage {
+    descs: [PageDesc; DESC_POOL],
+    scratch: spin::Mutex<Scratch>,
+}
+
+impl Default for TracingStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TracingStorage {
+    /// Zeroed storage.
+    pub const fn new() -> Self {
+        Self {
+            descs: [const { PageDesc::new() }; DESC_POOL],
+            scratch: spin::Mutex::new(Scratch {
+                pack: [0; MAX_PACK_SIZE as usize],
+                pages: [0; DESC_POOL],
+            }),
+        }
+    }
+}
+
+struct Control {
+    loaded: bool,
+    has_buffer: [bool; MAX_CPUS],
+}
+
+/// The hypervisor's tracing state. See the module documentation.
+pub struct TracingService {
+    control: spin::Mutex<Control>,
+    rings: [RingBuffer<'static>; MAX_CPUS],
+    storage: &'static TracingStorage,
+    events: [AtomicBool; EVENT_SLOTS],
+    clock: ClockBanks,
+}
+
+/// What `swap_reader` returns in X1..X3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapResult {
+    /// Address of the reader page after the call.
+    pub reader_page: u64,
+    /// Events lost to overwrite since the previous swap.
+    pub lost: u64,
+    /// Whether pages were swapped (false: the writer is still on the reader page).
+    pub swapped: bool,
+}
+
+impl From<Swap> for SwapResult {
+    fn from(s: Swap) -> Self {
+        Self {
+            reader_page: s.reader_page as u64,
+            lost: s.lost,
+            swapped: s.swapped,
+        }
+    }
+}
+
+fn boolean(v: u64) -> Result<bool, HypError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(HypError::InvalidArgument),
+    }
+}
+
+impl TracingService {
+    /// An unloaded service (every event disabled, clock at zero) using `storage`.
+    pub const fn new(storage: &'static TracingStorage) -> Self {
+        Self {
+            control: spin::Mutex::new(Control {
+                loaded: false,
+                has_buffer: [false; MAX_CPUS],
+            }),
+            rings: [const { RingBuffer::new() }; MAX_CPUS],
+            storage,
+            events: [const { AtomicBool::new(false) }; EVENT_SLOTS],
+            clock: ClockBanks::new(),
+        }
+    }
+
+    /// `load_tracing(pack_pa, size)`: validates the pack and builds one writer per CPU it
+    /// describes. `nr_cpus` is the number of CPUs the hypervisor manages.
+    ///
+    /// # Safety
+    ///
+    /// Every page-aligned address inside `rules.ram` and outside `rules.hyp` must be mapped
+    /// readable and writable at the same address for as long as tracing stays loaded, and
+    /// never be hypervisor memory Rust code relies on (the host may change it at any time).
+    pub unsafe fn load(
+        &'static self,
+        pack_pa: u64,
+        size: u64,
+        rules: &MemoryRules,
+        nr_cpus: usize,
+    ) -> Result<(), HypError> {
+        let mut guard = self.control.lock();
+        let ctl = &mut *guard;
+        if ctl.loaded {
+            return Err(HypError::AlreadyLoaded);
+        }
+        let span = rules.check_pack(pack_pa, size)?;
+        let len = size as usize;
+        // Only `load` uses the scratch space, and it holds the control lock.
+        let mut scratch = self.storage.scratch.lock();
+        let scratch = &mut *scratch;
+        // Validate a private copy: the host cannot change what is being checked.
+        // SAFETY: `check_pack` put [pack_pa, pack_pa + size) inside host RAM, which the
+        // caller guarantees is mapped; `len` <= MAX_PACK_SIZE = the scratch size.
+        unsafe { copy_from_host(&mut scratch.pack[..len], pack_pa) };
+        let pack = TraceBufferPack::parse(&scratch.pack[..len], nr_cpus.min(MAX_CPUS))?;
+        if pack.total_pages() > DESC_POOL as u64 {
+            return Err(HypError::NoMemory);
+        }
+        let pages = &mut scratch.pages;
+        let mut n = 0;
+        for cpu in pack.cpus() {
+            for va in core::iter::once(cpu.reader_page_va).chain(cpu.page_vas()) {
+                rules.check_page(va, &span)?;
+                // `total_pages` (checked above) bounds n: the parser verified it is the sum.
+                pages[n] = va;
+                n += 1;
+            }
+        }
+        check_unique(&mut pages[..n])?;
+
+        let mut next = 0;
+        for cpu in pack.cpus() {
+            let index = cpu.cpu as usize;
+            let count = cpu.nr_pages() + 1;
+            let descs = &self.storage.descs[next..next + count];
+            next += count;
+            // SAFETY: every page was checked to be a distinct page of host RAM, which the
+            // caller guarantees stays mapped while loaded; teardown runs before it is given
+            // back. The descriptors are hypervisor memory, disjoint per CPU.
+            let result = unsafe {
+                self.rings[index].load(
+                    descs,
+                    cpu.reader_page_va as usize,
+                    cpu.page_vas().map(|va| va as usize),
+                )
+            };
+            if let Err(e) = result {
+                Self::unload(&self.rings, ctl);
+                return Err(e);
+            }
+            ctl.has_buffer[index] = true;
+        }
+        ctl.loaded = true;
+        Ok(())
+    }
+
+    /// Tears down every loaded ring (each waits for a write in flight) and disables events.
+    fn unload(rings: &[RingBuffer<'static>; MAX_CPUS], ctl: &mut Control) {
+        for (ring, has) in rings.iter().zip(ctl.has_buffer.iter_mut()) {
+            if *has {
+                // Loaded rings always tear down.
+                let _ = ring.teardown();
+                *has = false;
+            }
+        }
+        ctl.loaded = false;
+    }
+
+    /// `teardown_tracing()`. When it returns no write touches any page of the pack.
+    pub fn teardown(&self) -> Result<(), HypError> {
+        let mut ctl = self.control.lock();
+        if !ctl.loaded {
+            return Err(HypError::NotLoaded);
+        }
+        Self::unload(&self.rings, &mut ctl);
+        for e in &self.events {
+            // Relaxed: a flag; the next load starts with every event disabled.
+            e.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn loaded_ring(&self, ctl: &Control, cpu: u64) -> Result<&RingBuffer<'static>, HypError> {
+        if !ctl.loaded {
+            return Err(HypError::NotLoaded);
+        }
+        match usize::try_from(cpu) {
+            Ok(i) if i < MAX_CPUS && ctl.has_buffer[i] => Ok(&self.rings[i]),
+            _ => Err(HypError::InvalidCpu),
+        }
+    }
+
+    /// `enable_tracing(enable)`: makes every loaded ring writable (1) or not (0, waiting for
+    /// writes in flight).
+    pub fn enable(&self, enable: u64) -> Result<(), HypError> {
+        let ctl = self.control.lock();
+        if !ctl.loaded {
+            return Err(HypError::NotLoaded);
+        }
+        let enable = boolean(enable)?;
+        for (ring, _) in self
+            .rings
+            .iter()
+            .zip(ctl.has_buffer)
+            .filter(|(_, has)| *has)
+        {
+            if enable {
+                ring.enable()?;
+            } else {
+                ring.disable()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `swap_reader(cpu)`.
+    pub fn swap_reader(&self, cpu: u64) -> Result<SwapResult, HypError> {
+        let ctl = self.control.lock();
+        Ok(self.loaded_ring(&ctl, cpu)?.swap_reader()?.into())
+    }
+
+    /// `update_footers(cpu)`: returns the writer's counters as written into the footers.
+    pub fn update_footers(&self, cpu: u64) -> Result<RingStats, HypError> {
+        let ctl = self.control.lock();
+        self.loaded_ring(&ctl, cpu)?.update_footers()
+    }
+
+    /// `reset_tracing(cpu)`: empties one CPU's buffer without teardown.
+    pub fn reset(&self, cpu: u64) -> Result<(), HypError> {
+        let ctl = self.control.lock();
+        self.loaded_ring(&ctl, cpu)?.reset()
+    }
+
+    /// `enable_event(id, enable)`.
+    pub fn enable_event(&self, id: u64, enable: u64) -> Result<(), HypError> {
+        let ctl = self.control.lock();
+        if !ctl.loaded {
+            return Err(HypError::NotLoaded);
+        }
+        let desc = u16::try_from(id)
+            .ok()
+            .and_then(events::by_id)
+            .ok_or(HypError::UnknownEvent)?;
+        let enable = boolean(enable)?;
+        // Relaxed: writers only need to see the flag eventually; nothing is published with it.
+        self.events[desc.id as usize].store(enable, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `update_clock(mult, shift, epoch_ns, epoch_cyc)`.
+    pub fn update_clock(
+        &self,
+        mult: u64,
+        shift: u64,
+        epoch_ns: u64,
+        epoch_cyc: u64,
+    ) -> Result<(), HypError> {
+        let ctl = self.control.lock();
+        if !ctl.loaded {
+            return Err(HypError::NotLoaded);
+        }
+        let params = ClockParams::new(mult, shift, epoch_ns, epoch_cyc)?;
+        self.clock.update(params);
+        drop(ctl);
+        Ok(())
+    }
+
+    /// Whether writes of event `E` are enabled.
+    #[inline(always)]
+    pub fn is_enabled<E: Event>(&self) -> bool {
+        // Relaxed: see `enable_event`.
+        self.events[E::DESC.id as usize].load(Ordering::Relaxed)
+    }
+
+    /// Writes `event` on `cpu`'s buffer if the event is enabled and the buffer writable;
+    /// `counter` is read only then. Returns whether the event was written.
+    #[inline(always)]
+    pub fn emit<E: Event>(&self, cpu: usize, counter: impl FnOnce() -> u64, event: &E) -> bool {
+        if !self.is_enabled::<E>() {
+            return false;
+        }
+        self.emit_enabled(cpu, counter(), event)
+    }
+
+    /// The part of [`emit`](Self::emit) after the enable check.
+    #[inline]
+    fn emit_enabled<E: Event>(&self, cpu: usize, counter: u64, event: &E) -> bool {
+        let Some(ring) = self.rings.get(cpu) else {
+            return false;
+        };
+        let ts = self.clock.cycles_to_ns(counter);
+        let Some(mut slot) = ring.reserve(ts, E::PAYLOAD_LEN) else {
+            return false;
+        };
+        let mut payload = [0u8; 64];
+        event.encode(&mut payload);
+        slot.write_at(0, &payload[..E::PAYLOAD_LEN]);
+        slot.commit();
+        true
+    }
+
+    /// `write_selftest(first_seq, count)`: writes `count` selftest events with sequence
+    /// numbers `first_seq..first_seq + count` on `cpu`, as fast as possible. Returns how many
+    /// were written (0 when the event is disabled or the buffer not writable). Errors:
+    /// [`HypError::NotLoaded`], [`HypError::InvalidArgument`] for `count` above
+    /// [`MAX_SELFTEST_BATCH`].
+    pub fn write_selftest(
+        &self,
+        cpu: usize,
+        counter: impl Fn() -> u64,
+        first_seq: u64,
+        count: u64,
+    ) -> Result<u64, HypError> {
+        if !self.control.lock().loaded {
+            return Err(HypError::NotLoaded);
+        }
+        if count > MAX_SELFTEST_BATCH {
+            return Err(HypError::InvalidArgument);
+        }
+        let mut written = 0;
+        for seq in first_seq..first_seq.saturating_add(count) {
+            let e = events::Selftest {
+                seq,
+                payload: events::selftest_payload(seq),
+            };
+            written += self.emit(cpu, &counter, &e) as u64;
+        }
+        Ok(written)
+    }
+
+    /// The clock's current parameters.
+    pub fn clock(&self) -> ClockParams {
+        self.clock.read()
+    }
+}
+
+/// Copies `out.len()` bytes of host memory at `pa` with volatile 8-byte reads (the host may be
+/// writing them concurrently; whatever it writes is only data to be validated).
+///
+/// # Safety
+///
+/// `[pa, pa + out.len())` must be mapped and readable; `pa` and `out.len()` multiples of 8.
+unsafe fn copy_from_host(out: &mut [u8], pa: u64) {
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        // SAFETY: inside the range the caller guarantees; aligned because `pa` is.
+        let word = unsafe { core::ptr::read_volatile((pa as usize + 8 * i) as *const u64) };
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

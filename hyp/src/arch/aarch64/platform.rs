@@ -5,12 +5,29 @@ use core::ops::Range;
 use hyp::cpus::CpuPower;
 use hyp::dtb::Machine;
 use hyp::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
+use hyp::tracing::memory_rules::MemoryRules;
+use hyp::tracing::{TracingService, TracingStorage};
 use spin::Once;
 
 static MACHINE: Once<Machine> = Once::new();
+static RULES: Once<MemoryRules> = Once::new();
 
 /// Power state of every CPU.
 pub static POWER: CpuPower = CpuPower::new();
+
+/// The tracing service's descriptor pool and scratch space (all zero: in BSS).
+static TRACING_STORAGE: TracingStorage = TracingStorage::new();
+
+/// The tracing service: per-CPU writers, event flags, clock.
+pub static TRACING: TracingService = TracingService::new(&TRACING_STORAGE);
+
+/// Which memory the host may name in a pack: its RAM bank minus the hypervisor's region.
+pub fn memory_rules() -> &'static MemoryRules {
+    RULES.call_once(|| MemoryRules {
+        ram: platform().ram.clone(),
+        hyp: HYP_REGION,
+    })
+}
 
 /// The hypervisor's private region (image, stacks, pools).
 pub const HYP_REGION: Range<u64> = HYP_BASE..HYP_BASE + HYP_SIZE;

@@ -1,29 +1,39 @@
-//! The Rust side of every exception taken to EL2.
+//! The Rust side of every exception taken to EL2, and the events that trace it.
 
 use aarch64_cpu::registers::*;
+use hyp::abi::events::{HostHcall, HostSmc, HypEnter, HypExit, PsciCpuOn};
+use hyp::abi::HypercallId;
 use hyp::esr::{Esr, ExceptionKind, VectorSlot, EC_HVC64, EC_SMC64};
-use hyp::hypercall::{handle_hvc, CallerInfo};
-use hyp::psci::Relay;
+use hyp::hypercall::{handle_hvc, Context};
+use hyp::psci::{is_relayed, Relay};
+use hyp::trap_frame::TrapFrame;
+use smccc::psci::{PSCI_CPU_ON_32, PSCI_CPU_ON_64};
 
 use super::fatal::unexpected_exception;
 use super::firmware::Smc;
-use super::platform::{platform, HYP_REGION, POWER};
+use super::platform::{memory_rules, platform, HYP_REGION, POWER, TRACING};
 use super::regs::cpu_index;
-use hyp::trap_frame::TrapFrame;
 
 /// SMCCC `NOT_SUPPORTED` as a register image.
 const NOT_SUPPORTED: u64 = u64::MAX;
+
+/// The trace clock's counter: the physical count, which the host reads too.
+fn counter() -> u64 {
+    CNTPCT_EL0.get()
+}
 
 /// Entry from the vector table: `slot` is the vector slot (0..16), `frame` the saved state.
 pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
     if VectorSlot::from_index(slot) != Some(VectorSlot::LowerA64(ExceptionKind::Sync)) {
         unexpected_exception(slot, frame);
     }
+    let cpu = cpu_index();
+    TRACING.emit(cpu, counter, &HypEnter {});
     let esr = Esr(ESR_EL2.get());
     match esr.ec() {
-        EC_HVC64 => host_hvc(esr, frame),
+        EC_HVC64 => host_hvc(cpu, esr, frame),
         EC_SMC64 => {
-            host_smc(esr, frame);
+            host_smc(cpu, esr, frame);
             // A trapped SMC leaves ELR at the SMC itself: step over it.
             frame.elr += esr.instruction_len();
         }
@@ -32,6 +42,7 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
         // instruction, as EL1 would have taken it without a hypervisor.
         _ => inject_undef(frame),
     }
+    TRACING.emit(cpu, counter, &HypExit {});
 }
 
 /// Injects an undefined-instruction exception into the host at the trapping instruction.
@@ -44,27 +55,48 @@ fn inject_undef(frame: &mut TrapFrame) {
     frame.spsr = injection.spsr_el2;
 }
 
-fn args(frame: &TrapFrame) -> [u64; 4] {
-    [frame.x[0], frame.x[1], frame.x[2], frame.x[3]]
-}
-
 /// HVC from the host: hyptrace's hypercalls. SMCCC requires immediate 0.
-fn host_hvc(esr: Esr, frame: &mut TrapFrame) {
+fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
+    let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+    let valid = esr.iss() & 0xffff == 0 && HypercallId::from_x0(x[0]).is_some();
+    TRACING.emit(
+        cpu,
+        counter,
+        &HostHcall {
+            id: x[0] as u32,
+            invalid: !valid as u8,
+        },
+    );
     if esr.iss() & 0xffff != 0 {
         frame.x[0] = NOT_SUPPORTED;
         return;
     }
-    let caller = CallerInfo {
-        cpu: cpu_index(),
+    let ctx = Context {
+        cpu,
         nr_cpus: platform().cpus.count(),
+        tracing: &TRACING,
+        rules: memory_rules(),
+        counter,
     };
-    let out = handle_hvc(args(frame), &caller);
+    // SAFETY: the MMU is off at EL2, so every RAM address (the rules' host RAM included) is
+    // accessible at its own address.
+    let out = unsafe { handle_hvc(&x, &ctx) };
     frame.x[..4].copy_from_slice(&out);
 }
 
 /// SMC from the host (trapped by HCR_EL2.TSC): the PSCI relay. SMCCC requires immediate 0.
-fn host_smc(esr: Esr, frame: &mut TrapFrame) {
-    if esr.iss() & 0xffff != 0 {
+fn host_smc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
+    let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+    let immediate_ok = esr.iss() & 0xffff == 0;
+    TRACING.emit(
+        cpu,
+        counter,
+        &HostSmc {
+            id: x[0],
+            forwarded: (immediate_ok && is_relayed(x[0])) as u8,
+        },
+    );
+    if !immediate_ok {
         frame.x[0] = NOT_SUPPORTED;
         return;
     }
@@ -76,5 +108,16 @@ fn host_smc(esr: Esr, frame: &mut TrapFrame) {
         ram: p.ram.clone(),
         hyp_region: HYP_REGION,
     };
-    frame.x[0] = relay.handle(cpu_index(), args(frame), &Smc);
+    let result = relay.handle(cpu, x, &Smc);
+    if matches!(x[0] as u32, PSCI_CPU_ON_32 | PSCI_CPU_ON_64) {
+        TRACING.emit(
+            cpu,
+            counter,
+            &PsciCpuOn {
+                target: x[1],
+                result: result as i32,
+            },
+        );
+    }
+    frame.x[0] = result;
 }

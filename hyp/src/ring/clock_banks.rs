@@ -1,15 +1,18 @@
 //! Publishing new clock parameters without a writer ever using a torn set.
 //!
+//! It lives in `ring` because it is the writer path's other lock-free protocol: every
+//! hand-written atomics protocol of the hypervisor is in this module and its loom models.
+//!
 //! Two banks of [`ClockParams`] and a sequence number `seq`: bank `seq & 1` is current.
-//! `update` (serialised by the tracing service's control lock) fills the idle bank and then
+//! `update` (serialised by its caller: the tracing service's control lock) fills the idle bank and then
 //! publishes it by incrementing `seq`. A reader loads `seq`, reads that bank, and checks that
 //! `seq` did not move meanwhile; if it moved, a new set was published during the read (the bank
 //! it read may be the one being refilled two updates later), so it reads again. It never waits
 //! for a lock: a retry happens only when an update *completed* during its few-instruction read
 //! window, and every update is a hypercall that takes far longer than that window.
 
+use super::sync::{AtomicU64, Ordering};
 use crate::clock::ClockParams;
-use crate::ring::sync::{AtomicU64, Ordering};
 
 #[derive(Debug)]
 struct Bank {
@@ -81,7 +84,7 @@ impl ClockBanks {
         // Release fence: pairs with the Acquire fence in `read`. A reader that sees any value
         // stored below also sees every `seq` store before this fence (the previous update's
         // increment), so its re-check of `seq` fails if it read this bank under the old `seq`.
-        crate::ring::sync::fence(Ordering::Release);
+        super::sync::fence(Ordering::Release);
         let idle = &self.banks[((seq + 1) & 1) as usize];
         // Relaxed: ordered for readers by the fence above and the Release store below.
         idle.mult.store(p.mult as u64, Ordering::Relaxed);
@@ -107,12 +110,12 @@ impl ClockBanks {
                 epoch_cyc: bank.epoch_cyc.load(Ordering::Relaxed),
             };
             // Acquire fence: pairs with the Release fence in `update` (see there).
-            crate::ring::sync::fence(Ordering::Acquire);
+            super::sync::fence(Ordering::Acquire);
             // Relaxed: ordered after the bank reads by the fence.
             if self.seq.load(Ordering::Relaxed) == seq {
                 return p;
             }
-            crate::ring::sync::spin_loop();
+            super::sync::spin_loop();
         }
     }
 

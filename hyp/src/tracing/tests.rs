@@ -1,0 +1,280 @@
+//! Tests of the tracing service on real memory: pages are 4096-aligned heap allocations
+//! whose addresses stand for physical addresses (the hypervisor maps host RAM 1:1).
+
+use super::*;
+use crate::abi::pack::{CpuPages, PackBuilder};
+use crate::abi::page::PageHeader;
+use crate::memmap::PAGE_SIZE;
+use std::vec::Vec;
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// Host memory for one test: pages and a pack, plus rules that accept them.
+struct Host {
+    pages: Vec<Box<Page>>,
+    pack: Vec<Box<Page>>,
+}
+
+fn rules() -> MemoryRules {
+    // Page 0 plays the hypervisor; everything else is "host RAM".
+    MemoryRules {
+        ram: PAGE_SIZE..(1 << 47),
+        hyp: 0..PAGE_SIZE,
+    }
+}
+
+impl Host {
+    fn new(pages: usize) -> Self {
+        Self {
+            pages: (0..pages).map(|_| Box::new(Page([0; 4096]))).collect(),
+            pack: Vec::new(),
+        }
+    }
+
+    fn addr(&self, i: usize) -> u64 {
+        &*self.pages[i] as *const Page as u64
+    }
+
+    /// Writes a pack for `cpus` (each: CPU number, reader page index, ring page indexes) into
+    /// contiguous pack pages; returns (address, size).
+    fn pack(&mut self, cpus: &[(u32, usize, Vec<usize>)]) -> (u64, u64) {
+        let vas: Vec<Vec<u64>> = cpus
+            .iter()
+            .map(|(_, _, ring)| ring.iter().map(|i| self.addr(*i)).collect())
+            .collect();
+        let descs: Vec<CpuPages> = cpus
+            .iter()
+            .zip(&vas)
+            .map(|((cpu, reader, _), page_vas)| CpuPages {
+                cpu: *cpu,
+                reader_page_va: self.addr(*reader),
+                page_vas,
+            })
+            .collect();
+        let builder = PackBuilder::new(&descs);
+        let size = builder.size().unwrap().next_multiple_of(4096);
+        let mut bytes = vec![0u8; size];
+        builder.write(&mut bytes).unwrap();
+        self.pack_bytes(&bytes)
+    }
+
+    /// Places raw pack bytes in physically contiguous (here: one allocation of) pages.
+    fn pack_bytes(&mut self, bytes: &[u8]) -> (u64, u64) {
+        let pages = bytes.len().div_ceil(4096).max(1);
+        // One allocation of `pages` aligned pages, kept alive by the Host.
+        let layout = std::alloc::Layout::from_size_align(pages * 4096, 4096).unwrap();
+        // SAFETY: non-zero size; the allocation is leaked on purpose (test memory).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        // SAFETY: `base` is valid for pages * 4096 >= bytes.len() bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len()) };
+        self.pack.clear();
+        (base as u64, (pages * 4096) as u64)
+    }
+}
+
+fn two_cpus(host: &mut Host) -> (u64, u64) {
+    host.pack(&[(0, 0, vec![1, 2, 3]), (1, 4, vec![5, 6, 7])])
+}
+
+macro_rules! service {
+    () => {{
+        static STORAGE: TracingStorage = TracingStorage::new();
+        static S: TracingService = TracingService::new(&STORAGE);
+        &S
+    }};
+}
+
+#[test]
+fn load_write_swap_teardown() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: the test's pages and pack are live heap memory inside `rules().ram`.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    // SAFETY: as above.
+    let again = unsafe { s.load(pa, size, &rules(), 2) };
+    assert_eq!(again, Err(HypError::AlreadyLoaded));
+    s.update_clock(1, 0, 0, 0).unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    // Not writable before enable.
+    assert_eq!(s.write_selftest(0, || 10, 0, 5), Ok(0));
+    s.enable(1).unwrap();
+    assert_eq!(s.write_selftest(0, || 10, 0, 5), Ok(5));
+    assert_eq!(s.write_selftest(1, || 20, 100, 3), Ok(3));
+    let stats = s.update_footers(0).unwrap();
+    assert_eq!(stats.entries, 5);
+    assert_eq!(s.update_footers(1).unwrap().entries, 3);
+    // CPU 0 wrote on its first ring page: that page becomes the reader page.
+    let swap = s.swap_reader(0).unwrap();
+    assert!(swap.swapped);
+    assert_eq!(swap.reader_page, host.addr(1));
+    assert_eq!(swap.lost, 0);
+    // SAFETY: page 1 is live; the header is read through its atomics.
+    let header = unsafe { &*(host.addr(1) as *const PageHeader) };
+    assert_eq!(
+        header.time_stamp.load(std::sync::atomic::Ordering::Acquire),
+        10
+    );
+    assert!(header.commit.load(std::sync::atomic::Ordering::Acquire) > 0);
+    s.teardown().unwrap();
+    assert_eq!(s.teardown(), Err(HypError::NotLoaded));
+    assert_eq!(s.swap_reader(0), Err(HypError::NotLoaded));
+    // Reload works after teardown, events start disabled again.
+    // SAFETY: as above.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.enable(1).unwrap();
+    assert_eq!(s.write_selftest(0, || 30, 0, 5), Ok(0));
+    s.teardown().unwrap();
+}
+
+#[test]
+fn calls_before_load_are_refused() {
+    let s = service!();
+    assert_eq!(s.teardown(), Err(HypError::NotLoaded));
+    assert_eq!(s.enable(1), Err(HypError::NotLoaded));
+    assert_eq!(s.swap_reader(0), Err(HypError::NotLoaded));
+    assert_eq!(s.update_footers(0), Err(HypError::NotLoaded));
+    assert_eq!(s.reset(0), Err(HypError::NotLoaded));
+    assert_eq!(s.enable_event(1, 1), Err(HypError::NotLoaded));
+    assert_eq!(s.update_clock(1, 0, 0, 0), Err(HypError::NotLoaded));
+    assert!(!s.emit(0, || 0, &events::HypEnter {}));
+    assert_eq!(s.write_selftest(0, || 0, 0, 1), Err(HypError::NotLoaded));
+}
+
+#[test]
+fn argument_errors_once_loaded() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 4) }.unwrap();
+    assert_eq!(
+        s.swap_reader(2),
+        Err(HypError::InvalidCpu),
+        "no buffer for CPU 2"
+    );
+    assert_eq!(s.swap_reader(u64::MAX), Err(HypError::InvalidCpu));
+    assert_eq!(s.reset(MAX_CPUS as u64), Err(HypError::InvalidCpu));
+    assert_eq!(s.enable(2), Err(HypError::InvalidArgument));
+    assert_eq!(s.enable_event(0, 1), Err(HypError::UnknownEvent));
+    assert_eq!(s.enable_event(99, 1), Err(HypError::UnknownEvent));
+    assert_eq!(s.enable_event(1 << 20, 1), Err(HypError::UnknownEvent));
+    assert_eq!(s.enable_event(1, 7), Err(HypError::InvalidArgument));
+    assert_eq!(s.update_clock(0, 0, 0, 0), Err(HypError::InvalidClock));
+    assert_eq!(s.update_clock(1, 64, 0, 0), Err(HypError::InvalidClock));
+    assert_eq!(
+        s.write_selftest(0, || 0, 0, MAX_SELFTEST_BATCH + 1),
+        Err(HypError::InvalidArgument)
+    );
+    s.teardown().unwrap();
+}
+
+/// Loads `pack` and expects `err`; then checks nothing stayed loaded.
+fn refused(s: &'static TracingService, host: &mut Host, pack: (u64, u64), err: HypError) {
+    // SAFETY: live test memory inside the rules' RAM (or rejected before any access).
+    assert_eq!(unsafe { s.load(pack.0, pack.1, &rules(), 4) }, Err(err));
+    assert_eq!(
+        s.teardown(),
+        Err(HypError::NotLoaded),
+        "nothing half-loaded"
+    );
+    let good = two_cpus(host);
+    // SAFETY: as above.
+    unsafe { s.load(good.0, good.1, &rules(), 4) }.unwrap();
+    s.teardown().unwrap();
+}
+
+#[test]
+fn bad_packs_are_refused_whole() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    refused(s, &mut host, (pa + 8, size), HypError::PackMisaligned);
+    refused(s, &mut host, (pa, 0), HypError::PackSize);
+    refused(s, &mut host, (pa, 100), HypError::PackSize);
+    refused(s, &mut host, (0, 4096), HypError::PageInHyp);
+    refused(s, &mut host, (1 << 47, 4096), HypError::PageNotRam);
+    // A page twice within one CPU, across CPUs, and the reader page also a ring page.
+    let p = host.pack(&[(0, 0, vec![1, 2, 1])]);
+    refused(s, &mut host, p, HypError::PageDuplicate);
+    let p = host.pack(&[(0, 0, vec![1, 2]), (1, 3, vec![4, 2])]);
+    refused(s, &mut host, p, HypError::PageDuplicate);
+    let p = host.pack(&[(0, 0, vec![1, 0])]);
+    refused(s, &mut host, p, HypError::PageDuplicate);
+    // Too few ring pages, a CPU twice, a CPU beyond nr_cpus.
+    let p = host.pack(&[(0, 0, vec![1])]);
+    refused(s, &mut host, p, HypError::PackPageCount);
+    let p = host.pack(&[(0, 0, vec![1, 2]), (0, 3, vec![4, 5])]);
+    refused(s, &mut host, p, HypError::PackCpu);
+    // More CPUs than the hypervisor has (4 here).
+    let cpus: Vec<(u32, usize, Vec<usize>)> = (0..5).map(|c| (c, 0, vec![1, 2])).collect();
+    let p = host.pack(&cpus);
+    refused(s, &mut host, p, HypError::PackCpuCount);
+}
+
+#[test]
+fn bad_page_addresses_are_refused() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let good = two_cpus(&mut host);
+    let mut raw = vec![0u8; 4096];
+    // SAFETY: the pack copy is live heap memory of at least one page.
+    unsafe { std::ptr::copy_nonoverlapping(good.0 as *const u8, raw.as_mut_ptr(), 4096) };
+    // Ring page 0 of CPU 0 sits at byte 16 + 24 (header, CPU record header).
+    let patch = |raw: &[u8], value: u64| {
+        let mut r = raw.to_vec();
+        r[40..48].copy_from_slice(&value.to_le_bytes());
+        r
+    };
+    for (value, err) in [
+        (host.addr(5) + 8, HypError::PageMisaligned),
+        (0, HypError::PageInHyp),
+        (1 << 47, HypError::PageNotRam),
+        (!0xfff_u64, HypError::PageNotRam),
+    ] {
+        let p = host.pack_bytes(&patch(&raw, value));
+        refused(s, &mut host, p, err);
+    }
+    // A ring page that is the pack itself.
+    let mut bytes = patch(&raw, 0);
+    let p = host.pack_bytes(&bytes);
+    bytes[40..48].copy_from_slice(&p.0.to_le_bytes());
+    // SAFETY: p is the live pack allocation of one page.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.0 as *mut u8, 4096) };
+    refused(s, &mut host, p, HypError::PageDuplicate);
+}
+
+#[test]
+fn disabled_events_are_not_written() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.enable(1).unwrap();
+    let mut counter_reads = 0;
+    assert!(!s.emit(
+        0,
+        || {
+            counter_reads += 1;
+            5
+        },
+        &events::HypEnter {}
+    ));
+    assert_eq!(
+        counter_reads, 0,
+        "a disabled event does not read the counter"
+    );
+    s.enable_event(events::HypEnter::DESC.id as u64, 1).unwrap();
+    assert!(s.emit(0, || 5, &events::HypEnter {}));
+    assert!(!s.emit(0, || 5, &events::HypExit {}));
+    assert!(
+        !s.emit(2, || 5, &events::HypEnter {}),
+        "CPU without a buffer"
+    );
+    assert_eq!(s.update_footers(0).unwrap().entries, 1);
+    s.reset(0).unwrap();
+    assert_eq!(s.update_footers(0).unwrap().entries, 0);
+    s.teardown().unwrap();
+}
