@@ -108,7 +108,36 @@ pub enum Mode {
     Crash,
 }
 
-/// The semihosting command line: `hyptrace <test|run|crash> [filter=S] [seed=N]`.
+/// What `run` records, from its `key=value` words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions<'a> {
+    /// How long the workload runs.
+    pub duration_ms: u64,
+    /// Ring-buffer data bytes per CPU, in KiB.
+    pub buffer_kb: u64,
+    /// How often the reader polls every CPU's buffer.
+    pub period_ms: u64,
+    /// Comma-separated event names to enable; `None` means all.
+    pub events: Option<&'a str>,
+    /// Where the trace goes (relative to QEMU's working directory).
+    pub output: &'a str,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        Self {
+            duration_ms: 2_000,
+            buffer_kb: 64,
+            period_ms: 10,
+            events: None,
+            output: "target/trace.dat",
+        }
+    }
+}
+
+/// The semihosting command line: `hyptrace <test|run|crash> [key=value ...]`. `test` takes
+/// `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`, `period_ms=`,
+/// `events=a,b` and `output=PATH`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
     /// Selected mode.
@@ -117,6 +146,8 @@ pub struct Cmdline<'a> {
     pub filter: Option<&'a str>,
     /// Seed for randomized tests.
     pub seed: Option<u64>,
+    /// Options of `run`.
+    pub run: RunOptions<'a>,
 }
 
 /// Why a command line was rejected.
@@ -128,6 +159,8 @@ pub enum CmdlineError<'a> {
     Unknown(&'a str),
     /// `seed=` not followed by a decimal number.
     BadSeed(&'a str),
+    /// A numeric option that is not a positive decimal number.
+    BadNumber(&'a str),
 }
 
 impl<'a> Cmdline<'a> {
@@ -151,16 +184,27 @@ impl<'a> Cmdline<'a> {
         };
         let mut cmd = Self {
             mode,
-            filter: None,
-            seed: None,
+            ..Self::run()
+        };
+        let number = |v: &'a str| -> Result<u64, CmdlineError<'a>> {
+            match v.parse() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(CmdlineError::BadNumber(v)),
+            }
         };
         for word in words {
-            if let Some(f) = word.strip_prefix("filter=") {
-                cmd.filter = Some(f);
-            } else if let Some(s) = word.strip_prefix("seed=") {
-                cmd.seed = Some(s.parse().map_err(|_| CmdlineError::BadSeed(s))?);
-            } else {
-                return Err(CmdlineError::Unknown(word));
+            let (key, value) = word.split_once('=').ok_or(CmdlineError::Unknown(word))?;
+            match (mode, key) {
+                (_, "filter") => cmd.filter = Some(value),
+                (_, "seed") => {
+                    cmd.seed = Some(value.parse().map_err(|_| CmdlineError::BadSeed(value))?)
+                }
+                (Mode::Run, "duration_ms") => cmd.run.duration_ms = number(value)?,
+                (Mode::Run, "buffer_kb") => cmd.run.buffer_kb = number(value)?,
+                (Mode::Run, "period_ms") => cmd.run.period_ms = number(value)?,
+                (Mode::Run, "events") => cmd.run.events = Some(value),
+                (Mode::Run, "output") => cmd.run.output = value,
+                _ => return Err(CmdlineError::Unknown(word)),
             }
         }
         Ok(cmd)
@@ -171,6 +215,7 @@ impl<'a> Cmdline<'a> {
             mode: Mode::Run,
             filter: None,
             seed: None,
+            run: RunOptions::default(),
         }
     }
 }
@@ -233,6 +278,34 @@ mod tests {
         assert_eq!(
             Cmdline::parse("hyptrace test seed=z"),
             Err(CmdlineError::BadSeed("z"))
+        );
+        let r = Cmdline::parse(
+            "hyptrace run duration_ms=500 buffer_kb=8 period_ms=1 events=hyp_enter,selftest \
+             output=x.dat",
+        )
+        .unwrap()
+        .run;
+        assert_eq!(
+            r,
+            RunOptions {
+                duration_ms: 500,
+                buffer_kb: 8,
+                period_ms: 1,
+                events: Some("hyp_enter,selftest"),
+                output: "x.dat",
+            }
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace run").unwrap().run,
+            RunOptions::default()
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace run duration_ms=0"),
+            Err(CmdlineError::BadNumber("0"))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace test buffer_kb=8"),
+            Err(CmdlineError::Unknown("buffer_kb=8"))
         );
     }
 

@@ -4,6 +4,7 @@
 //! - [`harness`]: the in-QEMU test harness's bookkeeping and output format.
 //! - [`page_pool`]: the host's page allocator for ring buffers and packs.
 //! - [`rng`]: the seeded generator of randomized tests.
+//! - [`trace_buffer`]: `ring_buffer_alloc_ext` and `trace_buffer_pack` for the hypervisor.
 //! - [`tracedat`]: the trace.dat writer (trace-cmd's file format v6).
 
 #![cfg_attr(not(test), no_std)]
@@ -14,4 +15,5 @@ pub mod harness;
 pub mod page_pool;
 pub mod reader;
 pub mod rng;
+pub mod trace_buffer;
 pub mod tracedat;

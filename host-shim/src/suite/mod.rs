@@ -12,7 +12,7 @@ use alloc::format;
 use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
 
 use crate::arch::console::println;
-use crate::arch::{cpu, smp};
+use crate::arch::cpu;
 
 /// What every test receives.
 pub struct Ctx {
@@ -49,29 +49,6 @@ pub fn run(cmd: &Cmdline) -> u32 {
     }
     println!("{tally}");
     tally.exit_code()
-}
-
-/// The default workload of `cargo xtask run`: every CPU issues hypercalls for a while.
-pub fn workload(_cmd: &Cmdline) -> u32 {
-    const CALLS: u64 = 20_000;
-    let start = cpu::counter();
-    let result = smp::run_everywhere(|_| hvc::null_calls(CALLS), 60_000);
-    let ticks = cpu::counter() - start;
-    let cpus = crate::arch::boot::machine().cpus.count() as u64;
-    match result {
-        Ok(()) => {
-            println!(
-                "host: workload done: {} null hypercalls on {cpus} CPUs in {} ms",
-                CALLS * cpus,
-                cpu::ticks_to_ns(ticks) / 1_000_000
-            );
-            0
-        }
-        Err(e) => {
-            println!("host: workload failed: {e}");
-            1
-        }
-    }
 }
 
 /// `Err` with a formatted reason unless `cond`.

@@ -41,10 +41,15 @@ pub fn smc_raw(regs: [u64; 18]) -> [u64; 18] {
     r
 }
 
-/// A hyptrace hypercall with up to three arguments; returns X0..X3.
+/// A hyptrace hypercall with three arguments; returns X0..X3.
 pub fn hypercall(id: HypercallId, args: [u64; 3]) -> [u64; 4] {
+    hypercall_args(id, &args)
+}
+
+/// A hyptrace hypercall with up to 17 arguments (X1..X17); returns X0..X3.
+pub fn hypercall_args(id: HypercallId, args: &[u64]) -> [u64; 4] {
     let mut all = [0u64; 17];
-    all[..3].copy_from_slice(&args);
+    all[..args.len()].copy_from_slice(args);
     let r = smccc::hvc64(id.function_id(), all);
     [r[0], r[1], r[2], r[3]]
 }

@@ -1,0 +1,447 @@
+//! Recording a hypervisor trace, the host's side: allocate the buffer, pack it, load it into
+//! the hypervisor, enable events, poll and drain every CPU while the workload runs, check the
+//! accounting, and write trace.dat through semihosting.
+//!
+//! Everything here talks to the hypervisor through its hypercalls; the page-level logic is
+//! the portable [`host_shim::reader`], [`host_shim::trace_buffer`] and
+//! [`host_shim::tracedat`].
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use host_shim::harness::RunOptions;
+use host_shim::page_pool::{PagePool, PAGE_SIZE};
+use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl, SwapInfo};
+use host_shim::trace_buffer::ExtBuffer;
+use host_shim::tracedat::{self, CpuData, CpuStats as FileStats};
+use hyp::abi::events;
+use hyp::abi::{HypError, HypercallId};
+use hyp::clock::ClockParams;
+use hyp::memmap::{HOST_POOL_BASE, MAX_CPUS};
+
+use crate::arch::boot::machine;
+use crate::arch::calls::hypercall_args;
+use crate::arch::console::println;
+use crate::arch::semihosting::File;
+use crate::arch::{cpu, smp};
+
+/// A hyptrace hypercall; `Err` with the decoded code when X0 is negative.
+pub fn call(id: HypercallId, args: &[u64]) -> Result<[u64; 3], HypError> {
+    let [x0, x1, x2, x3] = hypercall_args(id, args);
+    if x0 == 0 {
+        Ok([x1, x2, x3])
+    } else {
+        Err(HypError::from_code(x0 as i64).unwrap_or(HypError::NotSupported))
+    }
+}
+
+/// The reader's control calls, as hypercalls.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HvcControl;
+
+impl RingControl for HvcControl {
+    fn swap_reader(&mut self, cpu: u32) -> Result<SwapInfo, HypError> {
+        let [reader_page, lost, swapped] = call(HypercallId::SwapReader, &[cpu as u64, 0, 0])?;
+        Ok(SwapInfo {
+            swapped: swapped != 0,
+            reader_page,
+            lost,
+        })
+    }
+
+    fn update_footers(&mut self, cpu: u32) -> Result<(), HypError> {
+        call(HypercallId::UpdateFooters, &[cpu as u64, 0, 0]).map(drop)
+    }
+}
+
+/// The host's page pool: everything after the host image up to the end of RAM.
+pub fn page_pool() -> PagePool {
+    PagePool::new(HOST_POOL_BASE..machine().ram.end)
+}
+
+/// The clock parameters both sides use: ns = counter ticks converted at CNTFRQ_EL0, counted
+/// from counter 0 (so host and hypervisor share one timeline).
+pub fn clock_params() -> ClockParams {
+    ClockParams::for_frequency(cpu::counter_frequency(), 0, 0)
+        .expect("CNTFRQ_EL0 is never 0 on a booted system")
+}
+
+/// A loaded buffer and one reader per CPU.
+pub struct Session {
+    buffer: Option<ExtBuffer>,
+    /// One reader per CPU, indexed by CPU number.
+    pub readers: Vec<CpuReader<HvcControl, IdentityMemory>>,
+}
+
+impl Session {
+    /// Allocates `size` bytes of buffer per CPU for every CPU, loads it into the hypervisor and
+    /// sets the clock. Events stay disabled and the buffer non-writable.
+    pub fn start(pool: &mut PagePool, size: usize) -> Result<Self, String> {
+        let nr_cpus = machine().cpus.count();
+        let buffer = ExtBuffer::alloc(pool, size, nr_cpus)
+            .map_err(|e| format!("cannot allocate {size} bytes per CPU: {e:?}"))?;
+        let pack_size = buffer.pack_size();
+        let pack_pages = pack_size / PAGE_SIZE as usize;
+        let pack_pa = match pool.alloc_contiguous(pack_pages) {
+            Ok(pa) => pa,
+            Err(e) => {
+                buffer.free(pool);
+                return Err(format!("no room for a {pack_size}-byte pack: {e:?}"));
+            }
+        };
+        // SAFETY: the pack pages were just allocated from the pool (host RAM, identity
+        // mapped, used by nothing else).
+        let pack = unsafe { core::slice::from_raw_parts_mut(pack_pa as *mut u8, pack_size) };
+        let packed = buffer.pack(pack);
+        let loaded = packed.map_err(|e| format!("{e:?}")).and_then(|_| {
+            call(HypercallId::LoadTracing, &[pack_pa, pack_size as u64, 0])
+                .map_err(|e| format!("load_tracing: {e}"))
+        });
+        // The hypervisor validated a copy: the pack pages are free again either way.
+        for i in 0..pack_pages as u64 {
+            let _ = pool.free(pack_pa + i * PAGE_SIZE);
+        }
+        if let Err(e) = loaded {
+            buffer.free(pool);
+            return Err(e);
+        }
+        let c = clock_params();
+        let clock_args = [c.mult as u64, c.shift as u64, c.epoch_ns, c.epoch_cyc];
+        call(HypercallId::UpdateClock, &clock_args).map_err(|e| format!("update_clock: {e}"))?;
+        let readers = buffer
+            .cpus()
+            .iter()
+            .map(|c| {
+                // SAFETY: the pages of this buffer are identity-mapped host RAM; swap_reader
+                // only ever returns pages of the pack the hypervisor validated.
+                let mem = unsafe { IdentityMemory::new() };
+                CpuReader::new(c.cpu, c.reader_page, HvcControl, mem)
+            })
+            .collect();
+        Ok(Self {
+            buffer: Some(buffer),
+            readers,
+        })
+    }
+
+    /// Enables the events named in `names` (comma-separated; all when `None`).
+    pub fn enable_events(&self, names: Option<&str>) -> Result<(), String> {
+        let mut ids = Vec::new();
+        match names {
+            None => ids.extend(events::ALL.iter().map(|e| e.id)),
+            Some(list) => {
+                for name in list.split(',').filter(|n| !n.is_empty()) {
+                    let e = events::by_name(name).ok_or_else(|| format!("no event {name:?}"))?;
+                    ids.push(e.id);
+                }
+            }
+        }
+        for id in ids {
+            call(HypercallId::EnableEvent, &[id as u64, 1, 0])
+                .map_err(|e| format!("enable_event({id}): {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every CPU's buffer writable (or not).
+    pub fn set_writable(&self, on: bool) -> Result<(), HypError> {
+        call(HypercallId::EnableTracing, &[on as u64, 0, 0]).map(drop)
+    }
+
+    /// Tears the buffer down in the hypervisor and returns its pages to `pool`.
+    pub fn stop(mut self, pool: &mut PagePool) -> Result<(), HypError> {
+        let result = call(HypercallId::TeardownTracing, &[0; 3]).map(drop);
+        if let Some(buffer) = self.buffer.take() {
+            if result.is_ok() {
+                buffer.free(pool);
+            }
+        }
+        result
+    }
+}
+
+/// Drained pages of one CPU, in a contiguous run of pool pages (trace.dat wants each CPU's
+/// pages back to back).
+pub struct PageStore {
+    base: u64,
+    capacity: usize,
+    used: usize,
+}
+
+impl PageStore {
+    /// Room for `capacity` pages from `pool`.
+    pub fn new(pool: &mut PagePool, capacity: usize) -> Result<Self, String> {
+        let base = pool
+            .alloc_contiguous(capacity)
+            .map_err(|e| format!("no room to store {capacity} pages: {e:?}"))?;
+        Ok(Self {
+            base,
+            capacity,
+            used: 0,
+        })
+    }
+
+    /// Appends a page; `false` when full.
+    pub fn push(&mut self, page: &PageBuf) -> bool {
+        if self.used == self.capacity {
+            return false;
+        }
+        let at = self.base + (self.used * PAGE_SIZE as usize) as u64;
+        // SAFETY: page `used` of the run this store owns (allocated from the pool in `new`).
+        unsafe {
+            core::ptr::copy_nonoverlapping(page.0.as_ptr(), at as *mut u8, PAGE_SIZE as usize)
+        };
+        self.used += 1;
+        true
+    }
+
+    /// Pages stored.
+    pub fn pages(&self) -> usize {
+        self.used
+    }
+
+    /// The stored pages as bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the first `used` pages of the run this store owns, initialised by `push`.
+        unsafe {
+            core::slice::from_raw_parts(self.base as *const u8, self.used * PAGE_SIZE as usize)
+        }
+    }
+
+    /// Timestamp of the first stored page (0 when empty).
+    pub fn first_ts(&self) -> u64 {
+        self.bytes()
+            .get(..8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    /// Gives the run back to the pool.
+    pub fn free(self, pool: &mut PagePool) {
+        for i in 0..self.capacity as u64 {
+            let _ = pool.free(self.base + i * PAGE_SIZE);
+        }
+    }
+}
+
+/// Drains every complete or partial page `reader` has; returns the events stored. Sets
+/// `full` when `store` ran out of room (the page is then consumed but not stored).
+pub fn drain(
+    reader: &mut CpuReader<HvcControl, IdentityMemory>,
+    store: &mut PageStore,
+    buf: &mut PageBuf,
+) -> Result<(u64, bool), HypError> {
+    let mut events = 0;
+    while let Some(page) = reader.read_page(buf)? {
+        if !store.push(buf) {
+            return Ok((events, true));
+        }
+        events += page.events;
+    }
+    Ok((events, false))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static SELFTEST_WRITTEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// First selftest sequence number CPU `cpu` uses: CPUs never share one.
+fn selftest_base(cpu: usize) -> u64 {
+    (cpu as u64) << 40
+}
+
+/// One slice of the default workload on the calling CPU: hypercalls (null, info, one refused),
+/// a relayed PSCI call, and a batch of selftest events.
+fn workload_slice(cpu: usize) -> Result<(), String> {
+    for i in 0..8 {
+        call(HypercallId::Null, &[i, 0, 0]).map_err(|e| format!("null: {e}"))?;
+    }
+    call(HypercallId::Info, &[0; 3]).map_err(|e| format!("info: {e}"))?;
+    // An unknown call: traced as host_hcall with invalid=1.
+    let _ = hypercall_raw_unknown();
+    crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
+    let first = selftest_base(cpu) + SELFTEST_WRITTEN[cpu].load(Ordering::Relaxed);
+    let [written, _, _] =
+        call(HypercallId::WriteSelftest, &[first, 64, 0]).map_err(|e| format!("selftest: {e}"))?;
+    // Relaxed: a per-CPU counter read by the boot CPU after the worker's job completed.
+    SELFTEST_WRITTEN[cpu].fetch_add(written, Ordering::Relaxed);
+    Ok(())
+}
+
+fn hypercall_raw_unknown() -> u64 {
+    let mut regs = [0u64; 18];
+    regs[0] = 0xC600_00FF;
+    crate::arch::calls::hvc_raw(regs)[0]
+}
+
+fn worker(cpu: usize) -> Result<(), String> {
+    // Acquire: pairs with the Release store of STOP by the recorder.
+    while !STOP.load(Ordering::Acquire) {
+        workload_slice(cpu)?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask run`: records a trace of the default workload and writes trace.dat.
+pub fn run(opts: &RunOptions) -> u32 {
+    match record(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("trace: FAILED: {e}");
+            1
+        }
+    }
+}
+
+fn record(opts: &RunOptions) -> Result<(), String> {
+    let nr_cpus = machine().cpus.count();
+    let mut pool = page_pool();
+    let session = Session::start(&mut pool, (opts.buffer_kb * 1024) as usize)?;
+    session.enable_events(opts.events)?;
+    // Whatever is left, split between the CPUs, holds the drained pages.
+    let per_cpu = (pool.free_pages() / nr_cpus)
+        .saturating_sub(16)
+        .min(1 << 16);
+    let mut stores = (0..nr_cpus)
+        .map(|_| PageStore::new(&mut pool, per_cpu))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut readers = session.readers;
+    let session = Session {
+        buffer: session.buffer,
+        readers: Vec::new(),
+    };
+    println!(
+        "trace: recording {} ms on {nr_cpus} CPUs, {} KiB per CPU, poll every {} ms, events {}",
+        opts.duration_ms,
+        opts.buffer_kb,
+        opts.period_ms,
+        opts.events.unwrap_or("all")
+    );
+    STOP.store(false, Ordering::Release);
+    session
+        .set_writable(true)
+        .map_err(|e| format!("enable_tracing: {e}"))?;
+    for worker_cpu in 1..nr_cpus {
+        smp::start_job(
+            worker_cpu,
+            alloc::boxed::Box::new(move || worker(worker_cpu)),
+        )?;
+    }
+    let start = cpu::counter();
+    let duration = cpu::ticks_per_ms(opts.duration_ms);
+    let period = cpu::ticks_per_ms(opts.period_ms);
+    let progress_every = cpu::ticks_per_ms(250);
+    let mut next_poll = start;
+    let mut next_progress = start + progress_every;
+    let mut buf = PageBuf::zeroed();
+    let mut read_events = 0u64;
+    let mut full = false;
+    while cpu::counter() - start < duration && !full {
+        if nr_cpus == 1 {
+            workload_slice(0)?;
+        }
+        let now = cpu::counter();
+        if now >= next_poll {
+            next_poll = now + period;
+            for (reader, store) in readers.iter_mut().zip(stores.iter_mut()) {
+                let (n, f) = drain(reader, store, &mut buf).map_err(|e| format!("drain: {e}"))?;
+                read_events += n;
+                full |= f;
+            }
+        }
+        if now >= next_progress {
+            next_progress = now + progress_every;
+            let lost: u64 = readers
+                .iter_mut()
+                .map(|r| r.stats().map_or(0, |s| s.lost))
+                .sum();
+            let pages: usize = stores.iter().map(PageStore::pages).sum();
+            println!(
+                "trace: {}/{} ms, events read {read_events}, pages {pages}, lost {lost}",
+                cpu::ticks_to_ns(now - start) / 1_000_000,
+                opts.duration_ms
+            );
+        }
+    }
+    if full {
+        println!("trace: the host's page store is full: stopping early");
+    }
+    // Release: pairs with the workers' Acquire loads.
+    STOP.store(true, Ordering::Release);
+    for worker_cpu in 1..nr_cpus {
+        smp::wait_job(worker_cpu, 30_000)?;
+    }
+    session
+        .set_writable(false)
+        .map_err(|e| format!("disable: {e}"))?;
+    // Final drain: nothing is written any more, so this empties every buffer.
+    for (reader, store) in readers.iter_mut().zip(stores.iter_mut()) {
+        let (_, f) = drain(reader, store, &mut buf).map_err(|e| format!("final drain: {e}"))?;
+        if f {
+            return Err("the host's page store filled up during the final drain".into());
+        }
+    }
+    let end_ns = clock_params().cycles_to_ns(cpu::counter());
+    let mut files = Vec::new();
+    let mut accounting_ok = true;
+    for (cpu_index, (reader, store)) in readers.iter_mut().zip(&stores).enumerate() {
+        let s = reader
+            .stats()
+            .map_err(|e| format!("stats of CPU {cpu_index}: {e}"))?;
+        println!(
+            "trace: cpu {cpu_index} written {} read {} lost {} pages {}",
+            s.entries,
+            s.read,
+            s.lost,
+            store.pages()
+        );
+        let selftest = SELFTEST_WRITTEN[cpu_index].load(Ordering::Relaxed);
+        if selftest > 0 {
+            println!(
+                "trace: selftest cpu {cpu_index} first {} count {selftest}",
+                selftest_base(cpu_index)
+            );
+        }
+        if s.read + s.lost != s.entries || s.lost != s.overrun {
+            println!(
+                "trace: cpu {cpu_index}: read + lost = {} but the hypervisor wrote {} (overrun {})",
+                s.read + s.lost,
+                s.entries,
+                s.overrun
+            );
+            accounting_ok = false;
+        }
+        files.push(FileStats {
+            entries: s.entries.saturating_sub(s.read + s.lost),
+            overrun: s.lost,
+            read: s.read,
+            bytes: (store.pages() * PAGE_SIZE as usize) as u64,
+            oldest_ts: store.first_ts(),
+            now_ts: end_ns,
+        });
+    }
+    session
+        .stop(&mut pool)
+        .map_err(|e| format!("teardown: {e}"))?;
+    let cpus: Vec<CpuData> = stores
+        .iter()
+        .zip(&files)
+        .map(|(store, stats)| CpuData {
+            pages: store.bytes(),
+            stats: *stats,
+        })
+        .collect();
+    let mut file = File::create(opts.output)
+        .map_err(|errno| format!("cannot create {}: errno {errno}", opts.output))?;
+    tracedat::write_trace_dat(&mut file, events::ALL, &cpus, "mono")
+        .map_err(|e| format!("writing {}: {e:?}", opts.output))?;
+    let bytes = tracedat::build_header(events::ALL, &cpus, "mono").len()
+        + cpus.iter().map(|c| c.pages.len()).sum::<usize>();
+    println!("trace: saved {} ({bytes} bytes)", opts.output);
+    stores.into_iter().for_each(|s| s.free(&mut pool));
+    if accounting_ok {
+        Ok(())
+    } else {
+        Err("read + lost != written on some CPU".into())
+    }
+}
