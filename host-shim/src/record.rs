@@ -145,6 +145,11 @@ impl Session {
         Ok(())
     }
 
+    /// Every page of the buffer.
+    pub fn pages(&self) -> Vec<u64> {
+        self.buffer.iter().flat_map(|b| b.pages()).collect()
+    }
+
     /// Makes every CPU's buffer writable (or not).
     pub fn set_writable(&self, on: bool) -> Result<(), HypError> {
         call(HypercallId::EnableTracing, &[on as u64, 0, 0]).map(drop)

@@ -7,6 +7,7 @@
 mod boot;
 mod hvc;
 mod psci;
+mod tracing;
 
 use alloc::format;
 use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
@@ -21,7 +22,7 @@ pub struct Ctx {
 }
 
 /// Every test, in the order they run.
-const TESTS: &[&[TestCase<Ctx>]] = &[boot::TESTS, hvc::TESTS, psci::TESTS];
+const TESTS: &[&[TestCase<Ctx>]] = &[boot::TESTS, hvc::TESTS, psci::TESTS, tracing::TESTS];
 
 /// Runs the selected tests and returns the semihosting exit status.
 pub fn run(cmd: &Cmdline) -> u32 {

@@ -1,0 +1,515 @@
+//! `tracing::` — the tracing hypercalls end to end: load cycles, every event with its fields,
+//! exact accounting under concurrent writers, a slow reader, teardown and reset while CPUs
+//! write, the clock, and the footers.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use host_shim::harness::{TestCase, TestResult};
+use host_shim::reader::{CpuReader, IdentityMemory};
+use hyp::abi::event_format::{Event, EventDesc, FieldValue};
+use hyp::abi::events::{self, HostHcall, HostSmc, PsciCpuOn, Selftest};
+use hyp::abi::{HypError, HypercallId};
+use smccc::psci::error::ALREADY_ON;
+
+use super::{check, expect_eq, Ctx};
+use crate::arch::boot::machine;
+use crate::arch::{cpu, smp};
+use crate::record::{call, clock_params, page_pool, HvcControl, Session};
+
+/// The `tracing::` group.
+pub const TESTS: &[TestCase<Ctx>] = &[
+    TestCase {
+        group: "tracing",
+        name: "load_enable_teardown_cycles",
+        run: load_cycles,
+    },
+    TestCase {
+        group: "tracing",
+        name: "every_event_with_its_fields",
+        run: every_event,
+    },
+    TestCase {
+        group: "tracing",
+        name: "selftest_exact_on_every_cpu",
+        run: selftest_exact,
+    },
+    TestCase {
+        group: "tracing",
+        name: "slow_reader_keeps_the_newest",
+        run: slow_reader,
+    },
+    TestCase {
+        group: "tracing",
+        name: "teardown_while_every_cpu_writes",
+        run: teardown_while_writing,
+    },
+    TestCase {
+        group: "tracing",
+        name: "reset_one_cpu_while_others_trace",
+        run: reset_one_cpu,
+    },
+    TestCase {
+        group: "tracing",
+        name: "clock_shared_and_monotonic",
+        run: clock_shared,
+    },
+    TestCase {
+        group: "tracing",
+        name: "footers_match_the_reader",
+        run: footers_match,
+    },
+];
+
+type Reader = CpuReader<HvcControl, IdentityMemory>;
+
+/// Runs `body` with a loaded session of `size` bytes per CPU and `events` enabled, writable;
+/// always tears it down.
+fn with_session(
+    size: usize,
+    events: &[u16],
+    body: impl FnOnce(&mut Session) -> TestResult,
+) -> TestResult {
+    let mut pool = page_pool();
+    let mut session = Session::start(&mut pool, size)?;
+    let result = (|| {
+        for id in events {
+            call(HypercallId::EnableEvent, &[*id as u64, 1]).map_err(|e| format!("{e}"))?;
+        }
+        session
+            .set_writable(true)
+            .map_err(|e| format!("enable: {e}"))?;
+        body(&mut session)
+    })();
+    let stopped = session
+        .stop(&mut pool)
+        .map_err(|e| format!("teardown: {e}"));
+    result.and(stopped)
+}
+
+const SELFTEST: u16 = Selftest::DESC.id;
+
+/// Decoded field `i` of `payload` as u64 (signed values sign-extended).
+fn field(desc: &EventDesc, payload: &[u8], i: usize) -> u64 {
+    match desc.field(payload, i) {
+        Some(FieldValue::Unsigned(v)) => v,
+        Some(FieldValue::Signed(v)) => v as u64,
+        None => u64::MAX,
+    }
+}
+
+/// Reads every available event of `reader`: (ts, id, payload copy).
+fn read_all(reader: &mut Reader) -> Result<Vec<(u64, u16, Vec<u8>)>, alloc::string::String> {
+    let mut out = Vec::new();
+    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
+        let id = u16::from_le_bytes([e.payload[0], e.payload[1]]);
+        out.push((e.ts, id, e.payload.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Calls `f(ts, id, payload)` for every available event of `reader`, without allocating.
+fn each_event(reader: &mut Reader, mut f: impl FnMut(u64, u16, &[u8]) -> TestResult) -> TestResult {
+    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
+        f(
+            e.ts,
+            u16::from_le_bytes([e.payload[0], e.payload[1]]),
+            e.payload,
+        )?;
+    }
+    Ok(())
+}
+
+/// The sequence number of a selftest payload, checked against the payload it carries.
+fn selftest_seq(p: &[u8]) -> Result<u64, alloc::string::String> {
+    let d = Selftest::DESC;
+    let (seq, payload) = (field(&d, p, 0), field(&d, p, 1));
+    check(payload == events::selftest_payload(seq), || {
+        format!("selftest seq {seq} carries payload {payload:#x}")
+    })?;
+    Ok(seq)
+}
+
+/// Checks one CPU's selftest sequence as it is read: every number belongs to that CPU's
+/// range and is larger than the one before (no duplicate, no reordering).
+#[derive(Default)]
+struct SeqCheck {
+    cpu: usize,
+    last: Option<u64>,
+    count: u64,
+}
+
+impl SeqCheck {
+    fn push(&mut self, seq: u64) -> TestResult {
+        check(seq >> 32 == self.cpu as u64 + 1, || {
+            format!("cpu {}: seq {seq:#x} of another CPU's range", self.cpu)
+        })?;
+        if let Some(last) = self.last {
+            check(seq > last, || {
+                format!(
+                    "cpu {}: seq {seq:#x} after {last:#x}: duplicated or out of order",
+                    self.cpu
+                )
+            })?;
+        }
+        self.last = Some(seq);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Drains `reader`, checking its selftest events.
+    fn drain(&mut self, reader: &mut Reader) -> TestResult {
+        each_event(reader, |_, id, p| {
+            if id == SELFTEST {
+                self.push(selftest_seq(p)?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Selftest sequence numbers of everything `reader` has (for small tests).
+fn selftest_seqs(reader: &mut Reader) -> Result<Vec<u64>, alloc::string::String> {
+    let mut seqs = Vec::new();
+    each_event(reader, |_, id, p| {
+        if id == SELFTEST {
+            seqs.push(selftest_seq(p)?);
+        }
+        Ok(())
+    })?;
+    Ok(seqs)
+}
+
+fn selftest(first: u64, count: u64) -> Result<u64, alloc::string::String> {
+    call(HypercallId::WriteSelftest, &[first, count])
+        .map(|[n, _, _]| n)
+        .map_err(|e| format!("write_selftest: {e}"))
+}
+
+fn load_cycles(_: &Ctx) -> TestResult {
+    for size in [1, 7 << 10, 64 << 10, 1 << 20] {
+        with_session(size, &[SELFTEST], |s| {
+            let pages = s.pages().len();
+            let expect =
+                machine().cpus.count() * (host_shim::trace_buffer::ring_pages_for(size) + 1);
+            expect_eq(&format!("pages for {size} bytes"), pages, expect)?;
+            expect_eq("written", selftest(0, 100)?, 100)?;
+            let [entries, _, _] =
+                call(HypercallId::UpdateFooters, &[0]).map_err(|e| format!("{e}"))?;
+            expect_eq("footer entries", entries, 100)?;
+            // A second load while loaded is refused and changes nothing.
+            let again = call(HypercallId::LoadTracing, &[s.pages()[0], 4096]);
+            expect_eq("second load", again.err(), Some(HypError::AlreadyLoaded))?;
+            s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+            expect_eq("written while disabled", selftest(100, 10)?, 0)
+        })?;
+        for id in [
+            HypercallId::SwapReader,
+            HypercallId::UpdateFooters,
+            HypercallId::ResetTracing,
+        ] {
+            expect_eq(
+                &format!("{} after teardown", id.name()),
+                call(id, &[0]).err(),
+                Some(HypError::NotLoaded),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn every_event(_: &Ctx) -> TestResult {
+    let all: Vec<u16> = events::ALL.iter().map(|e| e.id).collect();
+    with_session(64 << 10, &all, |s| {
+        call(HypercallId::Null, &[1, 2, 3]).map_err(|e| format!("{e}"))?;
+        let mut regs = [0u64; 18];
+        regs[0] = 0xC600_00FF;
+        crate::arch::calls::hvc_raw(regs);
+        crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
+        regs[0] = 0x8200_0000;
+        crate::arch::calls::smc_raw(regs);
+        let target = machine().cpus.mpidr(0).unwrap_or(0);
+        let on = smp::cpu_on(0, 0);
+        expect_eq("CPU_ON of the running boot CPU", on, ALREADY_ON as i64)?;
+        selftest(7, 2)?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let got = read_all(&mut s.readers[0])?;
+        let find = |id: u16, want: &[u64]| -> TestResult {
+            let desc = events::by_id(id).ok_or("no such event")?;
+            let hit = got.iter().any(|(_, i, p)| {
+                *i == id
+                    && want
+                        .iter()
+                        .enumerate()
+                        .all(|(k, w)| field(desc, p, k) == *w)
+            });
+            check(hit, || {
+                format!("no {} event with fields {want:x?}", desc.name)
+            })
+        };
+        find(events::HypEnter::DESC.id, &[])?;
+        find(events::HypExit::DESC.id, &[])?;
+        find(
+            HostHcall::DESC.id,
+            &[HypercallId::Null.function_id() as u64, 0],
+        )?;
+        find(HostHcall::DESC.id, &[0xC600_00FF, 1])?;
+        find(HostSmc::DESC.id, &[smccc::psci::PSCI_VERSION as u64, 1])?;
+        find(HostSmc::DESC.id, &[0x8200_0000, 0])?;
+        find(PsciCpuOn::DESC.id, &[target, ALREADY_ON as i64 as u64])?;
+        find(SELFTEST, &[7, events::selftest_payload(7)])?;
+        find(SELFTEST, &[8, events::selftest_payload(8)])
+    })
+}
+
+static WRITERS_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Selftest base of CPU `cpu` in these tests.
+fn base(cpu: usize) -> u64 {
+    (cpu as u64 + 1) << 32
+}
+
+/// Each secondary writes selftest batches until told to stop; returns how many it wrote.
+fn start_writers(batch: u64) -> TestResult {
+    WRITERS_STOP.store(false, Ordering::Release);
+    for c in 1..machine().cpus.count() {
+        smp::start_job(
+            c,
+            Box::new(move || {
+                let mut next = base(c);
+                // Acquire: pairs with the Release store in `stop_writers`.
+                while !WRITERS_STOP.load(Ordering::Acquire) {
+                    match call(HypercallId::WriteSelftest, &[next, batch]) {
+                        Ok([n, _, _]) => next += n,
+                        // After a teardown the calls are refused: keep trying until stopped.
+                        Err(HypError::NotLoaded) => {}
+                        Err(e) => return Err(format!("write_selftest: {e}")),
+                    }
+                }
+                Ok(())
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+fn stop_writers() -> TestResult {
+    // Release: pairs with the writers' Acquire loads.
+    WRITERS_STOP.store(true, Ordering::Release);
+    (1..machine().cpus.count()).try_for_each(|c| smp::wait_job(c, 30_000))
+}
+
+fn selftest_exact(_: &Ctx) -> TestResult {
+    with_session(16 << 10, &[SELFTEST], |s| {
+        let n = machine().cpus.count();
+        start_writers(32)?;
+        let mut seqs: Vec<SeqCheck> = (0..n)
+            .map(|cpu| SeqCheck {
+                cpu,
+                ..SeqCheck::default()
+            })
+            .collect();
+        let deadline = cpu::counter() + cpu::ticks_per_ms(300);
+        let mut own = base(0);
+        while cpu::counter() < deadline {
+            own += selftest(own, 32)?;
+            for (seq, reader) in seqs.iter_mut().zip(s.readers.iter_mut()) {
+                seq.drain(reader)?;
+            }
+        }
+        stop_writers()?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        for (c, (seq, reader)) in seqs.iter_mut().zip(s.readers.iter_mut()).enumerate() {
+            seq.drain(reader)?;
+            let st = reader.stats().map_err(|e| format!("stats: {e}"))?;
+            expect_eq(
+                &format!("cpu {c} read + lost"),
+                st.read + st.lost,
+                st.entries,
+            )?;
+            expect_eq(&format!("cpu {c} lost vs overrun"), st.lost, st.overrun)?;
+            expect_eq(&format!("cpu {c} selftest events read"), seq.count, st.read)?;
+            check(st.entries > 0, || format!("cpu {c} wrote nothing"))?;
+        }
+        Ok(())
+    })
+}
+
+fn slow_reader(_: &Ctx) -> TestResult {
+    // Two ring pages: about 400 selftest events fit.
+    with_session(1, &[SELFTEST], |s| {
+        let mut written = 0;
+        while written < 10_000 {
+            written += selftest(written, 1_000)?;
+        }
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let seqs = selftest_seqs(&mut s.readers[0])?;
+        let st = s.readers[0].stats().map_err(|e| format!("stats: {e}"))?;
+        expect_eq("read + lost", st.read + st.lost, 10_000)?;
+        check(st.lost > 9_000, || format!("only {} lost", st.lost))?;
+        expect_eq("newest event kept", seqs.last().copied(), Some(9_999))?;
+        let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+        check(contiguous, || {
+            "the kept events are not the newest, contiguous ones".into()
+        })
+    })
+}
+
+const CANARY: u64 = 0xca4a_57ee_d00d_f00d;
+
+fn teardown_while_writing(_: &Ctx) -> TestResult {
+    let mut pool = page_pool();
+    let session = Session::start(&mut pool, 8 << 10)?;
+    call(HypercallId::EnableEvent, &[SELFTEST as u64, 1]).map_err(|e| format!("{e}"))?;
+    session
+        .set_writable(true)
+        .map_err(|e| format!("enable: {e}"))?;
+    let pages = session.pages();
+    start_writers(64)?;
+    // Let every writer get going, then tear down under them.
+    let until = cpu::counter() + cpu::ticks_per_ms(50);
+    while cpu::counter() < until {
+        selftest(0, 16)?;
+    }
+    call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
+    // The pages are the host's again: fill them with a canary the writers must not touch.
+    for &p in &pages {
+        // SAFETY: after teardown_tracing returned, these pool pages are the host's alone.
+        let words = unsafe { core::slice::from_raw_parts_mut(p as *mut u64, 512) };
+        words.fill(CANARY);
+    }
+    let until = cpu::counter() + cpu::ticks_per_ms(50);
+    while cpu::counter() < until {
+        core::hint::spin_loop();
+    }
+    stop_writers()?;
+    for &p in &pages {
+        // SAFETY: as above.
+        let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };
+        if let Some(i) = words.iter().position(|w| *w != CANARY) {
+            return Err(format!(
+                "page {p:#x} word {i} changed after teardown: {:#x}",
+                words[i]
+            ));
+        }
+    }
+    pages.iter().for_each(|p| {
+        let _ = pool.free(*p);
+    });
+    Ok(())
+}
+
+fn reset_one_cpu(_: &Ctx) -> TestResult {
+    let n = machine().cpus.count();
+    with_session(64 << 10, &[SELFTEST], |s| {
+        let victim = if n > 1 { 1 } else { 0 };
+        start_writers(32)?;
+        selftest(base(0), 500)?;
+        let entries = |c: usize| {
+            call(HypercallId::UpdateFooters, &[c as u64])
+                .map(|[e, _, _]| e)
+                .map_err(|e| format!("{e}"))
+        };
+        let before: Vec<u64> = (0..n).map(entries).collect::<Result<_, _>>()?;
+        call(HypercallId::ResetTracing, &[victim as u64]).map_err(|e| format!("reset: {e}"))?;
+        s.readers[victim].after_reset();
+        let after_reset = entries(victim)?;
+        selftest(base(0) + 500, 500)?;
+        stop_writers()?;
+        let after: Vec<u64> = (0..n).map(entries).collect::<Result<_, _>>()?;
+        check(after_reset < before[victim], || {
+            format!(
+                "cpu {victim}: {} entries after reset, {} before",
+                after_reset, before[victim]
+            )
+        })?;
+        for c in (0..n).filter(|c| *c != victim) {
+            check(after[c] > before[c], || {
+                format!("cpu {c} stopped tracing after cpu {victim}'s reset")
+            })?;
+        }
+        // The reset CPU's buffer still works and decodes.
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let seqs = selftest_seqs(&mut s.readers[victim])?;
+        check(seqs.windows(2).all(|w| w[0] < w[1]), || {
+            "out of order after reset".into()
+        })
+    })
+}
+
+fn clock_shared(_: &Ctx) -> TestResult {
+    let clock = clock_params();
+    with_session(64 << 10, &[SELFTEST], |s| {
+        let n = machine().cpus.count();
+        let mut windows = Vec::new();
+        for c in 0..n {
+            let job = move || -> TestResult {
+                for round in 0..3u64 {
+                    selftest(base(c) + round * 10, 10)?;
+                }
+                Ok(())
+            };
+            let before = clock.cycles_to_ns(cpu::counter());
+            if c == 0 {
+                job()?;
+            } else {
+                smp::start_job(c, Box::new(job))?;
+                smp::wait_job(c, 5_000)?;
+            }
+            windows.push((before, clock.cycles_to_ns(cpu::counter())));
+        }
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        for (c, reader) in s.readers.iter_mut().enumerate() {
+            let mut evs = Vec::new();
+            each_event(reader, |ts, id, _| {
+                if id == SELFTEST {
+                    evs.push(ts);
+                }
+                Ok(())
+            })?;
+            expect_eq(&format!("cpu {c} events"), evs.len(), 30)?;
+            check(evs.windows(2).all(|w| w[0] <= w[1]), || {
+                format!("cpu {c}: time went backwards")
+            })?;
+            let (lo, hi) = windows[c];
+            check(evs.iter().all(|t| (lo..=hi).contains(t)), || {
+                format!(
+                    "cpu {c}: timestamps {:?}..{:?} outside the host's window {lo}..{hi}",
+                    evs.first(),
+                    evs.last()
+                )
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn footers_match(_: &Ctx) -> TestResult {
+    with_session(8 << 10, &[SELFTEST], |s| {
+        selftest(0, 3_000)?;
+        let reader = &mut s.readers[0];
+        let mut events = 0u64;
+        each_event(reader, |_, _, _| {
+            events += 1;
+            Ok(())
+        })?;
+        let st = reader.stats().map_err(|e| format!("stats: {e}"))?;
+        let [entries, overrun, pages_touched] =
+            call(HypercallId::UpdateFooters, &[0]).map_err(|e| format!("{e}"))?;
+        expect_eq("footer entries vs hypercall", st.entries, entries)?;
+        expect_eq("footer overrun vs hypercall", st.overrun, overrun)?;
+        expect_eq(
+            "footer pages_touched vs hypercall",
+            st.pages_touched,
+            pages_touched,
+        )?;
+        expect_eq("entries", entries, 3_000)?;
+        expect_eq("reader read", st.read, events)?;
+        // Events still on the writer's page are not read yet: read + lost never exceeds it.
+        check(st.read + st.lost <= entries, || {
+            format!("read {} + lost {} > entries {entries}", st.read, st.lost)
+        })
+    })
+}
