@@ -238,13 +238,20 @@ pub fn drain(
     buf: &mut PageBuf,
 ) -> Result<(u64, bool), HypError> {
     let mut events = 0;
-    while let Some(page) = reader.read_page(buf)? {
+    loop {
+        let page = match reader.read_page(buf) {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok((events, false)),
+            // The writer kept the head moving through the swap's whole retry budget: nothing
+            // changed, try again at the next poll.
+            Err(HypError::Busy) => return Ok((events, false)),
+            Err(e) => return Err(e),
+        };
         if !store.push(buf) {
             return Ok((events, true));
         }
         events += page.events;
     }
-    Ok((events, false))
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -93,7 +93,13 @@ fn reader(ring: &RingBuffer<'_>, stop: &AtomicBool) -> (u64, u64) {
     let mut copy = vec![0u8; PAGE_SIZE];
     let (mut swaps, mut lost) = (0, 0);
     while !stop.load(Ordering::Relaxed) {
-        let s = ring.swap_reader().unwrap();
+        // Busy (the retry budget ran out while the writer kept moving the head, e.g. when
+        // this thread was descheduled mid-swap) is an answer, not a failure: try again.
+        let s = match ring.swap_reader() {
+            Ok(s) => s,
+            Err(hyp::abi::HypError::Busy) => continue,
+            Err(e) => panic!("swap_reader: {e}"),
+        };
         if !s.swapped {
             std::hint::spin_loop();
             continue;
