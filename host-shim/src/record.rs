@@ -230,6 +230,13 @@ impl PageStore {
     }
 }
 
+/// `ring_buffer_poke`: refreshes `reader`'s footers through the hypervisor (which cannot
+/// notify the host) and tells whether unread events are waiting.
+pub fn poke(reader: &mut CpuReader<HvcControl, IdentityMemory>) -> Result<bool, HypError> {
+    let s = reader.stats()?;
+    Ok(s.entries > s.read + s.lost)
+}
+
 /// Drains every complete or partial page `reader` has; returns the events stored. Sets
 /// `full` when `store` ran out of room (the page is then consumed but not stored).
 pub fn drain(
@@ -356,6 +363,9 @@ fn record(opts: &RunOptions) -> Result<(), String> {
         if now >= next_poll {
             next_poll = now + period;
             for (reader, store) in readers.iter_mut().zip(stores.iter_mut()) {
+                if !poke(reader).map_err(|e| format!("poke: {e}"))? {
+                    continue;
+                }
                 let (n, f) = drain(reader, store, &mut buf).map_err(|e| format!("drain: {e}"))?;
                 read_events += n;
                 full |= f;
