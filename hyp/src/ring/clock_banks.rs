@@ -23,23 +23,14 @@ struct Bank {
 }
 
 impl Bank {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            mult: AtomicU64::new(0),
-            shift: AtomicU64::new(0),
-            epoch_ns: AtomicU64::new(0),
-            epoch_cyc: AtomicU64::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            mult: AtomicU64::new(0),
-            shift: AtomicU64::new(0),
-            epoch_ns: AtomicU64::new(0),
-            epoch_cyc: AtomicU64::new(0),
+    super::sync::const_unless_loom! {
+        fn new() -> Self {
+            Self {
+                mult: AtomicU64::new(0),
+                shift: AtomicU64::new(0),
+                epoch_ns: AtomicU64::new(0),
+                epoch_cyc: AtomicU64::new(0),
+            }
         }
     }
 }
@@ -59,21 +50,13 @@ impl Default for ClockBanks {
 }
 
 impl ClockBanks {
-    /// Banks holding the all-zero set.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            banks: [Bank::new(), Bank::new()],
-        }
-    }
-
-    /// Banks holding the all-zero set.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            banks: [Bank::new(), Bank::new()],
+    super::sync::const_unless_loom! {
+        /// Banks holding the all-zero set.
+        pub fn new() -> Self {
+            Self {
+                seq: AtomicU64::new(0),
+                banks: [Bank::new(), Bank::new()],
+            }
         }
     }
 

@@ -103,23 +103,14 @@ pub struct PageDesc {
 pub const DESC_SIZE: usize = core::mem::size_of::<PageDesc>();
 
 impl PageDesc {
-    /// An unused descriptor (usable in a `static` pool).
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            link: AtomicU64::new(0),
-            page: AtomicUsize::new(0),
-            entries: AtomicU32::new(0),
-        }
-    }
-
-    /// An unused descriptor.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            link: AtomicU64::new(0),
-            page: AtomicUsize::new(0),
-            entries: AtomicU32::new(0),
+    sync::const_unless_loom! {
+        /// An unused descriptor (usable in a `static` pool).
+        pub fn new() -> Self {
+            Self {
+                link: AtomicU64::new(0),
+                page: AtomicUsize::new(0),
+                entries: AtomicU32::new(0),
+            }
         }
     }
 
@@ -182,33 +173,19 @@ struct WriterState<'a> {
 }
 
 impl WriterState<'_> {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            descs: &[],
-            tail: 0,
-            tail_page: 0,
-            write: 0,
-            tail_entries: 0,
-            last_ts: 0,
-            entries: 0,
-            overrun: 0,
-            pages_touched: 0,
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            descs: &[],
-            tail: 0,
-            tail_page: 0,
-            write: 0,
-            tail_entries: 0,
-            last_ts: 0,
-            entries: 0,
-            overrun: 0,
-            pages_touched: 0,
+    sync::const_unless_loom! {
+        fn new() -> Self {
+            Self {
+                descs: &[],
+                tail: 0,
+                tail_page: 0,
+                write: 0,
+                tail_entries: 0,
+                last_ts: 0,
+                entries: 0,
+                overrun: 0,
+                pages_touched: 0,
+            }
         }
     }
 }
@@ -378,53 +355,29 @@ pub const fn event_size(len: usize) -> usize {
 }
 
 impl<'a> RingBuffer<'a> {
-    /// An unloaded, non-writable buffer.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            hot: CacheLine(Hot {
-                status: AtomicU32::new(WRITER_NONWRITABLE),
-                writer: UnsafeCell::new(WriterState::new()),
-                entries: AtomicU64::new(0),
-            }),
-            shared: CacheLine(Shared {
-                tail: AtomicUsize::new(0),
-                overrun: AtomicU64::new(0),
-                pages_touched: AtomicU64::new(0),
-            }),
-            control: CacheLine(Mutex::new(Control {
-                descs: &[],
-                loaded: false,
-                reader: 0,
-                head_hint: 0,
-                footer_head: 0,
-                last_overrun: 0,
-            })),
-        }
-    }
-
-    /// An unloaded, non-writable buffer.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            hot: CacheLine(Hot {
-                status: AtomicU32::new(WRITER_NONWRITABLE),
-                writer: UnsafeCell::new(WriterState::new()),
-                entries: AtomicU64::new(0),
-            }),
-            shared: CacheLine(Shared {
-                tail: AtomicUsize::new(0),
-                overrun: AtomicU64::new(0),
-                pages_touched: AtomicU64::new(0),
-            }),
-            control: CacheLine(Mutex::new(Control {
-                descs: &[],
-                loaded: false,
-                reader: 0,
-                head_hint: 0,
-                footer_head: 0,
-                last_overrun: 0,
-            })),
+    sync::const_unless_loom! {
+        /// An unloaded, non-writable buffer.
+        pub fn new() -> Self {
+            Self {
+                hot: CacheLine(Hot {
+                    status: AtomicU32::new(WRITER_NONWRITABLE),
+                    writer: UnsafeCell::new(WriterState::new()),
+                    entries: AtomicU64::new(0),
+                }),
+                shared: CacheLine(Shared {
+                    tail: AtomicUsize::new(0),
+                    overrun: AtomicU64::new(0),
+                    pages_touched: AtomicU64::new(0),
+                }),
+                control: CacheLine(Mutex::new(Control {
+                    descs: &[],
+                    loaded: false,
+                    reader: 0,
+                    head_hint: 0,
+                    footer_head: 0,
+                    last_overrun: 0,
+                })),
+            }
         }
     }
 

@@ -93,3 +93,19 @@ impl<T> Mutex<T> {
         return self.inner.lock().unwrap();
     }
 }
+
+/// Defines a constructor that is a `const fn` in normal builds (so it can initialise a
+/// `static`) and a plain `fn` under loom, whose primitives have no `const` constructors, from
+/// one body.
+macro_rules! const_unless_loom {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident() -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        #[cfg(not(loom))]
+        $vis const fn $name() -> $ret $body
+
+        $(#[$meta])*
+        #[cfg(loom)]
+        $vis fn $name() -> $ret $body
+    };
+}
+pub(crate) use const_unless_loom;

@@ -2,44 +2,43 @@
 
 use hyp::abi::HypercallId;
 
-/// Issues `HVC #0` with X0..X17 = `regs` and returns X0..X17 after the call. Unlike the
-/// `smccc` crate's wrapper it passes all 64 bits of X0, so tests can put garbage there.
-pub fn hvc_raw(regs: [u64; 18]) -> [u64; 18] {
-    let mut r = regs;
-    // SAFETY: HVC traps to our hypervisor, which reads and writes only X0..X3 of the saved
-    // frame and restores every other register; no memory of ours is touched.
-    unsafe {
-        core::arch::asm!(
-            "hvc #0",
-            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
-            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
-            inout("x16") r[16], inout("x17") r[17],
-            options(nostack)
-        );
-    }
-    r
+/// Defines a function that issues `$insn` with X0..X17 = its argument and returns X0..X17.
+macro_rules! raw_call {
+    ($(#[$meta:meta])* $name:ident, $insn:literal) => {
+        $(#[$meta])*
+        pub fn $name(regs: [u64; 18]) -> [u64; 18] {
+            let mut r = regs;
+            // SAFETY: both HVC and SMC (HCR_EL2.TSC) trap to our hypervisor, which reads and
+            // writes only the saved frame's X0..X3 and restores every other register; neither
+            // a hypercall nor a relayed PSCI call touches memory of ours.
+            unsafe {
+                core::arch::asm!(
+                    $insn,
+                    inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                    inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                    inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+                    inout("x12") r[12], inout("x13") r[13], inout("x14") r[14],
+                    inout("x15") r[15], inout("x16") r[16], inout("x17") r[17],
+                    options(nostack)
+                );
+            }
+            r
+        }
+    };
 }
 
-/// Issues `SMC #0` with X0..X17 = `regs` and returns X0..X17 after the call.
-pub fn smc_raw(regs: [u64; 18]) -> [u64; 18] {
-    let mut r = regs;
-    // SAFETY: HCR_EL2.TSC traps the SMC to our hypervisor, which answers in X0 and preserves
-    // every other register; relayed PSCI calls do not touch our memory.
-    unsafe {
-        core::arch::asm!(
-            "smc #0",
-            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
-            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
-            inout("x16") r[16], inout("x17") r[17],
-            options(nostack)
-        );
-    }
-    r
-}
+raw_call!(
+    /// Issues `HVC #0` with X0..X17 = `regs` and returns X0..X17 after the call. Unlike the
+    /// `smccc` crate's wrapper it passes all 64 bits of X0, so tests can put garbage there.
+    hvc_raw,
+    "hvc #0"
+);
+
+raw_call!(
+    /// Issues `SMC #0` with X0..X17 = `regs` and returns X0..X17 after the call.
+    smc_raw,
+    "smc #0"
+);
 
 /// A hyptrace hypercall with three arguments; returns X0..X3.
 pub fn hypercall(id: HypercallId, args: [u64; 3]) -> [u64; 4] {
