@@ -12,6 +12,28 @@ pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// instruction: EC 0x00, IL 1.
 pub const ESR_UNDEF: u64 = 1 << 25;
 
+/// ESR_EL1 for an abort the hypervisor injects after a stage-2 fault it will not resolve.
+///
+/// The class becomes the one EL1 would have seen for a fault taken to itself: a data abort
+/// (0x24/0x25) or instruction abort (0x20/0x21) "from a lower EL" if the host was at EL0,
+/// "without a change in EL" if it was at EL1. The syndrome keeps only what is meaningful to
+/// the host: WnR (bit 6, data aborts) and the fault status code (bits 5:0); IL is set.
+/// `None` if `esr_el2` is not an abort from a lower EL.
+pub fn abort_esr(esr_el2: u64, spsr: u64) -> Option<u64> {
+    let from_el1 = (spsr & 0xf) >> 2 == 1;
+    let ec = match (esr_el2 >> 26) & 0x3f {
+        0x24 => 0x24 | from_el1 as u64,
+        0x20 => 0x20 | from_el1 as u64,
+        _ => return None,
+    };
+    let keep = if ec & !1 == 0x24 {
+        (1 << 6) | 0x3f
+    } else {
+        0x3f
+    };
+    Some((ec << 26) | (1 << 25) | (esr_el2 & keep))
+}
+
 /// Where and how the host's vector table must be entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Injection {
@@ -62,6 +84,24 @@ mod tests {
         assert_eq!(sync_exception(vbar, 0x1000, 0x3c4).elr_el2, vbar);
         assert_eq!(sync_exception(vbar, 0x1000, 0x0).elr_el2, vbar + 0x400);
         assert_eq!(sync_exception(vbar, 0x1000, 0x10).elr_el2, vbar + 0x600);
+    }
+
+    #[test]
+    fn abort_syndromes() {
+        // Observed stage-2 fault: load, ISV set, SRT x9, translation fault level 2.
+        let esr = 0x93C9_8006;
+        assert_eq!(abort_esr(esr, 0x3c5), Some((0x25 << 26) | (1 << 25) | 0x06));
+        // A write keeps WnR; from EL0 the class stays "lower EL".
+        assert_eq!(
+            abort_esr(0x9200_0047, 0x0),
+            Some((0x24 << 26) | (1 << 25) | 0x47)
+        );
+        // An instruction fetch.
+        assert_eq!(
+            abort_esr(0x8200_0007, 0x3c5),
+            Some((0x21 << 26) | (1 << 25) | 0x07)
+        );
+        assert_eq!(abort_esr(0x5A00_0000, 0x3c5), None, "an HVC is no abort");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
+//! - [`stage2`]: the host's stage-2 identity map, without the hypervisor's memory.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
 //! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
 //! - [`memmap`]: the physical memory map shared with the host image.
@@ -35,6 +36,7 @@ pub mod inject;
 pub mod memmap;
 pub mod psci;
 pub mod ring;
+pub mod stage2;
 #[cfg(not(loom))]
 pub mod tracing;
 pub mod trap_frame;

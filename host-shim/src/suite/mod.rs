@@ -6,8 +6,10 @@
 
 mod boot;
 mod hvc;
+mod isolation;
 mod psci;
 mod tracing;
+mod tracing_support;
 
 use alloc::format;
 use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
@@ -22,7 +24,13 @@ pub struct Ctx {
 }
 
 /// Every test, in the order they run.
-const TESTS: &[&[TestCase<Ctx>]] = &[boot::TESTS, hvc::TESTS, psci::TESTS, tracing::TESTS];
+const TESTS: &[&[TestCase<Ctx>]] = &[
+    boot::TESTS,
+    hvc::TESTS,
+    psci::TESTS,
+    tracing::TESTS,
+    isolation::TESTS,
+];
 
 /// Runs the selected tests and returns the semihosting exit status.
 pub fn run(cmd: &Cmdline) -> u32 {

@@ -8,16 +8,19 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use host_shim::harness::{TestCase, TestResult};
-use host_shim::reader::{CpuReader, IdentityMemory};
-use hyp::abi::event_format::{Event, EventDesc, FieldValue};
-use hyp::abi::events::{self, HostHcall, HostSmc, PsciCpuOn, Selftest};
+use hyp::abi::event_format::Event;
+use hyp::abi::events::{self, HostHcall, HostSmc, PsciCpuOn};
 use hyp::abi::{HypError, HypercallId};
 use smccc::psci::error::ALREADY_ON;
 
+use super::tracing_support::{
+    each_event, field, read_all, selftest, selftest_seq, selftest_seqs, with_session, Reader,
+    SELFTEST,
+};
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
 use crate::arch::{cpu, smp};
-use crate::record::{call, clock_params, page_pool, HvcControl, Session};
+use crate::record::{call, clock_params, page_pool, Session};
 
 /// The `tracing::` group.
 pub const TESTS: &[TestCase<Ctx>] = &[
@@ -63,75 +66,6 @@ pub const TESTS: &[TestCase<Ctx>] = &[
     },
 ];
 
-type Reader = CpuReader<HvcControl, IdentityMemory>;
-
-/// Runs `body` with a loaded session of `size` bytes per CPU and `events` enabled, writable;
-/// always tears it down.
-fn with_session(
-    size: usize,
-    events: &[u16],
-    body: impl FnOnce(&mut Session) -> TestResult,
-) -> TestResult {
-    let mut pool = page_pool();
-    let mut session = Session::start(&mut pool, size)?;
-    let result = (|| {
-        for id in events {
-            call(HypercallId::EnableEvent, &[*id as u64, 1]).map_err(|e| format!("{e}"))?;
-        }
-        session
-            .set_writable(true)
-            .map_err(|e| format!("enable: {e}"))?;
-        body(&mut session)
-    })();
-    let stopped = session
-        .stop(&mut pool)
-        .map_err(|e| format!("teardown: {e}"));
-    result.and(stopped)
-}
-
-const SELFTEST: u16 = Selftest::DESC.id;
-
-/// Decoded field `i` of `payload` as u64 (signed values sign-extended).
-fn field(desc: &EventDesc, payload: &[u8], i: usize) -> u64 {
-    match desc.field(payload, i) {
-        Some(FieldValue::Unsigned(v)) => v,
-        Some(FieldValue::Signed(v)) => v as u64,
-        None => u64::MAX,
-    }
-}
-
-/// Reads every available event of `reader`: (ts, id, payload copy).
-fn read_all(reader: &mut Reader) -> Result<Vec<(u64, u16, Vec<u8>)>, alloc::string::String> {
-    let mut out = Vec::new();
-    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
-        let id = u16::from_le_bytes([e.payload[0], e.payload[1]]);
-        out.push((e.ts, id, e.payload.to_vec()));
-    }
-    Ok(out)
-}
-
-/// Calls `f(ts, id, payload)` for every available event of `reader`, without allocating.
-fn each_event(reader: &mut Reader, mut f: impl FnMut(u64, u16, &[u8]) -> TestResult) -> TestResult {
-    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
-        f(
-            e.ts,
-            u16::from_le_bytes([e.payload[0], e.payload[1]]),
-            e.payload,
-        )?;
-    }
-    Ok(())
-}
-
-/// The sequence number of a selftest payload, checked against the payload it carries.
-fn selftest_seq(p: &[u8]) -> Result<u64, alloc::string::String> {
-    let d = Selftest::DESC;
-    let (seq, payload) = (field(&d, p, 0), field(&d, p, 1));
-    check(payload == events::selftest_payload(seq), || {
-        format!("selftest seq {seq} carries payload {payload:#x}")
-    })?;
-    Ok(seq)
-}
-
 /// Checks one CPU's selftest sequence as it is read: every number belongs to that CPU's
 /// range and is larger than the one before (no duplicate, no reordering).
 #[derive(Default)]
@@ -168,24 +102,6 @@ impl SeqCheck {
             Ok(())
         })
     }
-}
-
-/// Selftest sequence numbers of everything `reader` has (for small tests).
-fn selftest_seqs(reader: &mut Reader) -> Result<Vec<u64>, alloc::string::String> {
-    let mut seqs = Vec::new();
-    each_event(reader, |_, id, p| {
-        if id == SELFTEST {
-            seqs.push(selftest_seq(p)?);
-        }
-        Ok(())
-    })?;
-    Ok(seqs)
-}
-
-fn selftest(first: u64, count: u64) -> Result<u64, alloc::string::String> {
-    call(HypercallId::WriteSelftest, &[first, count])
-        .map(|[n, _, _]| n)
-        .map_err(|e| format!("write_selftest: {e}"))
 }
 
 fn load_cycles(_: &Ctx) -> TestResult {

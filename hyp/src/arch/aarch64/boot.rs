@@ -6,8 +6,8 @@ use hyp::memmap::{DTB_BASE, HOST_BASE};
 
 use super::console::{hyp_println, CONSOLE};
 use super::fatal::fatal;
-use super::platform::{discover, platform, POWER};
-use super::regs::{drop_to_el1, init_el2};
+use super::platform::{build_stage2, discover, platform, stage2_root, POWER};
+use super::regs::{drop_to_el1, enable_stage2, init_el2};
 use super::vectors::vector_table_address;
 
 /// Address of `_secondary_entry`, the EL2 entry the relay gives the firmware for CPU_ON.
@@ -25,6 +25,8 @@ pub extern "C" fn boot_main() -> ! {
     let p = discover(boot_mpidr).unwrap_or_else(|why| fatal(format_args!("{why}")));
     // SAFETY: the DTB names the PL011; the MMU is off, so its registers are device memory.
     unsafe { CONSOLE.set_base(p.uart as usize) };
+    let root = build_stage2().unwrap_or_else(|why| fatal(format_args!("{why}")));
+    enable_stage2(root);
     POWER.mark_on(0);
     hyp_println!(
         "hyptrace hypervisor at EL2: {} CPUs, RAM {:#x}..{:#x}, boot MPIDR {:#x}",
@@ -32,6 +34,13 @@ pub extern "C" fn boot_main() -> ! {
         p.ram.start,
         p.ram.end,
         boot_mpidr
+    );
+    hyp_println!(
+        "stage 2 on: host sees RAM {:#x}..{:#x} except the hypervisor's {:#x}..{:#x}",
+        p.ram.start,
+        p.ram.end,
+        super::platform::HYP_REGION.start,
+        super::platform::HYP_REGION.end
     );
     hyp_println!("entering the host at {HOST_BASE:#x} (EL1) with the DTB at {DTB_BASE:#x}");
     drop_to_el1(HOST_BASE, DTB_BASE)
@@ -50,6 +59,7 @@ pub extern "C" fn bad_secondary_index(index: u64) -> ! {
 pub extern "C" fn secondary_main(index: u64) -> ! {
     let index = index as usize;
     init_el2(index, vector_table_address());
+    enable_stage2(stage2_root());
     let expected = platform().cpus.mpidr(index);
     let actual = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
     if expected != Some(actual) {

@@ -32,6 +32,30 @@ pub fn memory_rules() -> &'static MemoryRules {
 /// The hypervisor's private region (image, stacks, pools).
 pub const HYP_REGION: Range<u64> = HYP_BASE..HYP_BASE + HYP_SIZE;
 
+/// The host's stage-2 tables: built once by the boot CPU before any other CPU starts, read
+/// only by the MMU afterwards.
+static mut STAGE2: hyp::stage2::Stage2Tables = hyp::stage2::Stage2Tables::new();
+
+/// Builds the stage-2 tables for the discovered machine; returns the root for VTTBR_EL2.
+/// Called once, by the boot CPU, before any secondary CPU runs.
+pub fn build_stage2() -> Result<u64, &'static str> {
+    // SAFETY: only the boot CPU runs (secondaries start later, through the host's CPU_ON),
+    // so nothing else accesses the tables while they are written.
+    let tables = unsafe { &mut *core::ptr::addr_of_mut!(STAGE2) };
+    tables
+        .build(&platform().ram, &HYP_REGION, |l2| l2.as_ptr() as u64)
+        .map_err(|_| "RAM cannot be described by the stage-2 tables")?;
+    // SAFETY: a barrier: table writes complete before any CPU's table walker uses them.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
+    Ok(stage2_root())
+}
+
+/// Address of the level-1 stage-2 table (valid once [`build_stage2`] ran).
+pub fn stage2_root() -> u64 {
+    // Only the address is taken; the MMU reads the table.
+    core::ptr::addr_of!(STAGE2) as u64
+}
+
 /// The machine description; only valid after [`discover`] ran on the boot CPU.
 pub fn platform() -> &'static Machine {
     MACHINE

@@ -98,6 +98,22 @@ pub fn init_el2(cpu_index: usize, vectors: u64) {
     barrier::isb(barrier::SY);
 }
 
+/// Turns on the host's stage-2 translation on this CPU with the tables at `root` (VMID 0).
+/// The tables must be complete and visible (the caller issued `dsb ishst` after writing
+/// them).
+pub fn enable_stage2(root: u64) {
+    VTCR_EL2.set(hyp::stage2::VTCR_EL2);
+    VTTBR_EL2.set(root);
+    barrier::isb(barrier::SY);
+    // SAFETY: invalidating stage-1+2 TLB entries of the current VMID only drops cached
+    // translations; the barriers order it before HCR_EL2.VM takes effect.
+    unsafe {
+        core::arch::asm!("tlbi vmalls12e1", "dsb ish", "isb", options(nostack));
+    }
+    HCR_EL2.set(HCR_EL2.get() | (1 << 0));
+    barrier::isb(barrier::SY);
+}
+
 /// Whether any pointer-authentication algorithm is implemented (ID_AA64ISAR1_EL1 APA, API,
 /// GPA, GPI; ID_AA64ISAR2_EL1 APA3, GPA3).
 fn has_pointer_auth() -> bool {

@@ -1,9 +1,11 @@
 //! The Rust side of every exception taken to EL2, and the events that trace it.
 
 use aarch64_cpu::registers::*;
-use hyp::abi::events::{HostHcall, HostSmc, HypEnter, HypExit, PsciCpuOn};
+use hyp::abi::events::{HostHcall, HostMemAbort, HostSmc, HypEnter, HypExit, PsciCpuOn};
 use hyp::abi::HypercallId;
-use hyp::esr::{Esr, ExceptionKind, VectorSlot, EC_HVC64, EC_SMC64};
+use hyp::esr::{
+    Esr, ExceptionKind, VectorSlot, EC_DATA_ABORT_LOWER, EC_HVC64, EC_INSN_ABORT_LOWER, EC_SMC64,
+};
 use hyp::hypercall::{handle_hvc, Context};
 use hyp::psci::{is_relayed, Relay};
 use hyp::trap_frame::TrapFrame;
@@ -37,12 +39,38 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
             // A trapped SMC leaves ELR at the SMC itself: step over it.
             frame.elr += esr.instruction_len();
         }
+        EC_DATA_ABORT_LOWER | EC_INSN_ABORT_LOWER => host_abort(cpu, esr, frame),
         // Anything else the host did that trapped (an instruction or register access the
         // hypervisor does not emulate): hand it back to the host as an undefined
         // instruction, as EL1 would have taken it without a hypervisor.
         _ => inject_undef(frame),
     }
     TRACING.emit(cpu, counter, &HypExit {});
+}
+
+/// A host access stage 2 refused (the hypervisor's memory, or nothing at all): traced, then
+/// handed back to the host as the abort it would have taken without a hypervisor.
+fn host_abort(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
+    let far = FAR_EL2.get();
+    let ipa = hyp::stage2::fault_ipa(HPFAR_EL2.get(), far);
+    TRACING.emit(
+        cpu,
+        counter,
+        &HostMemAbort {
+            esr: esr.0,
+            addr: ipa,
+        },
+    );
+    let Some(esr_el1) = hyp::inject::abort_esr(esr.0, frame.spsr) else {
+        return inject_undef(frame);
+    };
+    let injection = hyp::inject::sync_exception(VBAR_EL1.get(), frame.elr, frame.spsr);
+    ESR_EL1.set(esr_el1);
+    FAR_EL1.set(far);
+    ELR_EL1.set(injection.elr_el1);
+    SPSR_EL1.set(injection.spsr_el1);
+    frame.elr = injection.elr_el2;
+    frame.spsr = injection.spsr_el2;
 }
 
 /// Injects an undefined-instruction exception into the host at the trapping instruction.

@@ -1,0 +1,220 @@
+//! `isolation::` — the host cannot reach the hypervisor's memory (stage 2), every refused
+//! access is traced and handed back to the host as an abort, and garbage the host writes over
+//! the shared pages cannot steer or crash the writer.
+
+use alloc::boxed::Box;
+use alloc::format;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use host_shim::harness::{TestCase, TestResult};
+use hyp::abi::event_format::Event;
+use hyp::abi::events::{HostMemAbort, Selftest};
+use hyp::abi::HypercallId;
+use hyp::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
+
+use super::tracing_support::{each_event, field, selftest, selftest_seqs, with_session};
+use super::{check, expect_eq, Ctx};
+use crate::arch::boot::machine;
+use crate::arch::exceptions::{probe_read, probe_write, Abort};
+use crate::arch::{cpu, smp};
+use crate::record::call;
+
+/// The `isolation::` group.
+pub const TESTS: &[TestCase<Ctx>] = &[
+    TestCase {
+        group: "isolation",
+        name: "host_cannot_read_hypervisor_memory",
+        run: cannot_read,
+    },
+    TestCase {
+        group: "isolation",
+        name: "host_cannot_write_hypervisor_memory",
+        run: cannot_write,
+    },
+    TestCase {
+        group: "isolation",
+        name: "host_ram_and_devices_stay_mapped",
+        run: host_memory_mapped,
+    },
+    TestCase {
+        group: "isolation",
+        name: "refused_accesses_are_traced",
+        run: aborts_traced,
+    },
+    TestCase {
+        group: "isolation",
+        name: "scribbled_pages_cannot_steer_the_writer",
+        run: scribbler,
+    },
+];
+
+/// Addresses spread over the hypervisor's region: image start, text, BSS (descriptor pool),
+/// the stacks near the end, the last word.
+const HYP_PROBES: [u64; 5] = [
+    HYP_BASE,
+    HYP_BASE + 0x1000,
+    HYP_BASE + 0x10_0000,
+    HYP_BASE + HYP_SIZE - 0x1_0000,
+    HYP_BASE + HYP_SIZE - 8,
+];
+
+/// Checks that `abort` is a stage-2 translation fault at `addr`, as the host sees it.
+fn is_refusal(abort: Abort, addr: u64) -> TestResult {
+    let ec = abort.esr >> 26;
+    expect_eq(&format!("exception class at {addr:#x}"), ec, 0x25)?;
+    let dfsc = abort.esr & 0x3f;
+    check(dfsc & 0b11_1100 == 0b00_0100, || {
+        format!("{addr:#x}: fault status {dfsc:#x} is not a translation fault")
+    })?;
+    expect_eq(&format!("FAR for {addr:#x}"), abort.far, addr)
+}
+
+fn still_serving() -> TestResult {
+    let [_, nr_cpus, _] = call(HypercallId::Info, &[]).map_err(|e| format!("info: {e}"))?;
+    expect_eq(
+        "CPUs after the refusals",
+        nr_cpus,
+        machine().cpus.count() as u64,
+    )
+}
+
+fn cannot_read(_: &Ctx) -> TestResult {
+    smp::run_everywhere(
+        |_| {
+            for addr in HYP_PROBES {
+                match probe_read(addr) {
+                    Ok(v) => return Err(format!("read {v:#x} from hypervisor memory {addr:#x}")),
+                    Err(abort) => is_refusal(abort, addr)?,
+                }
+            }
+            still_serving()
+        },
+        5_000,
+    )
+}
+
+fn cannot_write(_: &Ctx) -> TestResult {
+    for addr in HYP_PROBES {
+        match probe_write(addr, 0xbad0_bad0_bad0_bad0) {
+            Ok(()) => return Err(format!("wrote hypervisor memory at {addr:#x}")),
+            Err(abort) => is_refusal(abort, addr)?,
+        }
+        // Writes set WnR in the syndrome.
+    }
+    still_serving()?;
+    // A whole tracing session still works after the attempts.
+    with_session(8 << 10, &[Selftest::DESC.id], |s| {
+        expect_eq("selftest written", selftest(0, 50)?, 50)?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let seqs = selftest_seqs(&mut s.readers[0])?;
+        expect_eq("selftest read back", seqs, (0..50).collect())
+    })
+}
+
+fn host_memory_mapped(_: &Ctx) -> TestResult {
+    let magic = probe_read(DTB_BASE).map_err(|a| format!("DTB read aborted: {a:?}"))?;
+    expect_eq("FDT magic", (magic as u32).swap_bytes(), 0xd00d_feed)?;
+    let last = machine().ram.end - 8;
+    probe_read(last).map_err(|a| format!("last RAM word aborted: {a:?}"))?;
+    probe_read(HYP_BASE - 8).map_err(|a| format!("word below the hypervisor aborted: {a:?}"))?;
+    probe_read(HYP_BASE + HYP_SIZE).map_err(|a| format!("host image start aborted: {a:?}"))?;
+    // UART flag register: device memory stays mapped.
+    probe_read(machine().uart + 0x18).map_err(|a| format!("UART aborted: {a:?}"))?;
+    for addr in [machine().ram.end, 0x40_0000_0000] {
+        match probe_read(addr) {
+            Ok(v) => return Err(format!("read {v:#x} from unmapped {addr:#x}")),
+            Err(abort) => is_refusal(abort, addr)?,
+        }
+    }
+    Ok(())
+}
+
+fn aborts_traced(_: &Ctx) -> TestResult {
+    let target = HYP_BASE + 0x40;
+    with_session(8 << 10, &[HostMemAbort::DESC.id], |s| {
+        let abort = probe_read(target).err().ok_or("the probe did not abort")?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let mut found = None;
+        each_event(&mut s.readers[0], |_, id, p| {
+            if id == HostMemAbort::DESC.id {
+                found = Some((
+                    field(&HostMemAbort::DESC, p, 0),
+                    field(&HostMemAbort::DESC, p, 1),
+                ));
+            }
+            Ok(())
+        })?;
+        let (esr, addr) = found.ok_or("no host_mem_abort event")?;
+        expect_eq("traced IPA", addr, target)?;
+        expect_eq("traced class (EL2's view)", esr >> 26, 0x24)?;
+        expect_eq("host's fault address", abort.far, target)
+    })
+}
+
+static SCRIBBLE_STOP: AtomicBool = AtomicBool::new(false);
+
+fn scribbler(_: &Ctx) -> TestResult {
+    let n = machine().cpus.count();
+    with_session(8 << 10, &[Selftest::DESC.id], |s| {
+        let pages = s.pages();
+        let pages: &'static [u64] = Box::leak(pages.into_boxed_slice());
+        SCRIBBLE_STOP.store(false, Ordering::Release);
+        let scribble = move |seed: u64| {
+            let mut x = seed;
+            for &p in pages {
+                // SAFETY: the buffer's pages are host RAM the host may write at will (that is
+                // the point of the test); the hypervisor only writes them.
+                let words = unsafe { core::slice::from_raw_parts_mut(p as *mut u64, 512) };
+                for w in words.iter_mut() {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // SAFETY: a plain volatile store into the page (see above).
+                    unsafe { core::ptr::write_volatile(w, x) };
+                }
+            }
+        };
+        if n > 1 {
+            smp::start_job(
+                1,
+                Box::new(move || {
+                    let mut round = 1;
+                    // Acquire: pairs with the Release store below.
+                    while !SCRIBBLE_STOP.load(Ordering::Acquire) {
+                        scribble(round);
+                        round += 1;
+                    }
+                    Ok(())
+                }),
+            )?;
+        }
+        // Meanwhile this CPU writes at full speed (and scribbles itself on one CPU).
+        let until = cpu::counter() + cpu::ticks_per_ms(200);
+        let mut written = 0;
+        while cpu::counter() < until {
+            written += selftest(written, 64)?;
+            if n == 1 {
+                scribble(written);
+            }
+        }
+        SCRIBBLE_STOP.store(true, Ordering::Release);
+        if n > 1 {
+            smp::wait_job(1, 30_000)?;
+        }
+        check(written > 0, || {
+            "nothing was written while scribbling".into()
+        })?;
+        still_serving()?;
+        // Reset every CPU: the pages decode cleanly again and the counts are exact.
+        for c in 0..n {
+            call(HypercallId::ResetTracing, &[c as u64]).map_err(|e| format!("reset {c}: {e}"))?;
+            s.readers[c].after_reset();
+        }
+        expect_eq("selftest after reset", selftest(1_000_000, 100)?, 100)?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let seqs = selftest_seqs(&mut s.readers[0])?;
+        expect_eq("events read back", seqs, (1_000_000..1_000_100).collect())?;
+        let st = s.readers[0].stats().map_err(|e| format!("stats: {e}"))?;
+        expect_eq("entries after reset", st.entries, 100)
+    })
+}

@@ -1,0 +1,105 @@
+//! Helpers the tracing-related test groups share: a session around a test body, event
+//! decoding without allocation, selftest calls and checks.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use host_shim::harness::TestResult;
+use host_shim::reader::{CpuReader, IdentityMemory};
+use hyp::abi::event_format::{Event, EventDesc, FieldValue};
+use hyp::abi::events::{self, Selftest};
+use hyp::abi::HypercallId;
+
+use super::check;
+use crate::record::{call, page_pool, HvcControl, Session};
+
+/// The selftest event's ID.
+pub const SELFTEST: u16 = Selftest::DESC.id;
+
+pub type Reader = CpuReader<HvcControl, IdentityMemory>;
+
+/// Runs `body` with a loaded session of `size` bytes per CPU and `events` enabled, writable;
+/// always tears it down.
+pub fn with_session(
+    size: usize,
+    events: &[u16],
+    body: impl FnOnce(&mut Session) -> TestResult,
+) -> TestResult {
+    let mut pool = page_pool();
+    let mut session = Session::start(&mut pool, size)?;
+    let result = (|| {
+        for id in events {
+            call(HypercallId::EnableEvent, &[*id as u64, 1]).map_err(|e| format!("{e}"))?;
+        }
+        session
+            .set_writable(true)
+            .map_err(|e| format!("enable: {e}"))?;
+        body(&mut session)
+    })();
+    let stopped = session
+        .stop(&mut pool)
+        .map_err(|e| format!("teardown: {e}"));
+    result.and(stopped)
+}
+
+/// Decoded field `i` of `payload` as u64 (signed values sign-extended).
+pub fn field(desc: &EventDesc, payload: &[u8], i: usize) -> u64 {
+    match desc.field(payload, i) {
+        Some(FieldValue::Unsigned(v)) => v,
+        Some(FieldValue::Signed(v)) => v as u64,
+        None => u64::MAX,
+    }
+}
+
+/// Reads every available event of `reader`: (ts, id, payload copy).
+pub fn read_all(reader: &mut Reader) -> Result<Vec<(u64, u16, Vec<u8>)>, alloc::string::String> {
+    let mut out = Vec::new();
+    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
+        let id = u16::from_le_bytes([e.payload[0], e.payload[1]]);
+        out.push((e.ts, id, e.payload.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Calls `f(ts, id, payload)` for every available event of `reader`, without allocating.
+pub fn each_event(
+    reader: &mut Reader,
+    mut f: impl FnMut(u64, u16, &[u8]) -> TestResult,
+) -> TestResult {
+    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
+        f(
+            e.ts,
+            u16::from_le_bytes([e.payload[0], e.payload[1]]),
+            e.payload,
+        )?;
+    }
+    Ok(())
+}
+
+/// The sequence number of a selftest payload, checked against the payload it carries.
+pub fn selftest_seq(p: &[u8]) -> Result<u64, alloc::string::String> {
+    let d = Selftest::DESC;
+    let (seq, payload) = (field(&d, p, 0), field(&d, p, 1));
+    check(payload == events::selftest_payload(seq), || {
+        format!("selftest seq {seq} carries payload {payload:#x}")
+    })?;
+    Ok(seq)
+}
+
+/// Selftest sequence numbers of everything `reader` has (for small tests).
+pub fn selftest_seqs(reader: &mut Reader) -> Result<Vec<u64>, alloc::string::String> {
+    let mut seqs = Vec::new();
+    each_event(reader, |_, id, p| {
+        if id == SELFTEST {
+            seqs.push(selftest_seq(p)?);
+        }
+        Ok(())
+    })?;
+    Ok(seqs)
+}
+
+pub fn selftest(first: u64, count: u64) -> Result<u64, alloc::string::String> {
+    call(HypercallId::WriteSelftest, &[first, count])
+        .map(|[n, _, _]| n)
+        .map_err(|e| format!("write_selftest: {e}"))
+}
