@@ -1,8 +1,9 @@
 //! The `cargo xtask` command line.
 //!
-//! Each subcommand has its own argument struct so that new options (for example the trace
-//! recording options planned for `run`) are added in one place, next to the function that
-//! turns them into semihosting words for the guest.
+//! Each subcommand has its own argument struct; options that change what the guest does are
+//! turned into its semihosting words next to the struct (`guest_words`).
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -63,27 +64,126 @@ pub struct RunArgs {
     /// Number of virtual CPUs.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS))]
     pub cpus: u16,
-    /// Kill QEMU after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    /// Ring-buffer size per CPU, in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
+    pub buffer_size_kb: u64,
+    /// How long the workload runs and the trace records, in seconds (e.g. 2, 0.5).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_duration_ms)]
+    pub duration: DurationMs,
+    /// How often the host drains every CPU's buffer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub period_ms: u64,
+    /// Events to enable, comma-separated (default: all). Names: see `hyp::abi::events::ALL`.
+    #[arg(long, value_name = "NAME,NAME,...", value_parser = parse_events)]
+    pub events: Option<EventList>,
+    /// Where trace.dat goes: absolute, or relative to the workspace root.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_OUTPUT)]
+    pub output: PathBuf,
+    /// Kill QEMU after this many seconds [default: the duration + 120 s].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
     /// Do not echo the console; it is still printed (last lines) on failure.
     #[arg(long)]
     pub quiet: bool,
-    /// Extra words passed to the guest after `hyptrace run` (semihosting command line).
+    /// Extra words passed to the guest after the options (semihosting command line).
     #[arg(last = true, value_name = "WORDS")]
     pub extra: Vec<String>,
 }
 
+/// Where `run` writes trace.dat unless `--output` says otherwise (relative to the workspace
+/// root, which is QEMU's working directory).
+pub const DEFAULT_OUTPUT: &str = "target/trace.dat";
+
+/// The largest `--buffer-size-kb`: 256 MiB per CPU, far more than the guest's RAM allows for
+/// several CPUs, but a bound that keeps the guest's arithmetic in range.
+const MAX_BUFFER_KB: u64 = 256 * 1024;
+
+/// The longest `--duration`, in seconds (a day): beyond that a typo is more likely than intent.
+const MAX_DURATION_SECS: f64 = 86_400.0;
+
+/// How much longer than the recording QEMU may take by default (boot, final drain, writing the
+/// file through semihosting), in seconds.
+pub const RUN_TIMEOUT_SLACK_SECS: u64 = 120;
+
+/// A recording duration, in whole milliseconds (at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationMs(pub u64);
+
+/// A validated, comma-separated list of event names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventList(pub Vec<String>);
+
 impl RunArgs {
-    /// The guest's semihosting command line after the program name `hyptrace`.
-    ///
-    /// Options that change what the guest does (e.g. future trace-recording options such as
-    /// `--buffer-size-kb` or `--events`) become words here, before the free extra words.
+    /// The guest's semihosting command line after the program name `hyptrace`: the mode, every
+    /// recording option (always explicit, so the printed QEMU command shows them), then the free
+    /// extra words.
     pub fn guest_words(&self) -> Vec<String> {
-        let mut words = vec!["run".to_string()];
+        let mut words = vec![
+            "run".to_string(),
+            format!("duration_ms={}", self.duration.0),
+            format!("buffer_kb={}", self.buffer_size_kb),
+            format!("period_ms={}", self.period_ms),
+        ];
+        if let Some(events) = &self.events {
+            words.push(format!("events={}", events.0.join(",")));
+        }
+        words.push(format!("output={}", self.output.display()));
         words.extend(self.extra.iter().cloned());
         words
     }
+
+    /// The QEMU timeout: `--timeout`, else the duration rounded up plus
+    /// [`RUN_TIMEOUT_SLACK_SECS`].
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout
+            .unwrap_or(self.duration.0.div_ceil(1000) + RUN_TIMEOUT_SLACK_SECS)
+    }
+}
+
+/// Parses `--duration`: seconds, integer or decimal, more than 0 and at most a day, rounded to
+/// whole milliseconds (at least 1).
+fn parse_duration_ms(text: &str) -> Result<DurationMs, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 2 or 0.5)"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_DURATION_SECS {
+        return Err(format!(
+            "`{text}` is out of range: the duration must be more than 0 and at most \
+             {MAX_DURATION_SECS} seconds"
+        ));
+    }
+    // In range by the check above: at most 86_400_000, at least 1 after `max`.
+    Ok(DurationMs(((secs * 1000.0).round() as u64).max(1)))
+}
+
+/// Parses `--events`: names of `hyp::abi::events::ALL`, comma-separated, no duplicates.
+fn parse_events(text: &str) -> Result<EventList, String> {
+    let valid = || {
+        hyp::abi::events::ALL
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if name.is_empty() {
+            return Err(format!(
+                "empty event name in `{text}`; give names separated by single commas \
+                 (valid: {})",
+                valid()
+            ));
+        }
+        if hyp::abi::events::by_name(name).is_none() {
+            return Err(format!("unknown event `{name}`; valid names: {}", valid()));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(format!("event `{name}` is listed twice"));
+        }
+        names.push(name.to_string());
+    }
+    Ok(EventList(names))
 }
 
 /// Options of `cargo xtask test`.
@@ -165,10 +265,106 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(run.cpus, 4);
-        assert_eq!(run.timeout, 120);
+        assert_eq!(run.buffer_size_kb, 64);
+        assert_eq!(run.duration, DurationMs(2000));
+        assert_eq!(run.period_ms, 10);
+        assert_eq!(run.events, None);
+        assert_eq!(run.output, PathBuf::from("target/trace.dat"));
+        assert_eq!(run.timeout, None);
+        assert_eq!(run.timeout_secs(), 122);
         assert!(!run.quiet);
         assert_eq!(run.build.profile(), Profile::Release);
-        assert_eq!(run.guest_words(), ["run", "alpha", "beta"]);
+        assert_eq!(
+            run.guest_words(),
+            [
+                "run",
+                "duration_ms=2000",
+                "buffer_kb=64",
+                "period_ms=10",
+                "output=target/trace.dat",
+                "alpha",
+                "beta"
+            ]
+        );
+    }
+
+    #[test]
+    fn run_recording_options_become_guest_words() {
+        let Command::Run(run) = parse(&[
+            "run",
+            "--cpus",
+            "2",
+            "--buffer-size-kb",
+            "8",
+            "--duration",
+            "0.25",
+            "--period-ms",
+            "1",
+            "--events",
+            "selftest,hyp_enter",
+            "--output",
+            "/tmp/x.dat",
+            "--timeout",
+            "30",
+        ])
+        .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(run.cpus, 2);
+        assert_eq!(run.timeout_secs(), 30);
+        assert_eq!(
+            run.guest_words(),
+            [
+                "run",
+                "duration_ms=250",
+                "buffer_kb=8",
+                "period_ms=1",
+                "events=selftest,hyp_enter",
+                "output=/tmp/x.dat"
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_in_seconds() {
+        assert_eq!(parse_duration_ms("2"), Ok(DurationMs(2000)));
+        assert_eq!(parse_duration_ms("1.5"), Ok(DurationMs(1500)));
+        assert_eq!(parse_duration_ms("0.0004"), Ok(DurationMs(1)));
+        assert_eq!(parse_duration_ms("0.0016"), Ok(DurationMs(2)));
+        assert_eq!(parse_duration_ms("86400"), Ok(DurationMs(86_400_000)));
+        for bad in ["0", "-1", "abc", "", "NaN", "inf", "86401", "1s"] {
+            assert!(
+                parse_duration_ms(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_grows_with_the_duration() {
+        let Command::Run(run) = parse(&["run", "--duration", "60.2"]).command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.timeout_secs(), 61 + RUN_TIMEOUT_SLACK_SECS);
+    }
+
+    #[test]
+    fn event_names_are_checked_against_the_abi() {
+        let all: Vec<&str> = hyp::abi::events::ALL.iter().map(|e| e.name).collect();
+        assert_eq!(
+            parse_events(&all.join(",")),
+            Ok(EventList(all.iter().map(|n| n.to_string()).collect()))
+        );
+        let unknown = parse_events("hyp_enter,hyp_entre").unwrap_err();
+        assert!(unknown.contains("`hyp_entre`"), "{unknown}");
+        assert!(unknown.contains(&all.join(", ")), "{unknown}");
+        assert!(parse_events("hyp_enter,,selftest").is_err());
+        assert!(parse_events("").is_err());
+        assert!(parse_events("selftest,selftest").is_err());
+        assert!(Cli::try_parse_from(["x", "run", "--events", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["x", "run", "--buffer-size-kb", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "run", "--period-ms", "0"]).is_err());
     }
 
     #[test]

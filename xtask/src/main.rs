@@ -12,7 +12,10 @@
 //! - [`supervise`]: running a child process under a deadline while draining its output.
 //! - [`qemu`]: the QEMU command line and one supervised QEMU run.
 //! - [`harness_outcome`]: the pure pass/fail judgement of an in-QEMU harness run.
-//! - [`run_cmd`], [`test_cmd`], [`bench`]: the `run`, `test` and `bench` subcommands.
+//! - [`trace_summary`]: what the guest's `run` mode printed about the trace it recorded.
+//! - [`report_check`]: the pure judgement of a trace.dat from trace-cmd's outputs.
+//! - [`run_cmd`], [`test_cmd`], [`bench`]: the `run`, `test` and `bench` subcommands;
+//!   [`trace_step`]: the trace.dat step of `test`.
 //! - [`step_log`]: timing and summarising the steps of `test`.
 
 mod bench;
@@ -21,11 +24,14 @@ mod cli;
 mod fault_report;
 mod harness_outcome;
 mod qemu;
+mod report_check;
 mod run_cmd;
 mod step_log;
 mod supervise;
 mod test_cmd;
 mod tools;
+mod trace_step;
+mod trace_summary;
 mod workspace;
 
 use std::fmt;

@@ -116,8 +116,14 @@ impl QemuConfig {
 }
 
 /// Boots QEMU with `config`, streaming its console (if `echo`) until it exits or `timeout`
-/// passes, and keeps the lines [`crate::harness_outcome`] needs plus the last lines.
-pub fn run(config: &QemuConfig, timeout: Duration, echo: bool) -> Result<Captured> {
+/// passes, and keeps the lines selected by `keep` (e.g. [`crate::harness_outcome::is_relevant`])
+/// plus the last lines.
+pub fn run(
+    config: &QemuConfig,
+    timeout: Duration,
+    echo: bool,
+    keep: fn(&str) -> bool,
+) -> Result<Captured> {
     tools::ensure_tool(tools::QEMU.0, tools::QEMU.1)?;
     let command = config.command();
     eprintln!(
@@ -128,7 +134,7 @@ pub fn run(config: &QemuConfig, timeout: Duration, echo: bool) -> Result<Capture
     let supervision = Supervision {
         timeout,
         echo,
-        keep: crate::harness_outcome::is_relevant,
+        keep,
     };
     supervise::run(command, &supervision)
 }

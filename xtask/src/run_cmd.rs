@@ -1,52 +1,193 @@
-//! `cargo xtask run`: build, boot both images in QEMU, stream the console.
+//! `cargo xtask run`: build, boot both images in QEMU, record a trace, summarise it.
 //!
-//! The guest gets `hyptrace run [words...]` on its semihosting command line. Trace recording
-//! (planned options `--buffer-size-kb`, `--duration`, `--events`, `--output`) will add words in
-//! [`crate::cli::RunArgs::guest_words`] and post-processing after [`qemu::run`] here.
+//! The guest gets `hyptrace run duration_ms=.. buffer_kb=.. period_ms=.. [events=..]
+//! output=.. [words...]` on its semihosting command line ([`RunArgs::guest_words`]), records
+//! for the duration while draining every CPU, writes trace.dat through semihosting (relative
+//! names resolve against QEMU's working directory, the workspace root) and prints its per-CPU
+//! accounting ([`crate::trace_summary`]), which is turned into the summary here.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::build;
 use crate::cli::RunArgs;
-use crate::harness_outcome::HarnessReport;
+use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::supervise::RunEnd;
+use crate::trace_summary::GuestTrace;
+use crate::workspace;
 
 /// How many console lines a failure report repeats.
 const FAILURE_TAIL_LINES: usize = 40;
 
 /// Runs `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<()> {
+    let output = TraceOutput::prepare(&args.output)?;
     let images = build::build_images(args.build.profile())?;
     let config = QemuConfig::new(&images, args.cpus, args.guest_words())?;
-    let captured = qemu::run(&config, Duration::from_secs(args.timeout), !args.quiet)?;
+    let timeout = args.timeout_secs();
+    let captured = qemu::run(
+        &config,
+        Duration::from_secs(timeout),
+        !args.quiet,
+        is_run_line,
+    )?;
     let report = HarnessReport::parse(&captured.kept);
-    match verdict(captured.end, &report.fatal, args.timeout) {
-        Ok(()) => {
+    let guest = GuestTrace::parse(&captured.kept);
+    if let Err(cause) = verdict(captured.end, &report.fatal, &guest.notes, timeout) {
+        captured.print_last_lines(FAILURE_TAIL_LINES);
+        bail!("run failed: {cause}");
+    }
+    eprintln!(
+        "xtask: QEMU exited 0 after {:.1} s ({} console lines)",
+        captured.elapsed.as_secs_f64(),
+        captured.total_lines
+    );
+    let problems = guest.problems(args.cpus);
+    if !problems.is_empty() {
+        captured.print_last_lines(FAILURE_TAIL_LINES);
+        bail!(
+            "the guest exited 0 but its trace summary is incomplete ({}); has its output \
+             format changed? (parsed in xtask/src/trace_summary.rs)",
+            problems.join("; ")
+        );
+    }
+    // The guest names the file it wrote (extra words may have overridden --output).
+    let written = match &guest.saved {
+        Some((path, _)) => workspace::qemu_working_dir().join(path),
+        None => output.absolute.clone(),
+    };
+    let file_bytes = std::fs::metadata(&written)
+        .with_context(|| {
+            format!(
+                "the guest reported saving {} but it cannot be read",
+                written.display()
+            )
+        })?
+        .len();
+    println!(
+        "{}",
+        render_summary(&guest, &display_path(&written), file_bytes)
+    );
+    Ok(())
+}
+
+/// The lines `run` keeps: the harness's fatal markers and every line of the recorder.
+fn is_run_line(line: &str) -> bool {
+    harness_outcome::is_relevant(line) || line.trim_start().starts_with("trace:")
+}
+
+/// Where the guest writes trace.dat, prepared before QEMU starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceOutput {
+    /// The path as the guest gets it (relative to QEMU's working directory, or absolute).
+    pub word: String,
+    /// The same file as an absolute path.
+    pub absolute: PathBuf,
+}
+
+impl TraceOutput {
+    /// Checks `path` (absolute, or relative to the workspace root), creates its parent
+    /// directory and removes an old file there, so that a failed run cannot leave a stale
+    /// trace looking fresh.
+    pub fn prepare(path: &Path) -> Result<Self> {
+        let output = Self::resolve(path, &workspace::qemu_working_dir())?;
+        if let Some(parent) = output.absolute.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        match std::fs::remove_file(&output.absolute) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot replace {}", output.absolute.display()))
+            }
+        }
+        if output.absolute.extension().is_none_or(|e| e != "dat") {
             eprintln!(
-                "xtask: QEMU exited 0 after {:.1} s ({} console lines)",
-                captured.elapsed.as_secs_f64(),
-                captured.total_lines
+                "xtask: note: {} does not end in .dat; KernelShark only opens *.dat files",
+                output.word
             );
-            Ok(())
         }
-        Err(cause) => {
-            captured.print_last_lines(FAILURE_TAIL_LINES);
-            bail!("run failed: {cause}")
+        Ok(output)
+    }
+
+    /// [`TraceOutput::prepare`] without touching the file system: the checks and the paths.
+    fn resolve(path: &Path, qemu_dir: &Path) -> Result<Self> {
+        let Some(word) = path.to_str() else {
+            bail!("--output {} is not UTF-8", path.display());
+        };
+        if word.is_empty() || word.contains(char::is_whitespace) {
+            bail!(
+                "--output {word:?} is empty or contains whitespace; the guest receives its \
+                 arguments joined by spaces, so choose a path without spaces"
+            );
         }
+        if word.ends_with('/') || path.file_name().is_none() {
+            bail!("--output {word:?} names a directory; give a file name such as trace.dat");
+        }
+        Ok(Self {
+            word: word.to_string(),
+            absolute: qemu_dir.join(path),
+        })
     }
 }
 
-/// Whether a plain run succeeded: QEMU exited 0 and printed no fatal line.
-fn verdict(end: RunEnd, fatal: &[String], timeout_secs: u64) -> Result<(), String> {
+/// `path` relative to the current directory when it lies below it, else absolute.
+fn display_path(path: &Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    relative
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The summary after a successful recording: the per-CPU table, the file, how to view it.
+fn render_summary(guest: &GuestTrace, path: &str, file_bytes: u64) -> String {
+    let mut out = String::from("trace summary (per CPU: read + lost = written):\n");
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{}", guest.table());
+    for note in &guest.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    let _ = writeln!(
+        out,
+        "trace file: {path} ({file_bytes} bytes, {:.1} MiB)",
+        file_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let quoted = workspace::shell_quote(path);
+    let _ = write!(
+        out,
+        "View it with: trace-cmd report -i {quoted}  |  kernelshark {quoted}"
+    );
+    out
+}
+
+/// Whether a run succeeded: QEMU exited 0 and printed no fatal line. The guest's own notes
+/// (`trace: FAILED: ...`) explain a status 1.
+fn verdict(
+    end: RunEnd,
+    fatal: &[String],
+    notes: &[String],
+    timeout_secs: u64,
+) -> Result<(), String> {
     if let Some(first) = fatal.first() {
         return Err(format!("the guest reported a fatal error ({end}): {first}"));
     }
+    let said = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", notes.join(" / "))
+    };
     match end {
         RunEnd::Exited(0) => Ok(()),
-        RunEnd::Exited(1) => Err("the guest exited with status 1 (failure)".into()),
+        RunEnd::Exited(1) => Err(format!("the guest exited with status 1 (failure){said}")),
         RunEnd::Exited(code) => Err(format!(
             "the guest exited with status {code} (2+ means a fault or panic)"
         )),
@@ -64,17 +205,94 @@ mod tests {
 
     #[test]
     fn only_clean_exit_zero_succeeds() {
-        assert_eq!(verdict(RunEnd::Exited(0), &[], 120), Ok(()));
-        assert!(verdict(RunEnd::Exited(1), &[], 120).is_err());
-        assert!(verdict(RunEnd::Exited(3), &[], 120).is_err_and(|e| e.contains("fault")));
-        assert!(verdict(RunEnd::TimedOut { after_secs: 120 }, &[], 120)
+        assert_eq!(verdict(RunEnd::Exited(0), &[], &[], 120), Ok(()));
+        assert!(verdict(RunEnd::Exited(1), &[], &[], 120).is_err());
+        assert!(verdict(RunEnd::Exited(3), &[], &[], 120).is_err_and(|e| e.contains("fault")));
+        assert!(verdict(RunEnd::TimedOut { after_secs: 120 }, &[], &[], 120)
             .is_err_and(|e| e.contains("120 s")));
-        assert!(verdict(RunEnd::Killed { signal: Some(2) }, &[], 120).is_err());
+        assert!(verdict(RunEnd::Killed { signal: Some(2) }, &[], &[], 120).is_err());
     }
 
     #[test]
     fn fatal_line_fails_even_with_exit_zero() {
         let fatal = ["EXCEPTION: EC=0x24".to_string()];
-        assert!(verdict(RunEnd::Exited(0), &fatal, 120).is_err_and(|e| e.contains("EC=0x24")));
+        assert!(verdict(RunEnd::Exited(0), &fatal, &[], 120).is_err_and(|e| e.contains("EC=0x24")));
+    }
+
+    #[test]
+    fn guest_failure_notes_explain_status_1() {
+        let notes = ["trace: FAILED: cannot create x/y.dat: errno 2".to_string()];
+        assert_eq!(
+            verdict(RunEnd::Exited(1), &[], &notes, 120),
+            Err(
+                "the guest exited with status 1 (failure): trace: FAILED: cannot create \
+                 x/y.dat: errno 2"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn recorder_lines_are_kept() {
+        assert!(is_run_line("trace: cpu 0 written 1 read 1 lost 0 pages 1"));
+        assert!(is_run_line("trace: saved target/trace.dat (4096 bytes)"));
+        assert!(is_run_line("hyp: EXCEPTION on CPU 1"));
+        assert!(!is_run_line("host: CPU 1 (MPIDR 0x1) is up at EL1"));
+    }
+
+    #[test]
+    fn output_paths() {
+        let ws = Path::new("/ws");
+        let rel = TraceOutput::resolve(Path::new("target/trace.dat"), ws).expect("relative");
+        assert_eq!(rel.word, "target/trace.dat");
+        assert_eq!(rel.absolute, Path::new("/ws/target/trace.dat"));
+        let abs = TraceOutput::resolve(Path::new("/tmp/t,1.dat"), ws).expect("absolute");
+        assert_eq!(abs.word, "/tmp/t,1.dat");
+        assert_eq!(abs.absolute, Path::new("/tmp/t,1.dat"));
+        for bad in ["", "my trace.dat", "target/", ".."] {
+            assert!(
+                TraceOutput::resolve(Path::new(bad), ws).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn prepare_creates_the_directory_and_removes_a_stale_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-run-{}", std::process::id()));
+        let file = dir.join("sub/old.dat");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, b"stale").expect("write");
+        let output = TraceOutput::prepare(&file).expect("prepare");
+        assert_eq!(output.absolute, file);
+        assert!(!file.exists() && file.parent().expect("parent").is_dir());
+        let fresh = dir.join("new/dir/t.dat");
+        TraceOutput::prepare(&fresh).expect("prepare");
+        assert!(fresh.parent().expect("parent").is_dir());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn summary_has_table_file_and_viewers() {
+        let lines = [
+            "trace: cpu 0 written 5 read 5 lost 0 pages 1",
+            "trace: cpu 1 written 9 read 4 lost 5 pages 2",
+            "trace: the host's page store is full: stopping early",
+            "trace: saved target/trace.dat (12288 bytes)",
+        ];
+        let guest = GuestTrace::parse(&lines);
+        let text = render_summary(&guest, "target/trace.dat", 12288);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[2], ["0", "5", "5", "0", "1"]);
+        assert_eq!(rows[3], ["1", "9", "4", "5", "2"]);
+        assert_eq!(rows[4], ["total", "14", "9", "5", "3"]);
+        assert!(text.contains("note: trace: the host's page store is full"));
+        assert!(text.contains("trace file: target/trace.dat (12288 bytes, 0.0 MiB)"));
+        assert!(text.ends_with(
+            "View it with: trace-cmd report -i target/trace.dat  |  kernelshark target/trace.dat"
+        ));
     }
 }

@@ -6,9 +6,11 @@
 //! 4. loom model checks (see [`loom_command`])
 //! 5. build the images, then the in-QEMU harness once per CPU count of `--cpus-list`
 //! 6. the fault report: a deliberate EL1 fault must be decoded and end QEMU with status 5
+//! 7. trace.dat: record 1.5 s on 4 CPUs and check the file with the real trace-cmd
+//!    ([`trace_step`], judged by [`crate::report_check`])
 //!
 //! The harness runs for every CPU count even if one fails (which counts pass or fail tells
-//! where to look), then the step fails. The summary of all steps follows, and the very last
+//! where to look), and steps 5-7 all run even if one of them fails; then the step fails. The summary of all steps follows, and the very last
 //! line is `harness: N passed, N failed`, summed over the QEMU runs.
 
 use std::ffi::OsString;
@@ -20,10 +22,11 @@ use anyhow::{anyhow, Context, Result};
 use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
 use crate::cli::TestArgs;
 use crate::fault_report;
-use crate::harness_outcome::{judge, HarnessReport};
+use crate::harness_outcome::{self, judge, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::step_log::StepLog;
 use crate::tools;
+use crate::trace_step;
 use crate::workspace;
 
 /// How many console lines a failed harness run repeats.
@@ -58,22 +61,41 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         host_steps(log)?;
     }
     if args.skip_qemu {
-        log.skip("harness", "--skip-qemu");
+        for name in ["harness", "fault report", TRACE_STEP] {
+            log.skip(name, "--skip-qemu");
+        }
         return Ok(());
     }
     log.run("qemu installed", || {
         tools::ensure_tool(tools::QEMU.0, tools::QEMU.1).map(drop)
     })?;
     let images = log.run("build images", || build::build_images(Profile::Release))?;
-    let harness = harness_steps(args, &images, log, totals);
-    log.run("fault report", || fault_report_step(args, &images))?;
-    harness
+    // The QEMU steps are independent: all of them run, then every failure is named.
+    let results = [
+        harness_steps(args, &images, log, totals),
+        log.run("fault report", || fault_report_step(args, &images)),
+        log.run(TRACE_STEP, || trace_step::run(&images)),
+    ];
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(errors.join("; ")))
+    }
 }
+
+/// The name of the trace.dat step in the summary.
+const TRACE_STEP: &str = "trace.dat (4 CPUs, trace-cmd)";
 
 /// Boots the host shim in `crash` mode and checks the fault report and exit status.
 fn fault_report_step(args: &TestArgs, images: &Images) -> Result<()> {
     let config = QemuConfig::new(images, 1, vec!["crash".to_string()])?;
-    let captured = qemu::run(&config, Duration::from_secs(args.timeout), false)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)?;
     let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
     fault_report::judge(&lines, captured.end).map_err(|cause| {
         captured.print_last_lines(FAILURE_TAIL_LINES);
@@ -187,7 +209,8 @@ struct HarnessRun {
 /// console lines on failure. Errors are reserved for QEMU not starting at all.
 fn harness_run(args: &TestArgs, images: &Images, cpus: u16) -> Result<HarnessRun> {
     let config = QemuConfig::new(images, cpus, args.guest_words())?;
-    let captured = qemu::run(&config, Duration::from_secs(args.timeout), true)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let captured = qemu::run(&config, timeout, true, harness_outcome::is_relevant)?;
     let report = HarnessReport::parse(&captured.kept);
     let outcome = judge(&report, captured.end);
     let (passed, failed) = report.counts(&outcome);

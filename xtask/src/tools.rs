@@ -15,8 +15,7 @@ use crate::workspace;
 /// QEMU's binary and the Debian package that provides it.
 pub const QEMU: (&str, &str) = ("qemu-system-aarch64", "qemu-system-arm");
 
-/// trace-cmd's binary and its Debian package (for checking exported trace.dat files).
-#[allow(dead_code)] // Used by the trace-recording commands that come next.
+/// trace-cmd's binary and its Debian package (for checking recorded trace.dat files).
 pub const TRACE_CMD: (&str, &str) = ("trace-cmd", "trace-cmd");
 
 /// Ensures `binary` is on `PATH`; as root, installs `debian_package` with apt-get if it is not.

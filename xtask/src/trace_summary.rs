@@ -1,0 +1,330 @@
+//! What the guest's `run` mode says about the trace it recorded, parsed from its console.
+//!
+//! The guest (`host-shim/src/record.rs`) prints, among progress lines:
+//! - `trace: cpu <i> written <W> read <R> lost <L> pages <P>`, one line per CPU at the end;
+//! - `trace: selftest cpu <i> first <S> count <C>` for each CPU that wrote selftest events
+//!   (sequence numbers `S..S+C` were written there; some may have been lost);
+//! - `trace: saved <PATH> (<B> bytes)` once the file is written.
+//!
+//! Pure: lines in, [`GuestTrace`] out, so every rule is unit-tested with fake lines.
+
+use std::fmt::Write as _;
+
+/// The prefix of every line of the guest's recorder.
+const PREFIX: &str = "trace:";
+
+/// One CPU's accounting, as the guest printed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuCounts {
+    /// The CPU number (the hypervisor's and host's shared numbering).
+    pub cpu: u32,
+    /// Events the hypervisor wrote on that CPU.
+    pub written: u64,
+    /// Events the host read and stored in the file.
+    pub read: u64,
+    /// Events lost to overwrite before the host read them.
+    pub lost: u64,
+    /// Pages of that CPU in the file.
+    pub pages: u64,
+}
+
+impl CpuCounts {
+    /// Whether `read + lost == written` (every event written is accounted for).
+    pub fn balanced(&self) -> bool {
+        self.read.checked_add(self.lost) == Some(self.written)
+    }
+}
+
+/// The selftest sequence numbers one CPU wrote: `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelftestRange {
+    /// The CPU that wrote them.
+    pub cpu: u32,
+    /// The first sequence number.
+    pub first: u64,
+    /// How many were written.
+    pub count: u64,
+}
+
+impl SelftestRange {
+    /// Whether `seq` is one of the numbers this CPU wrote.
+    pub fn contains(&self, seq: u64) -> bool {
+        seq >= self.first && seq - self.first < self.count
+    }
+}
+
+/// Everything the guest said about its recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuestTrace {
+    /// Per-CPU accounting, in the order printed.
+    pub cpus: Vec<CpuCounts>,
+    /// Selftest ranges, in the order printed.
+    pub selftest: Vec<SelftestRange>,
+    /// `(path, bytes)` of the `trace: saved` line, if any.
+    pub saved: Option<(String, u64)>,
+    /// Other `trace:` lines that are not progress reports (e.g. the page store filling up,
+    /// `trace: FAILED: ...`), trimmed.
+    pub notes: Vec<String>,
+}
+
+impl GuestTrace {
+    /// Parses the console lines (any others are ignored).
+    pub fn parse<S: AsRef<str>>(lines: &[S]) -> Self {
+        let mut trace = Self::default();
+        for line in lines {
+            let Some(rest) = recorder_text(line.as_ref()) else {
+                continue;
+            };
+            if let Some(counts) = parse_cpu(rest) {
+                trace.cpus.push(counts);
+            } else if let Some(range) = parse_selftest(rest) {
+                trace.selftest.push(range);
+            } else if let Some(saved) = parse_saved(rest) {
+                trace.saved = Some(saved);
+            } else if !is_progress(rest) && !rest.starts_with("recording ") {
+                trace.notes.push(format!("{PREFIX} {rest}"));
+            }
+        }
+        trace
+    }
+
+    /// The accounting of CPU `cpu`, if printed.
+    pub fn cpu(&self, cpu: u32) -> Option<&CpuCounts> {
+        self.cpus.iter().find(|c| c.cpu == cpu)
+    }
+
+    /// The selftest range of CPU `cpu`, if printed.
+    pub fn selftest_range(&self, cpu: u32) -> Option<&SelftestRange> {
+        self.selftest.iter().find(|r| r.cpu == cpu)
+    }
+
+    /// Problems with the guest's own report for a run on `cpus` CPUs: a missing or duplicate
+    /// CPU line, `read + lost != written`, no `saved` line. Empty when it is complete.
+    pub fn problems(&self, cpus: u16) -> Vec<String> {
+        let mut problems = Vec::new();
+        for cpu in 0..u32::from(cpus) {
+            match self.cpus.iter().filter(|c| c.cpu == cpu).count() {
+                0 => problems.push(format!("no `trace: cpu {cpu} ...` line")),
+                1 => {}
+                n => problems.push(format!("{n} `trace: cpu {cpu} ...` lines")),
+            }
+        }
+        for c in self.cpus.iter().filter(|c| !c.balanced()) {
+            problems.push(format!(
+                "CPU {}: read {} + lost {} != written {}",
+                c.cpu, c.read, c.lost, c.written
+            ));
+        }
+        if let Some(c) = self.cpus.iter().find(|c| c.cpu >= u32::from(cpus)) {
+            problems.push(format!("a line for CPU {} of a {cpus}-CPU run", c.cpu));
+        }
+        if self.saved.is_none() {
+            problems.push("no `trace: saved <PATH> (<B> bytes)` line".to_string());
+        }
+        problems
+    }
+
+    /// The per-CPU table: written, read, lost, pages, and a total line.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let row = |out: &mut String, label: &str, w: u64, r: u64, l: u64, p: u64| {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "  {label:>5} {w:>12} {r:>12} {l:>12} {p:>8}");
+        };
+        let _ = writeln!(
+            out,
+            "  {:>5} {:>12} {:>12} {:>12} {:>8}",
+            "CPU", "written", "read", "lost", "pages"
+        );
+        let mut total = [0u64; 4];
+        for c in &self.cpus {
+            row(
+                &mut out,
+                &c.cpu.to_string(),
+                c.written,
+                c.read,
+                c.lost,
+                c.pages,
+            );
+            for (t, v) in total.iter_mut().zip([c.written, c.read, c.lost, c.pages]) {
+                *t = t.saturating_add(v);
+            }
+        }
+        let [w, r, l, p] = total;
+        row(&mut out, "total", w, r, l, p);
+        out.pop();
+        out
+    }
+}
+
+/// The text after `trace:` (trimmed), for lines of the recorder.
+fn recorder_text(line: &str) -> Option<&str> {
+    line.trim().strip_prefix(PREFIX).map(str::trim)
+}
+
+/// `<elapsed>/<duration> ms, events read ...`.
+fn is_progress(rest: &str) -> bool {
+    rest.split_once(' ').is_some_and(|(first, after)| {
+        after.starts_with("ms")
+            && first
+                .split_once('/')
+                .is_some_and(|(a, b)| is_number(a) && is_number(b))
+    })
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `cpu <i> written <W> read <R> lost <L> pages <P>`.
+fn parse_cpu(rest: &str) -> Option<CpuCounts> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let ["cpu", cpu, "written", w, "read", r, "lost", l, "pages", p] = words[..] else {
+        return None;
+    };
+    Some(CpuCounts {
+        cpu: cpu.parse().ok()?,
+        written: w.parse().ok()?,
+        read: r.parse().ok()?,
+        lost: l.parse().ok()?,
+        pages: p.parse().ok()?,
+    })
+}
+
+/// `selftest cpu <i> first <S> count <C>`.
+fn parse_selftest(rest: &str) -> Option<SelftestRange> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let ["selftest", "cpu", cpu, "first", first, "count", count] = words[..] else {
+        return None;
+    };
+    Some(SelftestRange {
+        cpu: cpu.parse().ok()?,
+        first: first.parse().ok()?,
+        count: count.parse().ok()?,
+    })
+}
+
+/// `saved <PATH> (<B> bytes)`; the path may not contain spaces (guest words cannot).
+fn parse_saved(rest: &str) -> Option<(String, u64)> {
+    let rest = rest.strip_prefix("saved ")?;
+    let (path, size) = rest.rsplit_once(" (")?;
+    let bytes = size.strip_suffix(" bytes)")?.parse().ok()?;
+    Some((path.trim().to_string(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a real 1.5 s run on 4 CPUs printed (trimmed to the relevant lines).
+    pub(crate) const REAL_RUN: [&str; 14] = [
+        "host: CPU 3 (MPIDR 0x3) is up at EL1",
+        "trace: recording 1500 ms on 4 CPUs, 64 KiB per CPU, poll every 10 ms, events all",
+        "trace: 251/1500 ms, events read 202240, pages 1228, lost 485215",
+        "trace: 1258/1500 ms, events read 1065816, pages 6382, lost 2312131",
+        "trace: cpu 0 written 17490 read 17490 lost 0 pages 162",
+        "trace: cpu 1 written 1366400 read 431563 lost 934837 pages 2605",
+        "trace: selftest cpu 1 first 1099511627776 count 874496",
+        "trace: cpu 2 written 1346100 read 418274 lost 927826 pages 2458",
+        "trace: selftest cpu 2 first 2199023255552 count 861504",
+        "trace: cpu 3 written 1309500 read 401303 lost 908197 pages 2267",
+        "trace: selftest cpu 3 first 3298534883328 count 838080",
+        "trace: saved target/xt-exp/trace.dat (30691328 bytes)",
+        "xtask: QEMU exited 0 after 1.9 s (20 console lines)",
+        "",
+    ];
+
+    #[test]
+    fn parses_a_real_run() {
+        let t = GuestTrace::parse(&REAL_RUN);
+        assert_eq!(t.cpus.len(), 4);
+        assert_eq!(
+            t.cpu(1),
+            Some(&CpuCounts {
+                cpu: 1,
+                written: 1_366_400,
+                read: 431_563,
+                lost: 934_837,
+                pages: 2605
+            })
+        );
+        assert_eq!(t.selftest.len(), 3);
+        assert_eq!(t.selftest_range(0), None);
+        let r2 = t.selftest_range(2).copied().expect("cpu 2 range");
+        assert_eq!((r2.first, r2.count), (2 << 40, 861_504));
+        assert!(r2.contains(2 << 40) && r2.contains((2 << 40) + 861_503));
+        assert!(!r2.contains((2 << 40) + 861_504) && !r2.contains((2 << 40) - 1));
+        assert_eq!(
+            t.saved,
+            Some(("target/xt-exp/trace.dat".to_string(), 30_691_328))
+        );
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        assert!(t.problems(4).is_empty(), "{:?}", t.problems(4));
+    }
+
+    #[test]
+    fn problems_name_what_is_missing_or_unbalanced() {
+        let lines = [
+            "trace: cpu 0 written 10 read 7 lost 2 pages 1",
+            "trace: cpu 0 written 10 read 8 lost 2 pages 1",
+            "trace: cpu 5 written 1 read 1 lost 0 pages 1",
+        ];
+        let problems = GuestTrace::parse(&lines).problems(2);
+        let text = problems.join(" | ");
+        assert!(text.contains("2 `trace: cpu 0 ...` lines"), "{text}");
+        assert!(text.contains("no `trace: cpu 1 ...` line"), "{text}");
+        assert!(text.contains("read 7 + lost 2 != written 10"), "{text}");
+        assert!(text.contains("CPU 5 of a 2-CPU run"), "{text}");
+        assert!(text.contains("no `trace: saved"), "{text}");
+    }
+
+    #[test]
+    fn other_recorder_lines_are_notes() {
+        let lines = [
+            "trace: the host's page store is full: stopping early",
+            "  trace: FAILED: drain: Busy  ",
+            "trace: 10/20 ms, events read 1, pages 1, lost 0",
+            "host: trace: not ours",
+        ];
+        let t = GuestTrace::parse(&lines);
+        assert_eq!(
+            t.notes,
+            [
+                "trace: the host's page store is full: stopping early",
+                "trace: FAILED: drain: Busy"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_not_counts() {
+        for line in [
+            "trace: cpu x written 1 read 1 lost 0 pages 1",
+            "trace: cpu 0 written 1 read 1 lost 0",
+            "trace: cpu 0 written 1 read 1 lost 0 pages 1 extra",
+            "trace: selftest cpu 1 first 2",
+            "trace: saved x.dat (12 byte)",
+        ] {
+            let t = GuestTrace::parse(&[line]);
+            assert!(t.cpus.is_empty() && t.selftest.is_empty() && t.saved.is_none());
+            assert_eq!(t.notes.len(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn table_has_a_total() {
+        let t = GuestTrace::parse(&REAL_RUN);
+        let table = t.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 6, "{table}");
+        assert!(lines[0].contains("written") && lines[0].contains("pages"));
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["0", "17490", "17490", "0", "162"]
+        );
+        assert_eq!(
+            lines[5].split_whitespace().collect::<Vec<_>>(),
+            ["total", "4039490", "1268630", "2770860", "7492"]
+        );
+    }
+}
