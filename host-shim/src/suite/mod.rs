@@ -4,6 +4,7 @@
 //! [`smp`](crate::arch::smp). Results are printed as `test <group>::<name> ... ok|FAILED: ...`
 //! followed by `N passed, N failed` (see [`host_shim::harness`]).
 
+mod bad_input;
 mod boot;
 mod hvc;
 mod isolation;
@@ -30,6 +31,7 @@ const TESTS: &[&[TestCase<Ctx>]] = &[
     psci::TESTS,
     tracing::TESTS,
     isolation::TESTS,
+    bad_input::TESTS,
 ];
 
 /// Runs the selected tests and returns the semihosting exit status.
