@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod boot;
+mod fuzz;
 mod hvc;
 mod isolation;
 mod psci;
@@ -32,6 +33,7 @@ const TESTS: &[&[TestCase<Ctx>]] = &[
     tracing::TESTS,
     isolation::TESTS,
     bad_input::TESTS,
+    fuzz::TESTS,
 ];
 
 /// Runs the selected tests and returns the semihosting exit status.

@@ -11,11 +11,11 @@ use host_shim::harness::{TestCase, TestResult};
 use hyp::abi::event_format::Event;
 use hyp::abi::events::{self, HostHcall, HostSmc, PsciCpuOn};
 use hyp::abi::{HypError, HypercallId};
+use hyp::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{
-    each_event, field, read_all, selftest, selftest_seq, selftest_seqs, with_session, Reader,
-    SELFTEST,
+    each_event, field, read_all, selftest, selftest_seqs, with_session, SeqCheck, SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -65,44 +65,6 @@ pub const TESTS: &[TestCase<Ctx>] = &[
         run: footers_match,
     },
 ];
-
-/// Checks one CPU's selftest sequence as it is read: every number belongs to that CPU's
-/// range and is larger than the one before (no duplicate, no reordering).
-#[derive(Default)]
-struct SeqCheck {
-    cpu: usize,
-    last: Option<u64>,
-    count: u64,
-}
-
-impl SeqCheck {
-    fn push(&mut self, seq: u64) -> TestResult {
-        check(seq >> 32 == self.cpu as u64 + 1, || {
-            format!("cpu {}: seq {seq:#x} of another CPU's range", self.cpu)
-        })?;
-        if let Some(last) = self.last {
-            check(seq > last, || {
-                format!(
-                    "cpu {}: seq {seq:#x} after {last:#x}: duplicated or out of order",
-                    self.cpu
-                )
-            })?;
-        }
-        self.last = Some(seq);
-        self.count += 1;
-        Ok(())
-    }
-
-    /// Drains `reader`, checking its selftest events.
-    fn drain(&mut self, reader: &mut Reader) -> TestResult {
-        each_event(reader, |_, id, p| {
-            if id == SELFTEST {
-                self.push(selftest_seq(p)?)?;
-            }
-            Ok(())
-        })
-    }
-}
 
 fn load_cycles(_: &Ctx) -> TestResult {
     for size in [1, 7 << 10, 64 << 10, 1 << 20] {
@@ -221,12 +183,7 @@ fn selftest_exact(_: &Ctx) -> TestResult {
     with_session(16 << 10, &[SELFTEST], |s| {
         let n = machine().cpus.count();
         start_writers(32)?;
-        let mut seqs: Vec<SeqCheck> = (0..n)
-            .map(|cpu| SeqCheck {
-                cpu,
-                ..SeqCheck::default()
-            })
-            .collect();
+        let mut seqs: Vec<SeqCheck> = (0..n).map(SeqCheck::for_cpu).collect();
         let deadline = cpu::counter() + cpu::ticks_per_ms(300);
         let mut own = base(0);
         while cpu::counter() < deadline {
@@ -246,7 +203,11 @@ fn selftest_exact(_: &Ctx) -> TestResult {
                 st.entries,
             )?;
             expect_eq(&format!("cpu {c} lost vs overrun"), st.lost, st.overrun)?;
-            expect_eq(&format!("cpu {c} selftest events read"), seq.count, st.read)?;
+            expect_eq(
+                &format!("cpu {c} selftest events read"),
+                seq.count(),
+                st.read,
+            )?;
             check(st.entries > 0, || format!("cpu {c} wrote nothing"))?;
         }
         Ok(())
@@ -319,33 +280,47 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
 
 fn reset_one_cpu(_: &Ctx) -> TestResult {
     let n = machine().cpus.count();
+    let entries = |c: usize| {
+        call(HypercallId::UpdateFooters, &[c as u64])
+            .map(|[e, _, _]| e)
+            .map_err(|e| format!("{e}"))
+    };
+    // Waits (bounded) until every CPU but the victim has written more than `floor[c]`; CPU 0
+    // writes for itself meanwhile (the others are the writer jobs).
+    let advance = |floor: &[u64], victim: usize, next: &mut u64| -> TestResult {
+        let deadline = cpu::counter() + cpu::ticks_per_ms(5_000);
+        loop {
+            *next += selftest(*next, 32)?;
+            let now: Vec<u64> = (0..n).map(entries).collect::<Result<_, _>>()?;
+            if (0..n).all(|c| c == victim || now[c] > floor[c]) {
+                return Ok(());
+            }
+            if cpu::counter() > deadline {
+                return Err(format!(
+                    "CPUs did not all write within 5 s: {now:?} vs {floor:?}"
+                ));
+            }
+        }
+    };
     with_session(64 << 10, &[SELFTEST], |s| {
         let victim = if n > 1 { 1 } else { 0 };
         start_writers(32)?;
-        selftest(base(0), 500)?;
-        let entries = |c: usize| {
-            call(HypercallId::UpdateFooters, &[c as u64])
-                .map(|[e, _, _]| e)
-                .map_err(|e| format!("{e}"))
-        };
+        let mut next = base(0);
+        // Every CPU (the victim included) is writing before the reset.
+        advance(&[1000; MAX_CPUS][..n], usize::MAX, &mut next)?;
         let before: Vec<u64> = (0..n).map(entries).collect::<Result<_, _>>()?;
         call(HypercallId::ResetTracing, &[victim as u64]).map_err(|e| format!("reset: {e}"))?;
         s.readers[victim].after_reset();
         let after_reset = entries(victim)?;
-        selftest(base(0) + 500, 500)?;
+        // The others keep tracing across the reset.
+        advance(&before, victim, &mut next)?;
         stop_writers()?;
-        let after: Vec<u64> = (0..n).map(entries).collect::<Result<_, _>>()?;
         check(after_reset < before[victim], || {
             format!(
                 "cpu {victim}: {} entries after reset, {} before",
                 after_reset, before[victim]
             )
         })?;
-        for c in (0..n).filter(|c| *c != victim) {
-            check(after[c] > before[c], || {
-                format!("cpu {c} stopped tracing after cpu {victim}'s reset")
-            })?;
-        }
         // The reset CPU's buffer still works and decodes.
         s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
         let seqs = selftest_seqs(&mut s.readers[victim])?;

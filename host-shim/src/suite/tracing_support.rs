@@ -103,3 +103,54 @@ pub fn selftest(first: u64, count: u64) -> Result<u64, alloc::string::String> {
         .map(|[n, _, _]| n)
         .map_err(|e| format!("write_selftest: {e}"))
 }
+
+/// Checks one CPU's selftest sequence as it is read: every number belongs to that CPU's
+/// range and is larger than the one before (no duplicate, no reordering).
+#[derive(Default)]
+pub struct SeqCheck {
+    cpu: usize,
+    last: Option<u64>,
+    count: u64,
+}
+
+impl SeqCheck {
+    /// A check of CPU `cpu`'s sequence (numbers `(cpu + 1) << 32 ..`).
+    pub fn for_cpu(cpu: usize) -> Self {
+        Self {
+            cpu,
+            ..Self::default()
+        }
+    }
+
+    /// Events checked so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn push(&mut self, seq: u64) -> TestResult {
+        check(seq >> 32 == self.cpu as u64 + 1, || {
+            format!("cpu {}: seq {seq:#x} of another CPU's range", self.cpu)
+        })?;
+        if let Some(last) = self.last {
+            check(seq > last, || {
+                format!(
+                    "cpu {}: seq {seq:#x} after {last:#x}: duplicated or out of order",
+                    self.cpu
+                )
+            })?;
+        }
+        self.last = Some(seq);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Drains `reader`, checking its selftest events.
+    pub fn drain(&mut self, reader: &mut Reader) -> TestResult {
+        each_event(reader, |_, id, p| {
+            if id == SELFTEST {
+                self.push(selftest_seq(p)?)?;
+            }
+            Ok(())
+        })
+    }
+}
