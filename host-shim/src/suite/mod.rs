@@ -10,6 +10,7 @@ mod fuzz;
 mod hvc;
 mod isolation;
 mod psci;
+mod race;
 mod tracing;
 mod tracing_support;
 
@@ -34,6 +35,7 @@ const TESTS: &[&[TestCase<Ctx>]] = &[
     isolation::TESTS,
     bad_input::TESTS,
     fuzz::TESTS,
+    race::TESTS,
 ];
 
 /// Runs the selected tests and returns the semihosting exit status.

@@ -5,7 +5,6 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use host_shim::harness::{TestCase, TestResult};
 use hyp::abi::event_format::Event;
@@ -15,7 +14,8 @@ use hyp::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{
-    each_event, field, read_all, selftest, selftest_seqs, with_session, SeqCheck, SELFTEST,
+    base, each_event, field, read_all, selftest, selftest_seqs, start_writers, stop_writers,
+    with_session, SeqCheck, SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -140,43 +140,6 @@ fn every_event(_: &Ctx) -> TestResult {
         find(SELFTEST, &[7, events::selftest_payload(7)])?;
         find(SELFTEST, &[8, events::selftest_payload(8)])
     })
-}
-
-static WRITERS_STOP: AtomicBool = AtomicBool::new(false);
-
-/// Selftest base of CPU `cpu` in these tests.
-fn base(cpu: usize) -> u64 {
-    (cpu as u64 + 1) << 32
-}
-
-/// Each secondary writes selftest batches until told to stop; returns how many it wrote.
-fn start_writers(batch: u64) -> TestResult {
-    WRITERS_STOP.store(false, Ordering::Release);
-    for c in 1..machine().cpus.count() {
-        smp::start_job(
-            c,
-            Box::new(move || {
-                let mut next = base(c);
-                // Acquire: pairs with the Release store in `stop_writers`.
-                while !WRITERS_STOP.load(Ordering::Acquire) {
-                    match call(HypercallId::WriteSelftest, &[next, batch]) {
-                        Ok([n, _, _]) => next += n,
-                        // After a teardown the calls are refused: keep trying until stopped.
-                        Err(HypError::NotLoaded) => {}
-                        Err(e) => return Err(format!("write_selftest: {e}")),
-                    }
-                }
-                Ok(())
-            }),
-        )?;
-    }
-    Ok(())
-}
-
-fn stop_writers() -> TestResult {
-    // Release: pairs with the writers' Acquire loads.
-    WRITERS_STOP.store(true, Ordering::Release);
-    (1..machine().cpus.count()).try_for_each(|c| smp::wait_job(c, 30_000))
 }
 
 fn selftest_exact(_: &Ctx) -> TestResult {

@@ -1,16 +1,20 @@
 //! Helpers the tracing-related test groups share: a session around a test body, event
 //! decoding without allocation, selftest calls and checks.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use host_shim::harness::TestResult;
 use host_shim::reader::{CpuReader, IdentityMemory};
 use hyp::abi::event_format::{Event, EventDesc, FieldValue};
 use hyp::abi::events::{self, Selftest};
-use hyp::abi::HypercallId;
+use hyp::abi::{HypError, HypercallId};
 
 use super::check;
+use crate::arch::boot::machine;
+use crate::arch::smp;
 use crate::record::{call, page_pool, HvcControl, Session};
 
 /// The selftest event's ID.
@@ -153,4 +157,41 @@ impl SeqCheck {
             Ok(())
         })
     }
+}
+
+static WRITERS_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Selftest base of CPU `cpu` in these tests.
+pub fn base(cpu: usize) -> u64 {
+    (cpu as u64 + 1) << 32
+}
+
+/// Each secondary writes selftest batches until told to stop; returns how many it wrote.
+pub fn start_writers(batch: u64) -> TestResult {
+    WRITERS_STOP.store(false, Ordering::Release);
+    for c in 1..machine().cpus.count() {
+        smp::start_job(
+            c,
+            Box::new(move || {
+                let mut next = base(c);
+                // Acquire: pairs with the Release store in `stop_writers`.
+                while !WRITERS_STOP.load(Ordering::Acquire) {
+                    match call(HypercallId::WriteSelftest, &[next, batch]) {
+                        Ok([n, _, _]) => next += n,
+                        // After a teardown the calls are refused: keep trying until stopped.
+                        Err(HypError::NotLoaded) => {}
+                        Err(e) => return Err(format!("write_selftest: {e}")),
+                    }
+                }
+                Ok(())
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn stop_writers() -> TestResult {
+    // Release: pairs with the writers' Acquire loads.
+    WRITERS_STOP.store(true, Ordering::Release);
+    (1..machine().cpus.count()).try_for_each(|c| smp::wait_job(c, 30_000))
 }
