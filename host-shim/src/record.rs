@@ -233,8 +233,13 @@ impl PageStore {
 /// `ring_buffer_poke`: refreshes `reader`'s footers through the hypervisor (which cannot
 /// notify the host) and tells whether unread events are waiting.
 pub fn poke(reader: &mut CpuReader<HvcControl, IdentityMemory>) -> Result<bool, HypError> {
-    let s = reader.stats()?;
-    Ok(s.entries > s.read + s.lost)
+    match reader.stats() {
+        Ok(s) => Ok(s.entries > s.read + s.lost),
+        // The head search lost every retry to a writer that keeps pushing the head: that
+        // writer is busy, so there is certainly something to read.
+        Err(HypError::Busy) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Drains every complete or partial page `reader` has; returns the events stored. Sets

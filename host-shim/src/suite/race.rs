@@ -102,16 +102,10 @@ fn swaps_race_head_pushes(_: &Ctx) -> TestResult {
         start_writers(64)?;
         let deadline = cpu::counter() + cpu::ticks_per_ms(300);
         let mut own = base(0);
-        let mut busy = 0u64;
         while cpu::counter() < deadline {
             own += selftest(own, 64)?;
             for (check, reader) in checks.iter_mut().zip(s.readers.iter_mut()) {
-                match check.drain(reader) {
-                    Ok(()) => {}
-                    // The swap lost every retry to the writer: allowed, try again.
-                    Err(e) if e.contains("Busy") || e.contains("retry") => busy += 1,
-                    Err(e) => return Err(e),
-                }
+                check.drain(reader)?;
             }
         }
         stop_writers()?;
@@ -122,9 +116,7 @@ fn swaps_race_head_pushes(_: &Ctx) -> TestResult {
             .iter_mut()
             .map(|r| r.stats().map_or(0, |st| st.lost))
             .sum();
-        crate::arch::console::println!(
-            "    race::swaps_race_head_pushes: {lost} lost, {busy} busy swaps"
-        );
+        crate::arch::console::println!("    race::swaps_race_head_pushes: {lost} events lost");
         check(lost > 0 || n == 1, || {
             "the tiny ring never overflowed: no race happened".into()
         })

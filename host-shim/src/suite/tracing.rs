@@ -243,10 +243,16 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
 
 fn reset_one_cpu(_: &Ctx) -> TestResult {
     let n = machine().cpus.count();
+    // While writers push the head, update_footers may answer Busy: ask again (bounded).
     let entries = |c: usize| {
-        call(HypercallId::UpdateFooters, &[c as u64])
-            .map(|[e, _, _]| e)
-            .map_err(|e| format!("{e}"))
+        for _ in 0..10_000 {
+            match call(HypercallId::UpdateFooters, &[c as u64]) {
+                Ok([e, _, _]) => return Ok(e),
+                Err(HypError::Busy) => continue,
+                Err(e) => return Err(format!("footers of cpu {c}: {e}")),
+            }
+        }
+        Err(format!("footers of cpu {c}: Busy 10000 times in a row"))
     };
     // Waits (bounded) until every CPU but the victim has written more than `floor[c]`; CPU 0
     // writes for itself meanwhile (the others are the writer jobs).

@@ -66,18 +66,26 @@ pub fn read_all(reader: &mut Reader) -> Result<Vec<(u64, u16, Vec<u8>)>, alloc::
 }
 
 /// Calls `f(ts, id, payload)` for every available event of `reader`, without allocating.
+/// A `Busy` swap (possible only while a writer is active) ends the drain early.
 pub fn each_event(
     reader: &mut Reader,
     mut f: impl FnMut(u64, u16, &[u8]) -> TestResult,
 ) -> TestResult {
-    while let Some(e) = reader.read_event().map_err(|e| format!("read: {e}"))? {
+    loop {
+        let e = match reader.read_event() {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(()),
+            // A swap lost every retry to a writer pushing the head: nothing changed, and
+            // the events are still there for the next drain.
+            Err(HypError::Busy) => return Ok(()),
+            Err(e) => return Err(format!("read: {e}")),
+        };
         f(
             e.ts,
             u16::from_le_bytes([e.payload[0], e.payload[1]]),
             e.payload,
         )?;
     }
-    Ok(())
 }
 
 /// The sequence number of a selftest payload, checked against the payload it carries.

@@ -278,3 +278,91 @@ fn disabled_events_are_not_written() {
     assert_eq!(s.update_footers(0).unwrap().entries, 0);
     s.teardown().unwrap();
 }
+
+/// An arena of contiguous pages that is all the "host RAM" the rules allow: whatever a
+/// hostile pack names, an accepted page lies inside it.
+struct Arena {
+    base: u64,
+    pages: usize,
+}
+
+impl Arena {
+    fn new(pages: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(pages * 4096, 4096).unwrap();
+        // SAFETY: non-zero size; leaked on purpose (test memory lives for the process).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) } as u64;
+        Self { base, pages }
+    }
+
+    fn rules(&self) -> MemoryRules {
+        MemoryRules {
+            ram: self.base..self.base + self.pages as u64 * 4096,
+            hyp: 0..PAGE_SIZE,
+        }
+    }
+
+    /// Writes `bytes` as the pack in page 0; returns its size.
+    fn put_pack(&self, bytes: &[u8]) -> u64 {
+        assert!(bytes.len() <= 4096);
+        // SAFETY: page 0 of the arena.
+        let page = unsafe { std::slice::from_raw_parts_mut(self.base as *mut u8, 4096) };
+        page.fill(0);
+        page[..bytes.len()].copy_from_slice(bytes);
+        4096
+    }
+}
+
+mod hostile_packs {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_words(a: &Arena) -> Vec<u64> {
+        // One CPU: reader page 1, ring pages 2..5.
+        let p = |i: u64| a.base + i * 4096;
+        vec![1, 5, 0, p(1), 4, p(2), p(3), p(4), p(5)]
+    }
+
+    fn bytes(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes as a pack: refused or accepted, never a panic, and an accepted
+        /// pack only names arena pages.
+        #[test]
+        fn arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            static STORAGE: TracingStorage = TracingStorage::new();
+            static S: TracingService = TracingService::new(&STORAGE);
+            let arena = Arena::new(16);
+            let size = arena.put_pack(&data);
+            // SAFETY: the rules allow only the arena, which is live memory.
+            let r = unsafe { S.load(arena.base, size, &arena.rules(), 4) };
+            if r.is_ok() {
+                S.teardown().unwrap();
+            }
+        }
+
+        /// A valid pack with one word replaced by anything: refused with a documented code,
+        /// or accepted and then torn down cleanly.
+        #[test]
+        fn one_word_mutated(index in 0usize..9, value in prop_oneof![
+            any::<u64>(),
+            Just(0u64), Just(u64::MAX), Just(1u64 << 63), (0u64..64),
+        ], page in 0u64..16) {
+            static STORAGE: TracingStorage = TracingStorage::new();
+            static S: TracingService = TracingService::new(&STORAGE);
+            let arena = Arena::new(16);
+            let mut words = valid_words(&arena);
+            // Half the time the new value is an arena page (possibly a duplicate or the pack).
+            words[index] = if value % 2 == 0 { arena.base + page * 4096 } else { value };
+            let size = arena.put_pack(&bytes(&words));
+            // SAFETY: the rules allow only the arena, which is live memory.
+            match unsafe { S.load(arena.base, size, &arena.rules(), 4) } {
+                Ok(()) => S.teardown().unwrap(),
+                Err(e) => prop_assert!(HypError::from_code(e.code()).is_some()),
+            }
+        }
+    }
+}
