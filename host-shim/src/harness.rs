@@ -103,6 +103,8 @@ pub enum Mode {
     Test,
     /// Boot and run the default workload.
     Run,
+    /// Trace at full speed with randomized control calls and check exact accounting.
+    Soak,
     /// Execute an undefined instruction at EL1, to check that fatal exceptions are reported
     /// and end QEMU with a failure status.
     Crash,
@@ -135,9 +137,9 @@ impl Default for RunOptions<'_> {
     }
 }
 
-/// The semihosting command line: `hyptrace <test|run|crash> [key=value ...]`. `test` takes
-/// `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`, `period_ms=`,
-/// `events=a,b` and `output=PATH`.
+/// The semihosting command line: `hyptrace <test|run|soak|crash> [key=value ...]`. `test`
+/// takes `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`, `period_ms=`,
+/// `events=a,b` and `output=PATH`; `soak` the same but `output=`, plus `seed=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
     /// Selected mode.
@@ -180,6 +182,7 @@ impl<'a> Cmdline<'a> {
             Some("test") => Mode::Test,
             Some("run") => Mode::Run,
             Some("crash") => Mode::Crash,
+            Some("soak") => Mode::Soak,
             Some(other) => return Err(CmdlineError::Unknown(other)),
         };
         let mut cmd = Self {
@@ -199,10 +202,10 @@ impl<'a> Cmdline<'a> {
                 (_, "seed") => {
                     cmd.seed = Some(value.parse().map_err(|_| CmdlineError::BadSeed(value))?)
                 }
-                (Mode::Run, "duration_ms") => cmd.run.duration_ms = number(value)?,
-                (Mode::Run, "buffer_kb") => cmd.run.buffer_kb = number(value)?,
-                (Mode::Run, "period_ms") => cmd.run.period_ms = number(value)?,
-                (Mode::Run, "events") => cmd.run.events = Some(value),
+                (Mode::Run | Mode::Soak, "duration_ms") => cmd.run.duration_ms = number(value)?,
+                (Mode::Run | Mode::Soak, "buffer_kb") => cmd.run.buffer_kb = number(value)?,
+                (Mode::Run | Mode::Soak, "period_ms") => cmd.run.period_ms = number(value)?,
+                (Mode::Run | Mode::Soak, "events") => cmd.run.events = Some(value),
                 (Mode::Run, "output") => cmd.run.output = value,
                 _ => return Err(CmdlineError::Unknown(word)),
             }
@@ -298,6 +301,15 @@ mod tests {
         assert_eq!(
             Cmdline::parse("hyptrace run").unwrap().run,
             RunOptions::default()
+        );
+        let soak = Cmdline::parse("hyptrace soak duration_ms=60000 seed=3").unwrap();
+        assert_eq!(
+            (soak.mode, soak.run.duration_ms, soak.seed),
+            (Mode::Soak, 60_000, Some(3))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace soak output=x.dat"),
+            Err(CmdlineError::Unknown("output=x.dat"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace run duration_ms=0"),

@@ -22,6 +22,9 @@ mod arch;
 mod record;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod soak;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod suite;
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]

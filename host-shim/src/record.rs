@@ -266,7 +266,8 @@ pub fn drain(
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Tells the workload jobs to return.
+pub static STOP: AtomicBool = AtomicBool::new(false);
 static SELFTEST_WRITTEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// First selftest sequence number CPU `cpu` uses: CPUs never share one.
@@ -276,7 +277,7 @@ fn selftest_base(cpu: usize) -> u64 {
 
 /// One slice of the default workload on the calling CPU: hypercalls (null, info, one refused),
 /// a relayed PSCI call, and a batch of selftest events.
-fn workload_slice(cpu: usize) -> Result<(), String> {
+pub fn workload_slice(cpu: usize) -> Result<(), String> {
     for i in 0..8 {
         call(HypercallId::Null, &[i, 0, 0]).map_err(|e| format!("null: {e}"))?;
     }
@@ -298,7 +299,8 @@ fn hypercall_raw_unknown() -> u64 {
     crate::arch::calls::hvc_raw(regs)[0]
 }
 
-fn worker(cpu: usize) -> Result<(), String> {
+/// The workload job of a secondary CPU: slices until [`STOP`].
+pub fn worker(cpu: usize) -> Result<(), String> {
     // Acquire: pairs with the Release store of STOP by the recorder.
     while !STOP.load(Ordering::Acquire) {
         workload_slice(cpu)?;

@@ -30,6 +30,9 @@ pub enum Command {
     Run(RunArgs),
     /// Format check, clippy, host tests, loom model checks, then the in-QEMU harness.
     Test(TestArgs),
+    /// Trace at full speed on every CPU for minutes with randomized control calls; check
+    /// exact accounting.
+    Soak(SoakArgs),
     /// Run benchmarks on the development machine.
     Bench(BenchArgs),
     /// Check (and as root, install) QEMU; print the machine model that will be used.
@@ -53,6 +56,26 @@ impl BuildArgs {
             Profile::Release
         }
     }
+}
+
+/// Options of `cargo xtask soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// How long to soak, in minutes (fractions allowed).
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Number of virtual CPUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS))]
+    pub cpus: u16,
+    /// Ring-buffer size per CPU, in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
+    pub buffer_size_kb: u64,
+    /// Seed of the control-call generator (printed by the guest; default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Do not echo the console (progress and the verdict are still printed).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Options of `cargo xtask run`.

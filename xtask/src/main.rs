@@ -26,6 +26,7 @@ mod harness_outcome;
 mod qemu;
 mod report_check;
 mod run_cmd;
+mod soak_cmd;
 mod step_log;
 mod supervise;
 mod test_cmd;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => run_cmd::run(&args),
         Command::Test(args) => test_cmd::run(&args),
+        Command::Soak(args) => soak_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::QemuCheck => qemu::check_installation(),
     };

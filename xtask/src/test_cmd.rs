@@ -24,10 +24,16 @@ use crate::cli::TestArgs;
 use crate::fault_report;
 use crate::harness_outcome::{self, judge, HarnessReport};
 use crate::qemu::{self, QemuConfig};
+use crate::soak_cmd;
 use crate::step_log::StepLog;
 use crate::tools;
 use crate::trace_step;
 use crate::workspace;
+
+/// Minutes of the soak `cargo xtask test` runs (`cargo xtask soak` defaults to 10).
+const CI_SOAK_MINUTES: f64 = 1.0;
+/// Name of the soak step.
+const SOAK_STEP: &str = "soak (1 min, 4 CPUs)";
 
 /// How many console lines a failed harness run repeats.
 const FAILURE_TAIL_LINES: usize = 40;
@@ -61,7 +67,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         host_steps(log)?;
     }
     if args.skip_qemu {
-        for name in ["harness", "fault report", TRACE_STEP] {
+        for name in ["harness", "fault report", TRACE_STEP, SOAK_STEP] {
             log.skip(name, "--skip-qemu");
         }
         return Ok(());
@@ -75,6 +81,10 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         harness_steps(args, &images, log, totals),
         log.run("fault report", || fault_report_step(args, &images)),
         log.run(TRACE_STEP, || trace_step::run(&images)),
+        log.run(SOAK_STEP, || {
+            let words = soak_cmd::guest_words(CI_SOAK_MINUTES, 64, args.seed);
+            soak_cmd::soak(&images, 4, words, CI_SOAK_MINUTES, false)
+        }),
     ];
     let errors: Vec<String> = results
         .into_iter()

@@ -16,9 +16,11 @@ mod tracing_support;
 
 use alloc::format;
 use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
+use hyp::abi::HypercallId;
 
 use crate::arch::console::println;
 use crate::arch::cpu;
+use crate::record::call;
 
 /// What every test receives.
 pub struct Ctx {
@@ -51,7 +53,12 @@ pub fn run(cmd: &Cmdline) -> u32 {
         if !test.matches(cmd.filter) {
             continue;
         }
-        let result = (test.run)(&ctx);
+        let mut result = (test.run)(&ctx);
+        // A test must leave nothing loaded (and a failed one must not make the next fail).
+        let leftover = call(HypercallId::TeardownTracing, &[]);
+        if leftover.is_ok() && result.is_ok() {
+            result = Err("the test left tracing loaded".into());
+        }
         tally.record(&result);
         println!(
             "{}",
