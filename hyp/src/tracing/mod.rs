@@ -13,6 +13,7 @@
 //! only then touches any ring. Any failure leaves nothing loaded.
 
 pub mod memory_rules;
+pub mod ownership;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,7 +25,8 @@ use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
 use crate::ring::{PageDesc, RingBuffer, RingStats, Swap};
-use memory_rules::{check_unique, MemoryRules, MAX_PACK_SIZE};
+use memory_rules::{MemoryRules, MAX_PACK_SIZE};
+use ownership::PageStates;
 
 /// Page descriptors in the hypervisor's pool: the most pages (ring and reader pages of all
 /// CPUs together) one load may describe. 64 MiB per CPU on 4 CPUs fits.
@@ -36,10 +38,12 @@ const EVENT_SLOTS: usize = events::ALL.len() + 1;
 /// Largest `count` of one `write_selftest` call (bounds the time spent in the hypervisor).
 pub const MAX_SELFTEST_BATCH: u64 = 1 << 16;
 
-/// Scratch space of `load`.
+/// Scratch space of `load`, and the pages of the loaded buffer (shared until teardown).
 struct Scratch {
     pack: [u8; MAX_PACK_SIZE as usize],
     pages: [u64; DESC_POOL],
+    shared: usize,
+    states: PageStates,
 }
 
 /// The service's large, all-zero memory: the page-descriptor pool and `load`'s scratch space.
@@ -64,6 +68,8 @@ impl TracingStorage {
             scratch: spin::Mutex::new(Scratch {
                 pack: [0; MAX_PACK_SIZE as usize],
                 pages: [0; DESC_POOL],
+                shared: 0,
+                states: PageStates::new(),
             }),
         }
     }
@@ -170,7 +176,11 @@ impl TracingService {
                 n += 1;
             }
         }
-        check_unique(&mut pages[..n])?;
+        // Share them all (a page named twice is caught here); undone if a ring load fails.
+        // Nothing is shared while unloaded, so the table may follow the rules' RAM.
+        scratch.states.ensure(&rules.ram, &rules.hyp);
+        scratch.states.share(&scratch.pages[..n])?;
+        scratch.shared = n;
 
         let mut next = 0;
         for cpu in pack.cpus() {
@@ -190,6 +200,8 @@ impl TracingService {
             };
             if let Err(e) = result {
                 Self::unload(&self.rings, ctl);
+                scratch.states.unshare(&scratch.pages[..n]);
+                scratch.shared = 0;
                 return Err(e);
             }
             ctl.has_buffer[index] = true;
@@ -217,6 +229,13 @@ impl TracingService {
             return Err(HypError::NotLoaded);
         }
         Self::unload(&self.rings, &mut ctl);
+        // Every page is the host's again (no write touches them after unload).
+        let mut scratch = self.storage.scratch.lock();
+        let shared = scratch.shared;
+        let Scratch { pages, states, .. } = &mut *scratch;
+        states.unshare(&pages[..shared]);
+        scratch.shared = 0;
+        drop(scratch);
         for e in &self.events {
             // Relaxed: a flag; the next load starts with every event disabled.
             e.store(false, Ordering::Relaxed);
@@ -370,6 +389,11 @@ impl TracingService {
             written += self.emit(cpu, &counter, &e) as u64;
         }
         Ok(written)
+    }
+
+    /// How many host pages are shared with the hypervisor (those of the loaded buffer).
+    pub fn shared_pages(&self) -> usize {
+        self.storage.scratch.lock().states.shared_pages()
     }
 
     /// The clock's current parameters.

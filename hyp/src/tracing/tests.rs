@@ -7,19 +7,52 @@ use crate::abi::page::PageHeader;
 use crate::memmap::PAGE_SIZE;
 use std::vec::Vec;
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
+/// "Host RAM" of these tests: one arena of pages, handed out by a bump allocator and never
+/// reused (the ownership table tracks RAM as one contiguous range, as on the real machine).
+struct HostRam {
+    base: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+const HOST_RAM_PAGES: u64 = 4096;
+
+fn host_ram() -> &'static HostRam {
+    static RAM: std::sync::OnceLock<HostRam> = std::sync::OnceLock::new();
+    RAM.get_or_init(|| {
+        let layout =
+            std::alloc::Layout::from_size_align((HOST_RAM_PAGES * 4096) as usize, 4096).unwrap();
+        // SAFETY: non-zero size; the arena lives for the whole test process.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) } as u64;
+        HostRam {
+            base,
+            next: std::sync::atomic::AtomicU64::new(base),
+        }
+    })
+}
+
+/// `n` contiguous zeroed pages of host RAM.
+fn host_pages(n: usize) -> u64 {
+    let ram = host_ram();
+    let at = ram
+        .next
+        .fetch_add(n as u64 * 4096, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        at + n as u64 * 4096 <= ram.base + HOST_RAM_PAGES * 4096,
+        "test host RAM exhausted"
+    );
+    at
+}
 
 /// Host memory for one test: pages and a pack, plus rules that accept them.
 struct Host {
-    pages: Vec<Box<Page>>,
-    pack: Vec<Box<Page>>,
+    pages: Vec<u64>,
 }
 
 fn rules() -> MemoryRules {
-    // Page 0 plays the hypervisor; everything else is "host RAM".
+    // Page 0 plays the hypervisor; the arena is the host's RAM.
+    let ram = host_ram();
     MemoryRules {
-        ram: PAGE_SIZE..(1 << 47),
+        ram: ram.base..ram.base + HOST_RAM_PAGES * 4096,
         hyp: 0..PAGE_SIZE,
     }
 }
@@ -27,13 +60,12 @@ fn rules() -> MemoryRules {
 impl Host {
     fn new(pages: usize) -> Self {
         Self {
-            pages: (0..pages).map(|_| Box::new(Page([0; 4096]))).collect(),
-            pack: Vec::new(),
+            pages: (0..pages).map(|_| host_pages(1)).collect(),
         }
     }
 
     fn addr(&self, i: usize) -> u64 {
-        &*self.pages[i] as *const Page as u64
+        self.pages[i]
     }
 
     /// Writes a pack for `cpus` (each: CPU number, reader page index, ring page indexes) into
@@ -62,14 +94,10 @@ impl Host {
     /// Places raw pack bytes in physically contiguous (here: one allocation of) pages.
     fn pack_bytes(&mut self, bytes: &[u8]) -> (u64, u64) {
         let pages = bytes.len().div_ceil(4096).max(1);
-        // One allocation of `pages` aligned pages, kept alive by the Host.
-        let layout = std::alloc::Layout::from_size_align(pages * 4096, 4096).unwrap();
-        // SAFETY: non-zero size; the allocation is leaked on purpose (test memory).
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        // SAFETY: `base` is valid for pages * 4096 >= bytes.len() bytes.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len()) };
-        self.pack.clear();
-        (base as u64, (pages * 4096) as u64)
+        let base = host_pages(pages);
+        // SAFETY: `base` starts `pages` fresh arena pages, >= bytes.len() bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base as *mut u8, bytes.len()) };
+        (base, (pages * 4096) as u64)
     }
 }
 
@@ -92,6 +120,7 @@ fn load_write_swap_teardown() {
     let (pa, size) = two_cpus(&mut host);
     // SAFETY: the test's pages and pack are live heap memory inside `rules().ram`.
     unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    assert_eq!(s.shared_pages(), 8, "every reader and ring page is shared");
     // SAFETY: as above.
     let again = unsafe { s.load(pa, size, &rules(), 2) };
     assert_eq!(again, Err(HypError::AlreadyLoaded));
@@ -118,6 +147,7 @@ fn load_write_swap_teardown() {
     );
     assert!(header.commit.load(std::sync::atomic::Ordering::Acquire) > 0);
     s.teardown().unwrap();
+    assert_eq!(s.shared_pages(), 0, "teardown returns every page");
     assert_eq!(s.teardown(), Err(HypError::NotLoaded));
     assert_eq!(s.swap_reader(0), Err(HypError::NotLoaded));
     // Reload works after teardown, events start disabled again.
@@ -179,6 +209,7 @@ fn refused(s: &'static TracingService, host: &mut Host, pack: (u64, u64), err: H
         Err(HypError::NotLoaded),
         "nothing half-loaded"
     );
+    assert_eq!(s.shared_pages(), 0, "a refused load shares nothing");
     let good = two_cpus(host);
     // SAFETY: as above.
     unsafe { s.load(good.0, good.1, &rules(), 4) }.unwrap();
@@ -194,7 +225,7 @@ fn bad_packs_are_refused_whole() {
     refused(s, &mut host, (pa, 0), HypError::PackSize);
     refused(s, &mut host, (pa, 100), HypError::PackSize);
     refused(s, &mut host, (0, 4096), HypError::PageInHyp);
-    refused(s, &mut host, (1 << 47, 4096), HypError::PageNotRam);
+    refused(s, &mut host, (1 << 60, 4096), HypError::PageNotRam);
     // A page twice within one CPU, across CPUs, and the reader page also a ring page.
     let p = host.pack(&[(0, 0, vec![1, 2, 1])]);
     refused(s, &mut host, p, HypError::PageDuplicate);
@@ -230,7 +261,7 @@ fn bad_page_addresses_are_refused() {
     for (value, err) in [
         (host.addr(5) + 8, HypError::PageMisaligned),
         (0, HypError::PageInHyp),
-        (1 << 47, HypError::PageNotRam),
+        (1 << 60, HypError::PageNotRam),
         (!0xfff_u64, HypError::PageNotRam),
     ] {
         let p = host.pack_bytes(&patch(&raw, value));
