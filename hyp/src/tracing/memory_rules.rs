@@ -2,7 +2,8 @@
 //!
 //! Every address in a pack is hostile input. A page is acceptable only if it is page-aligned,
 //! lies wholly inside host RAM (which excludes MMIO by construction), does not touch the
-//! hypervisor's region, is not part of the pack itself, and is named once across all CPUs.
+//! hypervisor's region and is not part of the pack itself; that it is named only once across
+//! all CPUs is checked by the ownership table ([`super::ownership`]).
 //! All bounds are computed with checked arithmetic: an address near `u64::MAX` is rejected,
 //! never wrapped.
 
@@ -71,15 +72,6 @@ impl MemoryRules {
     }
 }
 
-/// Fails with [`HypError::PageDuplicate`] if any address appears twice. Sorts `pages`.
-pub fn check_unique(pages: &mut [u64]) -> Result<(), HypError> {
-    pages.sort_unstable();
-    if pages.windows(2).any(|w| w[0] == w[1]) {
-        return Err(HypError::PageDuplicate);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,12 +135,5 @@ mod tests {
             "in the pack"
         );
         assert_eq!(r.check_page(!0xfff_u64, &pack), Err(HypError::PageNotRam));
-    }
-
-    #[test]
-    fn duplicates() {
-        assert_eq!(check_unique(&mut [3, 1, 2]), Ok(()));
-        assert_eq!(check_unique(&mut [3, 1, 3]), Err(HypError::PageDuplicate));
-        assert_eq!(check_unique(&mut []), Ok(()));
     }
 }
