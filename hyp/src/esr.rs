@@ -21,17 +21,17 @@ pub const EC_DATA_ABORT_SAME: u8 = 0x25;
 pub const EC_INSN_ABORT_LOWER: u8 = 0x20;
 
 impl Esr {
-    /// Exception class, ESR[31:26].
+    /// Exception class, `ESR[31:26]`.
     pub const fn ec(self) -> u8 {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
-    /// Instruction-length bit, ESR[25]: 1 for a 32-bit instruction.
+    /// Instruction-length bit, `ESR[25]`: 1 for a 32-bit instruction.
     pub const fn il(self) -> bool {
         (self.0 >> 25) & 1 == 1
     }
 
-    /// Instruction-specific syndrome, ESR[24:0].
+    /// Instruction-specific syndrome, `ESR[24:0]`.
     pub const fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32
     }
