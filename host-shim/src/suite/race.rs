@@ -10,9 +10,7 @@ use alloc::vec::Vec;
 use host_shim::harness::{TestCase, TestResult};
 use hyp::abi::{HypError, HypercallId};
 
-use super::tracing_support::{
-    base, selftest, start_writers, stop_writers, with_session, SeqCheck, SELFTEST,
-};
+use super::tracing_support::{base, selftest, start_writers, with_session, SeqCheck, SELFTEST};
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
 use crate::arch::{cpu, smp};
@@ -61,7 +59,7 @@ fn control_under_load(ctx: &Ctx) -> TestResult {
     let mut rng = host_shim::rng::SplitMix64::new(ctx.seed);
     with_session(16 << 10, &[SELFTEST], |s| {
         let mut checks: Vec<SeqCheck> = (0..n).map(SeqCheck::for_cpu).collect();
-        start_writers(16)?;
+        let writers = start_writers(16)?;
         let mut own = base(0);
         for round in 0..60 {
             own += selftest(own, 16)?;
@@ -88,7 +86,7 @@ fn control_under_load(ctx: &Ctx) -> TestResult {
                 }
             }
         }
-        stop_writers()?;
+        writers.stop()?;
         call(HypercallId::EnableTracing, &[0]).map_err(|e| format!("disable: {e}"))?;
         exact(s, &mut checks)
     })
@@ -99,7 +97,7 @@ fn swaps_race_head_pushes(_: &Ctx) -> TestResult {
     // Two ring pages: the writer pushes the head every page.
     with_session(1, &[SELFTEST], |s| {
         let mut checks: Vec<SeqCheck> = (0..n).map(SeqCheck::for_cpu).collect();
-        start_writers(64)?;
+        let writers = start_writers(64)?;
         let deadline = cpu::counter() + cpu::ticks_per_ms(300);
         let mut own = base(0);
         while cpu::counter() < deadline {
@@ -108,7 +106,7 @@ fn swaps_race_head_pushes(_: &Ctx) -> TestResult {
                 check.drain(reader)?;
             }
         }
-        stop_writers()?;
+        writers.stop()?;
         call(HypercallId::EnableTracing, &[0]).map_err(|e| format!("disable: {e}"))?;
         exact(s, &mut checks)?;
         let lost: u64 = s
@@ -134,7 +132,7 @@ fn teardown_under_swaps(_: &Ctx) -> TestResult {
         .set_writable(true)
         .map_err(|e| format!("enable: {e}"))?;
     let pages = session.pages();
-    start_writers(32)?;
+    let writers = start_writers(32)?;
     let deadline = cpu::counter() + cpu::ticks_per_ms(100);
     while cpu::counter() < deadline {
         for c in 0..n {
@@ -155,7 +153,7 @@ fn teardown_under_swaps(_: &Ctx) -> TestResult {
         let refused = call(HypercallId::SwapReader, &[0]).err();
         expect_eq("swap after teardown", refused, Some(HypError::NotLoaded))?;
     }
-    stop_writers()?;
+    writers.stop()?;
     for &p in &pages {
         // SAFETY: as above.
         let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };

@@ -14,8 +14,8 @@ use hyp::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{
-    base, each_event, field, read_all, selftest, selftest_seqs, start_writers, stop_writers,
-    with_session, SeqCheck, SELFTEST,
+    base, each_event, field, read_all, selftest, selftest_seqs, start_writers, with_session,
+    SeqCheck, SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -145,7 +145,7 @@ fn every_event(_: &Ctx) -> TestResult {
 fn selftest_exact(_: &Ctx) -> TestResult {
     with_session(16 << 10, &[SELFTEST], |s| {
         let n = machine().cpus.count();
-        start_writers(32)?;
+        let writers = start_writers(32)?;
         let mut seqs: Vec<SeqCheck> = (0..n).map(SeqCheck::for_cpu).collect();
         let deadline = cpu::counter() + cpu::ticks_per_ms(300);
         let mut own = base(0);
@@ -155,7 +155,7 @@ fn selftest_exact(_: &Ctx) -> TestResult {
                 seq.drain(reader)?;
             }
         }
-        stop_writers()?;
+        writers.stop()?;
         s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
         for (c, (seq, reader)) in seqs.iter_mut().zip(s.readers.iter_mut()).enumerate() {
             seq.drain(reader)?;
@@ -207,7 +207,7 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
         .set_writable(true)
         .map_err(|e| format!("enable: {e}"))?;
     let pages = session.pages();
-    start_writers(64)?;
+    let writers = start_writers(64)?;
     // Let every writer get going, then tear down under them.
     let until = cpu::counter() + cpu::ticks_per_ms(50);
     while cpu::counter() < until {
@@ -224,7 +224,7 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
     while cpu::counter() < until {
         core::hint::spin_loop();
     }
-    stop_writers()?;
+    writers.stop()?;
     for &p in &pages {
         // SAFETY: as above.
         let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };
@@ -273,7 +273,7 @@ fn reset_one_cpu(_: &Ctx) -> TestResult {
     };
     with_session(64 << 10, &[SELFTEST], |s| {
         let victim = if n > 1 { 1 } else { 0 };
-        start_writers(32)?;
+        let writers = start_writers(32)?;
         let mut next = base(0);
         // Every CPU (the victim included) is writing before the reset.
         advance(&[1000; MAX_CPUS][..n], usize::MAX, &mut next)?;
@@ -283,7 +283,7 @@ fn reset_one_cpu(_: &Ctx) -> TestResult {
         let after_reset = entries(victim)?;
         // The others keep tracing across the reset.
         advance(&before, victim, &mut next)?;
-        stop_writers()?;
+        writers.stop()?;
         check(after_reset < before[victim], || {
             format!(
                 "cpu {victim}: {} entries after reset, {} before",

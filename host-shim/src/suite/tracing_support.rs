@@ -174,18 +174,46 @@ pub fn base(cpu: usize) -> u64 {
     (cpu as u64 + 1) << 32
 }
 
-/// Each secondary writes selftest batches until told to stop; returns how many it wrote.
-pub fn start_writers(batch: u64) -> TestResult {
+/// The selftest writers running on every secondary CPU. Stop them with
+/// [`Writers::stop`]; dropping them (e.g. when a test fails early) stops them too, so a failed
+/// test never leaves jobs running into the next one.
+#[must_use = "the writers run until stopped"]
+pub struct Writers {
+    stopped: bool,
+}
+
+impl Writers {
+    /// Stops every writer and waits for it.
+    pub fn stop(mut self) -> TestResult {
+        self.stopped = true;
+        stop_all()
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = stop_all();
+        }
+    }
+}
+
+/// Starts a writer on every secondary CPU: batches of `batch` selftest events with sequence
+/// numbers from [`base`]`(cpu)` on. Sequence numbers advance by the whole batch whatever was
+/// written (a disable or reset during a batch drops events from its middle), so the numbers
+/// each CPU writes always increase.
+pub fn start_writers(batch: u64) -> Result<Writers, alloc::string::String> {
     WRITERS_STOP.store(false, Ordering::Release);
+    let writers = Writers { stopped: false };
     for c in 1..machine().cpus.count() {
         smp::start_job(
             c,
             Box::new(move || {
                 let mut next = base(c);
-                // Acquire: pairs with the Release store in `stop_writers`.
+                // Acquire: pairs with the Release store in `stop_all`.
                 while !WRITERS_STOP.load(Ordering::Acquire) {
                     match call(HypercallId::WriteSelftest, &[next, batch]) {
-                        Ok([n, _, _]) => next += n,
+                        Ok(_) => next += batch,
                         // After a teardown the calls are refused: keep trying until stopped.
                         Err(HypError::NotLoaded) => {}
                         Err(e) => return Err(format!("write_selftest: {e}")),
@@ -195,10 +223,10 @@ pub fn start_writers(batch: u64) -> TestResult {
             }),
         )?;
     }
-    Ok(())
+    Ok(writers)
 }
 
-pub fn stop_writers() -> TestResult {
+fn stop_all() -> TestResult {
     // Release: pairs with the writers' Acquire loads.
     WRITERS_STOP.store(true, Ordering::Release);
     (1..machine().cpus.count()).try_for_each(|c| smp::wait_job(c, 30_000))
