@@ -276,7 +276,7 @@ fn selftest_base(cpu: usize) -> u64 {
 }
 
 /// One slice of the default workload on the calling CPU: hypercalls (null, info, one refused),
-/// a relayed PSCI call, and a batch of selftest events.
+/// a relayed PSCI call, a refused read of hypervisor memory, and a batch of selftest events.
 pub fn workload_slice(cpu: usize) -> Result<(), String> {
     for i in 0..8 {
         call(HypercallId::Null, &[i, 0, 0]).map_err(|e| format!("null: {e}"))?;
@@ -285,6 +285,11 @@ pub fn workload_slice(cpu: usize) -> Result<(), String> {
     // An unknown call: traced as host_hcall with invalid=1.
     let _ = hypercall_raw_unknown();
     crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
+    // A read of hypervisor memory: stage 2 refuses it (traced as host_mem_abort) and the
+    // abort comes back to our EL1 handler, which skips the load.
+    if crate::arch::exceptions::probe_read(hyp::memmap::HYP_BASE).is_ok() {
+        return Err("read hypervisor memory: stage 2 is not protecting it".into());
+    }
     let first = selftest_base(cpu) + SELFTEST_WRITTEN[cpu].load(Ordering::Relaxed);
     let [written, _, _] =
         call(HypercallId::WriteSelftest, &[first, 64, 0]).map_err(|e| format!("selftest: {e}"))?;
