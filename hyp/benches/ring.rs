@@ -14,79 +14,24 @@
 //!   copies each page's committed bytes out (the OS places it on the other core; it is not
 //!   pinned).
 
+mod common;
+
+use common::{floor_buffer, ring, RING_PAGES};
 use hyp::abi::page::{PageHeader, PAGE_SIZE};
-use hyp::ring::{PageDesc, RingBuffer};
-use std::alloc::{alloc_zeroed, Layout};
+use hyp::ring::RingBuffer;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
-
-const RING_PAGES: usize = 256;
-const EVENTS: u64 = 2_000_000;
-const ROUNDS: usize = 5;
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: RDTSC has no preconditions on x86_64.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn now() -> u64 {
-    use std::sync::OnceLock;
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-fn page() -> usize {
-    let layout = Layout::from_size_align(PAGE_SIZE, PAGE_SIZE).unwrap();
-    // SAFETY: non-zero size; the bench leaks its pages.
-    let p = unsafe { alloc_zeroed(layout) };
-    assert!(!p.is_null());
-    p as usize
-}
-
-fn ring() -> &'static RingBuffer<'static> {
-    let descs: &'static [PageDesc] = Box::leak((0..=RING_PAGES).map(|_| PageDesc::new()).collect());
-    let ring: &'static RingBuffer<'static> = Box::leak(Box::new(RingBuffer::new()));
-    let pages: Vec<usize> = (0..=RING_PAGES).map(|_| page()).collect();
-    // SAFETY: leaked, aligned, distinct pages that live until the process ends.
-    unsafe { ring.load(descs, pages[0], pages[1..].iter().copied()) }.unwrap();
-    ring.enable().unwrap();
-    ring
-}
 
 fn floor<const N: usize>(buf: &mut [u8], payload: &[u8; N]) -> f64 {
-    let len = buf.len();
-    let t0 = Instant::now();
-    let mut off = 0;
-    for _ in 0..EVENTS {
-        let ts = now();
-        if off + 8 + N > len {
-            off = 0;
-        }
-        buf[off..off + 8].copy_from_slice(&ts.to_le_bytes());
-        let p = black_box(*payload);
-        buf[off + 8..off + 8 + N].copy_from_slice(&p);
-        off += 8 + N;
-    }
-    black_box(&buf);
-    t0.elapsed().as_nanos() as f64 / EVENTS as f64
+    common::floor(buf, payload, EVENTS)
 }
 
 fn writer<const N: usize>(ring: &RingBuffer<'_>, payload: &[u8; N]) -> f64 {
-    let t0 = Instant::now();
-    for _ in 0..EVENTS {
-        let p = black_box(*payload);
-        ring.write(now(), &p);
-    }
-    t0.elapsed().as_nanos() as f64 / EVENTS as f64
+    common::writer(ring, payload, EVENTS)
 }
+
+const EVENTS: u64 = 2_000_000;
+const ROUNDS: usize = 5;
 
 /// Swaps and copies pages until `stop`; returns (swaps, events lost).
 fn reader(ring: &RingBuffer<'_>, stop: &AtomicBool) -> (u64, u64) {
@@ -155,7 +100,7 @@ fn case<const N: usize>() {
     let payload = [0x5au8; N];
     let ring_alone = ring();
     let ring_shared = ring();
-    let mut buf = vec![0u8; RING_PAGES * PAGE_SIZE];
+    let mut buf = floor_buffer();
     // Warm up: wrap both rings once, touch the floor buffer.
     writer(ring_alone, &payload);
     writer(ring_shared, &payload);
@@ -189,11 +134,7 @@ fn main() {
     println!(
         "hyptrace ring writer: ns/event, median [min..max] of {ROUNDS} alternating runs of \
          {EVENTS} events, {RING_PAGES} ring pages; clock: {}",
-        if cfg!(target_arch = "x86_64") {
-            "RDTSC"
-        } else {
-            "Instant"
-        }
+        common::CLOCK
     );
     println!(
         "{:>7} | {:^24} | {:^24} | {:^6} | {:^24} | {:^6} | {:>8} {:>12}",

@@ -255,7 +255,8 @@ impl TestArgs {
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark to run; all of them when omitted.
+    /// Which benchmark to run alone; when omitted, the suite (docs/performance.md): one
+    /// table and `<target>/bench/results.json`.
     #[arg(value_enum)]
     pub target: Option<BenchTarget>,
 }

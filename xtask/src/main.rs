@@ -19,6 +19,8 @@
 //! - [`step_log`]: timing and summarising the steps of `test`.
 
 mod bench;
+mod bench_json;
+mod bench_lttng;
 mod build;
 mod cli;
 mod fault_report;
