@@ -37,6 +37,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check (and as root, install) QEMU; print the machine model that will be used.
     QemuCheck,
+    /// Print a trace.dat's events as `trace-cmd report` does, with hyptrace's own decoder.
+    Report(crate::report::ReportArgs),
 }
 
 /// Options for building the images.

@@ -14,6 +14,7 @@
 //! - [`harness_outcome`]: the pure pass/fail judgement of an in-QEMU harness run.
 //! - [`trace_summary`]: what the guest's `run` mode printed about the trace it recorded.
 //! - [`report_check`]: the pure judgement of a trace.dat from trace-cmd's outputs.
+//! - [`report`]: `cargo xtask report`, hyptrace's own trace.dat decoder and printer.
 //! - [`run_cmd`], [`test_cmd`], [`bench`]: the `run`, `test` and `bench` subcommands;
 //!   [`trace_step`]: the trace.dat step of `test`.
 //! - [`step_log`]: timing and summarising the steps of `test`.
@@ -26,6 +27,7 @@ mod cli;
 mod fault_report;
 mod harness_outcome;
 mod qemu;
+mod report;
 mod report_check;
 mod run_cmd;
 mod soak_cmd;
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Soak(args) => soak_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::QemuCheck => qemu::check_installation(),
+        Command::Report(args) => report::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

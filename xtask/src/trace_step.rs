@@ -1,6 +1,7 @@
 //! The `trace.dat` step of `cargo xtask test`: record a short trace on 4 CPUs, then check the
 //! file with the real trace-cmd ([`crate::report_check`] judges; this module only runs
-//! things).
+//! things), then compare `cargo xtask report`'s output with trace-cmd's
+//! ([`crate::report::compare`]).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -13,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::build::Images;
 use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
+use crate::report;
 use crate::report_check::{self, CapturedRun, Evidence, ReportScan, ScannedRun};
 use crate::run_cmd::TraceOutput;
 use crate::supervise::RunEnd;
@@ -98,6 +100,14 @@ pub fn run(images: &Images) -> Result<()> {
     match report_check::judge(&evidence) {
         Ok(passed) => {
             eprintln!("xtask: {} ({} bytes): {passed}", output.word, file_bytes);
+            // hyptrace's own decoder must print exactly what trace-cmd prints.
+            let started = Instant::now();
+            let lines = report::compare::against_trace_cmd(&trace_cmd, &output.absolute)?;
+            eprintln!(
+                "xtask: cargo xtask report prints the same {lines} lines as trace-cmd report \
+                 ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Err(failures) => {

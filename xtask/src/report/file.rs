@@ -1,0 +1,494 @@
+//! Parsing a trace.dat (trace-cmd file format version 6) into its parts: the header texts,
+//! the event formats, the CPU count, the options and the flyrecord table of per-CPU data.
+//!
+//! Everything is bounds-checked against the bytes of the file: a truncated or corrupt file
+//! yields a [`FileError`] saying what was being read and where, never a panic. Sections
+//! hyptrace does not use (kallsyms, printk formats, saved cmdlines) are skipped by size.
+
+use std::fmt;
+
+use super::format::{self, EventFormat};
+
+/// The magic bytes at the start of every trace-cmd file (before `tracing`).
+pub const MAGIC: [u8; 3] = [0x17, 0x08, 0x44];
+
+/// Option id: per-CPU statistics text (`trace-cmd report --stat`).
+pub const OPTION_CPUSTAT: u16 = 2;
+/// Option id: the trace clock (`[name]`).
+pub const OPTION_TRACECLOCK: u16 = 4;
+
+/// Clocks whose timestamps trace-cmd 3.1.6 prints as seconds with microseconds
+/// (`extract_trace_clock`); any other clock is printed as a raw count.
+const USECS_CLOCKS: [&str; 5] = ["local", "global", "uptime", "perf", "tsc2nsec"];
+
+/// Why a file could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileError {
+    /// The file does not start with trace-cmd's magic.
+    BadMagic,
+    /// A trace-cmd file of another version.
+    UnsupportedVersion(String),
+    /// The file ends inside this section.
+    Truncated {
+        /// What was being read.
+        what: String,
+        /// File offset where it starts.
+        at: usize,
+    },
+    /// A section does not have the expected contents.
+    Malformed {
+        /// What is wrong.
+        what: String,
+        /// File offset of the section.
+        at: usize,
+    },
+    /// A CPU's data lies (partly) outside the file or is not whole pages.
+    BadCpuData {
+        /// The CPU.
+        cpu: usize,
+        /// Its data offset.
+        offset: u64,
+        /// Its data size.
+        size: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A feature of the format hyptrace's reader does not implement.
+    Unsupported(String),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic => f.write_str(
+                "not a trace-cmd file: it does not start with the magic 17 08 44 'tracing'",
+            ),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "trace-cmd file version {v:?} is not supported (only version 6, which \
+                 hyptrace writes)"
+            ),
+            Self::Truncated { what, at } => {
+                write!(
+                    f,
+                    "file truncated: {what} at offset {at:#x} runs past the end"
+                )
+            }
+            Self::Malformed { what, at } => write!(f, "malformed file at offset {at:#x}: {what}"),
+            Self::BadCpuData {
+                cpu,
+                offset,
+                size,
+                why,
+            } => write!(
+                f,
+                "CPU {cpu}'s data (offset {offset:#x}, {size} bytes) {why}"
+            ),
+            Self::Unsupported(what) => write!(f, "unsupported trace.dat: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// One CPU's entry of the flyrecord table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuData {
+    /// File offset of the CPU's first page.
+    pub offset: u64,
+    /// Bytes of pages.
+    pub size: u64,
+}
+
+/// A parsed trace.dat, borrowing the file's bytes.
+#[derive(Debug)]
+pub struct TraceFile<'a> {
+    /// The whole file.
+    pub bytes: &'a [u8],
+    /// Ring-buffer page size.
+    pub page_size: usize,
+    /// Every event format (ftrace events first, then each system's), as parsed.
+    pub events: Vec<EventFormat>,
+    /// The CPU count.
+    pub cpus: usize,
+    /// The CPUSTAT options' texts, in file order (one per CPU normally).
+    pub cpustats: Vec<&'a str>,
+    /// The trace clock's name, if the file names one.
+    pub clock: Option<String>,
+    /// Each CPU's data.
+    pub cpu_data: Vec<CpuData>,
+}
+
+/// A bounds-checked reader over the file's bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FileError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| FileError::Truncated {
+                what: what.to_string(),
+                at: self.at,
+            })?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, FileError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, FileError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, FileError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// A NUL-terminated string (the NUL consumed, not returned).
+    fn cstr(&mut self, what: &str) -> Result<&'a str, FileError> {
+        let start = self.at;
+        let rest = &self.bytes[start..];
+        let len = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| FileError::Truncated {
+                what: what.to_string(),
+                at: start,
+            })?;
+        self.at += len + 1;
+        text(&rest[..len], what, start)
+    }
+
+    /// `len` bytes of text, where `len` is a u64 (or u32) read first.
+    fn sized_text(&mut self, len: u64, what: &str) -> Result<&'a str, FileError> {
+        let at = self.at;
+        let len = usize::try_from(len).map_err(|_| FileError::Truncated {
+            what: what.to_string(),
+            at,
+        })?;
+        let b = self.take(len, what)?;
+        text(b, what, at)
+    }
+
+    /// Expects exactly `tag` next.
+    fn expect(&mut self, tag: &[u8], what: &str) -> Result<(), FileError> {
+        let at = self.at;
+        let got = self.take(tag.len(), what)?;
+        if got != tag {
+            return Err(FileError::Malformed {
+                what: format!(
+                    "expected {what} ({:?}), found {:?}",
+                    String::from_utf8_lossy(tag),
+                    String::from_utf8_lossy(got)
+                ),
+                at,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn text<'a>(b: &'a [u8], what: &str, at: usize) -> Result<&'a str, FileError> {
+    std::str::from_utf8(b).map_err(|_| FileError::Malformed {
+        what: format!("{what} is not UTF-8 text"),
+        at,
+    })
+}
+
+/// Reads one event format text and parses it.
+fn event_format(c: &mut Cursor<'_>, system: &str) -> Result<EventFormat, FileError> {
+    let at = c.at;
+    let len = c.u64("event format size")?;
+    let body = c.sized_text(len, "event format")?;
+    format::parse_format(body, system).map_err(|e| FileError::Malformed {
+        what: format!("event format of system {system:?}: {e}"),
+        at,
+    })
+}
+
+/// Checks the `header_page` text describes what hyptrace's page decoder reads: an 8-byte
+/// `commit` at offset 8 and data from offset 16.
+fn check_header_page(text: &str, at: usize) -> Result<(), FileError> {
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(" {name};")))
+            .map(|l| (attr(l, "offset"), attr(l, "size")))
+    };
+    match (field("commit"), field("data")) {
+        (Some((Some(8), Some(8))), Some((Some(16), _))) => Ok(()),
+        (None, _) | (_, None) => Err(FileError::Malformed {
+            what: "header_page has no commit or data field".into(),
+            at,
+        }),
+        _ => Err(FileError::Unsupported(
+            "header_page: only an 8-byte commit at offset 8 and data at offset 16 (64-bit \
+             kernels) are supported"
+                .into(),
+        )),
+    }
+}
+
+/// The number after `name:` up to `;` in a format line.
+pub fn attr(line: &str, name: &str) -> Option<u64> {
+    let key = format!("{name}:");
+    let start = line.find(&key)? + key.len();
+    let rest = &line[start..];
+    let end = rest.find(';')?;
+    rest[..end].trim().parse().ok()
+}
+
+impl<'a> TraceFile<'a> {
+    /// Parses `bytes` (a whole trace.dat).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FileError> {
+        if bytes.len() < 3 || bytes[..3] != MAGIC {
+            return Err(FileError::BadMagic);
+        }
+        let mut c = Cursor { bytes, at: 3 };
+        let tracing = c.take(7, "the word 'tracing'")?;
+        if tracing != b"tracing" {
+            return Err(FileError::BadMagic);
+        }
+        let version = c.cstr("version")?;
+        if version != "6" {
+            return Err(FileError::UnsupportedVersion(version.to_string()));
+        }
+        let endian = c.take(1, "endianness")?[0];
+        if endian != 0 {
+            return Err(FileError::Unsupported(
+                "big-endian recordings are not supported".into(),
+            ));
+        }
+        let long_size = c.take(1, "long size")?[0];
+        if long_size != 8 {
+            return Err(FileError::Unsupported(format!(
+                "sizeof(long) = {long_size}: only 8 (64-bit) is supported"
+            )));
+        }
+        let page_size = c.u32("page size")? as usize;
+        if page_size != hyp::abi::page::PAGE_SIZE {
+            return Err(FileError::Unsupported(format!(
+                "page size {page_size}: only {} is supported",
+                hyp::abi::page::PAGE_SIZE
+            )));
+        }
+
+        c.expect(b"header_page\0", "header_page")?;
+        let at = c.at;
+        let len = c.u64("header_page size")?;
+        let header_page = c.sized_text(len, "header_page")?;
+        check_header_page(header_page, at)?;
+        c.expect(b"header_event\0", "header_event")?;
+        let len = c.u64("header_event size")?;
+        c.sized_text(len, "header_event")?;
+
+        let mut events = Vec::new();
+        let n = c.u32("ftrace event count")?;
+        for _ in 0..n {
+            events.push(event_format(&mut c, "ftrace")?);
+        }
+        let systems = c.u32("event system count")?;
+        for _ in 0..systems {
+            let system = c.cstr("event system name")?;
+            let n = c.u32("event count")?;
+            for _ in 0..n {
+                events.push(event_format(&mut c, system)?);
+            }
+        }
+        for (i, e) in events.iter().enumerate() {
+            if let Some(dup) = events[..i].iter().find(|d| d.id == e.id) {
+                return Err(FileError::Malformed {
+                    what: format!("events {} and {} share the ID {}", dup.name, e.name, e.id),
+                    at: 0,
+                });
+            }
+        }
+
+        let len = c.u32("kallsyms size")?;
+        c.take(len as usize, "kallsyms")?;
+        let len = c.u32("printk formats size")?;
+        c.take(len as usize, "printk formats")?;
+        let at = c.at;
+        let len = c.u64("saved cmdlines size")?;
+        let len = usize::try_from(len).map_err(|_| FileError::Truncated {
+            what: "saved cmdlines".into(),
+            at,
+        })?;
+        c.take(len, "saved cmdlines")?;
+
+        let cpus = c.u32("CPU count")? as usize;
+        if cpus == 0 || cpus > 4096 {
+            return Err(FileError::Malformed {
+                what: format!("CPU count {cpus}"),
+                at: c.at - 4,
+            });
+        }
+
+        let mut cpustats = Vec::new();
+        let mut clock_option = false;
+        let at = c.at;
+        let mut tag = c.take(10, "section tag")?;
+        if tag.starts_with(b"options") {
+            loop {
+                let id = c.u16("option id")?;
+                if id == 0 {
+                    break;
+                }
+                let size = c.u32("option size")?;
+                let at = c.at;
+                let data = c.take(size as usize, "option data")?;
+                match id {
+                    OPTION_CPUSTAT => {
+                        // trace-cmd replaces the last byte (the NUL) with a newline.
+                        let data = &data[..data.len().saturating_sub(1)];
+                        cpustats.push(text(data, "CPUSTAT option", at)?);
+                    }
+                    OPTION_TRACECLOCK => clock_option = true,
+                    _ => {}
+                }
+            }
+            tag = c.take(10, "section tag")?;
+        }
+        if tag.starts_with(b"latency") {
+            return Err(FileError::Unsupported(
+                "latency-format recordings are not supported".into(),
+            ));
+        }
+        if tag != b"flyrecord\0" {
+            return Err(FileError::Malformed {
+                what: format!(
+                    "expected options or flyrecord, found {:?}",
+                    String::from_utf8_lossy(tag)
+                ),
+                at,
+            });
+        }
+
+        let mut cpu_data = Vec::with_capacity(cpus);
+        for _ in 0..cpus {
+            let offset = c.u64("flyrecord offset")?;
+            let size = c.u64("flyrecord size")?;
+            cpu_data.push(CpuData { offset, size });
+        }
+        // As trace-cmd: the clock text after the table is read only when the option says
+        // the file has one.
+        let clock = if clock_option {
+            let len = c.u64("trace clock size")?;
+            let text = c.sized_text(len, "trace clock")?;
+            clock_name(text)
+        } else {
+            None
+        };
+
+        let file_len = bytes.len() as u64;
+        for (cpu, d) in cpu_data.iter().enumerate() {
+            if d.size == 0 {
+                continue;
+            }
+            let bad = |why: &str| FileError::BadCpuData {
+                cpu,
+                offset: d.offset,
+                size: d.size,
+                why: why.to_string(),
+            };
+            match d.offset.checked_add(d.size) {
+                Some(end) if end <= file_len => {}
+                _ => {
+                    return Err(bad(&format!(
+                        "runs past the end of the file ({file_len} bytes): truncated?"
+                    )))
+                }
+            }
+            if d.offset < c.at as u64 {
+                return Err(bad("overlaps the file's header"));
+            }
+            if d.size % page_size as u64 != 0 {
+                return Err(bad(&format!(
+                    "is not a whole number of {page_size}-byte pages"
+                )));
+            }
+        }
+
+        Ok(Self {
+            bytes,
+            page_size,
+            events,
+            cpus,
+            cpustats,
+            clock,
+            cpu_data,
+        })
+    }
+
+    /// Whether trace-cmd prints this file's timestamps as seconds.microseconds (true) or as
+    /// raw counts.
+    pub fn time_in_usecs(&self) -> bool {
+        match &self.clock {
+            None => true,
+            Some(c) => USECS_CLOCKS.contains(&c.as_str()) || c.starts_with("mono"),
+        }
+    }
+
+    /// The pages of `cpu` (whole pages, validated by [`TraceFile::parse`]).
+    pub fn cpu_pages(&self, cpu: usize) -> &'a [u8] {
+        let d = self.cpu_data[cpu];
+        if d.size == 0 {
+            return &[];
+        }
+        &self.bytes[d.offset as usize..(d.offset + d.size) as usize]
+    }
+
+    /// The event with this name, if the file has it.
+    pub fn event_by_name(&self, name: &str) -> Option<&EventFormat> {
+        self.events.iter().find(|e| e.name == name)
+    }
+
+    /// `trace-cmd report --stat`'s statistics text: the CPUSTAT texts, then where each CPU's
+    /// data is.
+    pub fn stat_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from(
+            "\nKernel buffer statistics:\n  Note: \"entries\" are the entries left in the kernel \
+             ring buffer and are not\n        recorded in the trace data. They should all be \
+             zero.\n\n",
+        );
+        if self.cpustats.is_empty() {
+            s.push_str(" No stats in this file\n");
+        } else {
+            for t in &self.cpustats {
+                s.push_str(t);
+                s.push('\n');
+            }
+            s.push('\n');
+        }
+        for (i, d) in self.cpu_data.iter().enumerate() {
+            // Writing to a String cannot fail.
+            let _ = write!(
+                s,
+                "CPU{i} data recorded at offset={:#x}\n    {} bytes in size\n",
+                d.offset, d.size
+            );
+        }
+        s
+    }
+}
+
+/// The clock name of a `trace_clock` text: the bracketed word (`local [mono] global` or
+/// `[mono]`).
+fn clock_name(text: &str) -> Option<String> {
+    let word = text.split_whitespace().find(|w| w.starts_with('['))?;
+    let name = word.trim_start_matches('[').split(']').next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
