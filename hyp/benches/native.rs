@@ -7,17 +7,19 @@
 //!
 //! For each payload size (4, 16, 64 bytes): a fresh 1 MiB ring (256 ring pages) and a
 //! 1 MiB floor buffer, one warm-up pass of each (the writer's wraps the ring: steady-state
-//! overwrite), then `floor` and `hyptrace`, `N` events each (default 2,000,000). Output, one
-//! line per figure: `result NAME PAYLOAD NS_PER_EVENT`, after `clock NAME`.
+//! overwrite), then `floor`, `hyptrace` and `floor_cas`, `N` events each (default
+//! 2,000,000). Output, one line per figure: `result NAME PAYLOAD NS_PER_EVENT`, after `clock NAME`.
 //!
 //! - floor: read the timestamp (RDTSC on x86_64), store it (8 bytes) and the payload into
 //!   the byte ring.
 //! - hyptrace: `RingBuffer::write(timestamp, payload)` with the same timestamp source: the
 //!   code the hypervisor runs at EL2, built for the host.
+//! - floor_cas: the floor plus an uncontended compare-and-swap and a Release store of a
+//!   status word per event, the handshake the writer pays (docs/ring-buffer.md §13).
 
 mod common;
 
-use common::{floor, floor_buffer, ring, writer};
+use common::{floor, floor_buffer, floor_cas, ring, writer};
 
 fn case<const N: usize>(events: u64) {
     let payload = [0x5au8; N];
@@ -27,6 +29,10 @@ fn case<const N: usize>(events: u64) {
     floor(&mut buf, &payload, events);
     println!("result floor {N} {:.4}", floor(&mut buf, &payload, events));
     println!("result hyptrace {N} {:.4}", writer(ring, &payload, events));
+    println!(
+        "result floor_cas {N} {:.4}",
+        floor_cas(&mut buf, &payload, events)
+    );
 }
 
 fn main() {

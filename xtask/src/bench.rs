@@ -22,7 +22,7 @@ use crate::cli::{BenchArgs, BenchTarget};
 use crate::workspace;
 
 /// Alternating rounds per figure.
-pub const ROUNDS: usize = 5;
+pub const ROUNDS: usize = 7;
 
 /// Events per timed loop.
 pub const EVENTS: u64 = 2_000_000;
@@ -292,8 +292,17 @@ fn native_executable(messages: &str) -> Option<PathBuf> {
         })
 }
 
-/// Runs one round of the native bench; returns (floor, hyptrace) ns/event per payload.
-fn native_round(exe: &std::path::Path, pin: &[String]) -> Result<Vec<(usize, f64, f64)>> {
+/// One round of the native bench for one payload size, ns/event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct NativeRow {
+    payload: usize,
+    floor: f64,
+    hyptrace: f64,
+    floor_cas: f64,
+}
+
+/// Runs one round of the native bench.
+fn native_round(exe: &std::path::Path, pin: &[String]) -> Result<Vec<NativeRow>> {
     let mut command = match pin.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -318,9 +327,9 @@ fn native_round(exe: &std::path::Path, pin: &[String]) -> Result<Vec<(usize, f64
         .with_context(|| format!("unexpected output from `{line}`"))
 }
 
-/// Parses `result floor|hyptrace PAYLOAD NS` lines into (payload, floor, hyptrace).
-fn parse_native(stdout: &str) -> Result<Vec<(usize, f64, f64)>> {
-    let mut rows: Vec<(usize, Option<f64>, Option<f64>)> = Vec::new();
+/// Parses `result floor|hyptrace|floor_cas PAYLOAD NS` lines; every payload needs all three.
+fn parse_native(stdout: &str) -> Result<Vec<NativeRow>> {
+    let mut rows: Vec<(usize, [Option<f64>; 3])> = Vec::new();
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let ["result", name, p, ns] = words.as_slice() {
@@ -329,24 +338,35 @@ fn parse_native(stdout: &str) -> Result<Vec<(usize, f64, f64)>> {
             let i = match rows.iter().position(|r| r.0 == p) {
                 Some(i) => i,
                 None => {
-                    rows.push((p, None, None));
+                    rows.push((p, [None; 3]));
                     rows.len() - 1
                 }
             };
             match *name {
-                "floor" => rows[i].1 = Some(ns),
-                "hyptrace" => rows[i].2 = Some(ns),
+                "floor" => rows[i].1[0] = Some(ns),
+                "hyptrace" => rows[i].1[1] = Some(ns),
+                "floor_cas" => rows[i].1[2] = Some(ns),
                 other => bail!("unknown figure `{other}`"),
             }
         }
     }
     let rows: Option<Vec<_>> = rows
         .into_iter()
-        .map(|(p, f, h)| Some((p, f?, h?)))
+        .map(|(payload, [f, h, c])| {
+            Some(NativeRow {
+                payload,
+                floor: f?,
+                hyptrace: h?,
+                floor_cas: c?,
+            })
+        })
         .collect();
     match rows {
         Some(rows) if !rows.is_empty() => Ok(rows),
-        _ => bail!("missing floor or hyptrace figures in: {}", stdout.trim()),
+        _ => bail!(
+            "missing floor, hyptrace or floor_cas figures in: {}",
+            stdout.trim()
+        ),
     }
 }
 
@@ -355,6 +375,7 @@ fn parse_native(stdout: &str) -> Result<Vec<(usize, f64, f64)>> {
 struct NativeSamples {
     floor: Vec<Vec<f64>>,
     hyptrace: Vec<Vec<f64>>,
+    floor_cas: Vec<Vec<f64>>,
     /// Per layout: per payload, the driver's figures per round.
     lttng: Vec<Vec<Vec<DriverFigures>>>,
 }
@@ -380,15 +401,17 @@ fn native(dir: &std::path::Path) -> Result<Section> {
     let mut s = NativeSamples {
         floor: vec![vec![]; PAYLOADS.len()],
         hyptrace: vec![vec![]; PAYLOADS.len()],
+        floor_cas: vec![vec![]; PAYLOADS.len()],
         lttng: vec![vec![vec![]; PAYLOADS.len()]; LAYOUTS.len()],
     };
     let index = |p: usize| PAYLOADS.iter().position(|&q| q == p);
     for round in 0..ROUNDS {
         eprintln!("xtask: bench (a) round {}/{ROUNDS}", round + 1);
-        for (p, f, h) in native_round(&exe, &pin)? {
-            let i = index(p).context("native bench payload size")?;
-            s.floor[i].push(f);
-            s.hyptrace[i].push(h);
+        for r in native_round(&exe, &pin)? {
+            let i = index(r.payload).context("native bench payload size")?;
+            s.floor[i].push(r.floor);
+            s.hyptrace[i].push(r.hyptrace);
+            s.floor_cas[i].push(r.floor_cas);
         }
         if let Ok(l) = &lttng_state {
             let mut failure = None;
@@ -491,15 +514,26 @@ fn native_section(
     let mut payload_json = Vec::new();
     let mut goal_lines = Vec::new();
     let mut cross = Vec::new();
+    let mut handshake = Vec::new();
     for (i, &p) in PAYLOADS.iter().enumerate() {
         let floor = Stats::of(s.floor[i].clone());
         let hyp = Stats::of(s.hyptrace[i].clone());
         let hyp_floor = ratios(&hyp, &floor);
+        let floor_cas = Stats::of(s.floor_cas[i].clone());
+        let hyp_floor_cas = ratios(&hyp, &floor_cas);
+        handshake.push(format!(
+            "    {p:>3} B: floor + status CAS {} ({:+.2} ns over the floor); hyptrace / that {}",
+            floor_cas.cell(),
+            floor_cas.median - floor.median,
+            ratio_cell(&hyp_floor_cas)
+        ));
         let mut pj = Json::object();
         pj.set("payload_bytes", Json::Num(p as f64));
         pj.set("floor_ns", floor.json());
         pj.set("hyptrace_ns", hyp.json());
         pj.set("ratio_hyptrace_over_floor", hyp_floor.json());
+        pj.set("floor_cas_ns", floor_cas.json());
+        pj.set("ratio_hyptrace_over_floor_cas", hyp_floor_cas.json());
         let mut cells = vec![
             p.to_string(),
             floor.cell(),
@@ -583,6 +617,12 @@ fn native_section(
         payload_json.push(pj);
     }
     json.set("payloads", Json::Arr(payload_json));
+    lines.push(
+        "    the writer's status handshake (one locked compare-and-swap per event on x86, \
+         docs/performance.md):"
+            .into(),
+    );
+    lines.extend(handshake);
     match &lttng {
         Ok(()) => {
             lines.push(
@@ -643,12 +683,20 @@ mod tests {
     #[test]
     fn parses_native_output() {
         let out = "clock RDTSC\nresult floor 4 8.5\nresult hyptrace 4 15\n\
-                   result floor 16 8\nresult hyptrace 16 15.25\n";
+                   result floor_cas 4 13\nresult floor 16 8\nresult hyptrace 16 15.25\n\
+                   result floor_cas 16 13.5\n";
+        let rows = parse_native(out).unwrap();
+        assert_eq!(rows.len(), 2);
         assert_eq!(
-            parse_native(out).unwrap(),
-            [(4, 8.5, 15.0), (16, 8.0, 15.25)]
+            rows[1],
+            NativeRow {
+                payload: 16,
+                floor: 8.0,
+                hyptrace: 15.25,
+                floor_cas: 13.5
+            }
         );
-        assert!(parse_native("result floor 4 8.5\n").is_err());
+        assert!(parse_native("result floor 4 8.5\nresult hyptrace 4 15\n").is_err());
         assert!(parse_native("").is_err());
     }
 
@@ -672,6 +720,7 @@ mod tests {
         let s = NativeSamples {
             floor: vec![vec![8.0]; 3],
             hyptrace: vec![vec![15.0]; 3],
+            floor_cas: vec![vec![13.0]; 3],
             lttng: vec![vec![vec![]; 3]; 2],
         };
         let section = native_section(&s, Err("no root".into()), "", "", "pinned");

@@ -5,10 +5,14 @@
 //! monotonic clock elsewhere; each loop is timed with [`Instant`] (clock_gettime MONOTONIC on
 //! Linux) around the whole loop.
 
+// Each bench uses a subset of these loops.
+#![allow(dead_code)]
+
 use hyp::abi::page::PAGE_SIZE;
 use hyp::ring::{PageDesc, RingBuffer};
 use std::alloc::{alloc_zeroed, Layout};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Ring pages of every ring the benches build (1 MiB, plus the reader page).
@@ -93,5 +97,36 @@ pub fn writer<const N: usize>(ring: &RingBuffer<'_>, payload: &[u8; N], events: 
         let p = black_box(*payload);
         ring.write(now(), &p);
     }
+    t0.elapsed().as_nanos() as f64 / events as f64
+}
+
+/// The floor plus the one locked instruction the writer's protocol needs per event: an
+/// uncontended compare-and-swap of a status word before the stores (Acquire, as
+/// `RingBuffer::reserve` takes WRITING) and a Release store after them (as `commit` gives
+/// it back). Not a writer: it isolates the cost of the status handshake on this CPU.
+pub fn floor_cas<const N: usize>(buf: &mut [u8], payload: &[u8; N], events: u64) -> f64 {
+    let status = AtomicU32::new(0);
+    let len = buf.len();
+    let t0 = Instant::now();
+    let mut off = 0;
+    for _ in 0..events {
+        // As in `writer`: the timestamp is read first, then the status is taken.
+        let ts = now();
+        if status
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        if off + 8 + N > len {
+            off = 0;
+        }
+        buf[off..off + 8].copy_from_slice(&ts.to_le_bytes());
+        let p = black_box(*payload);
+        buf[off + 8..off + 8 + N].copy_from_slice(&p);
+        off += 8 + N;
+        status.store(0, Ordering::Release);
+    }
+    black_box(&buf);
     t0.elapsed().as_nanos() as f64 / events as f64
 }
