@@ -47,6 +47,10 @@ pub struct ReportArgs {
     /// events decoded per CPU, instead of the events.
     #[arg(long)]
     pub stat: bool,
+    /// Instead of printing, run `trace-cmd report -i FILE` and compare its output with this
+    /// decoder's, line by line (what `cargo xtask test` does).
+    #[arg(long, conflicts_with_all = ["cpu", "event", "stat"])]
+    pub compare: bool,
 }
 
 /// What to print: CPUs in merge order, events by ID.
@@ -250,10 +254,12 @@ impl<'a> Report<'a> {
                 Ok(())
             }
             None => {
-                let id = self.event_of_id(item.payload);
-                let _ = write!(out, " [UNKNOWN EVENT {id:?}]");
+                let id = self
+                    .event_of_id(item.payload)
+                    .map_or_else(|| "(none)".to_string(), |id| id.to_string());
+                let _ = write!(out, " [UNKNOWN EVENT {id}]");
                 Err(format!(
-                    "CPU {} at {} ns: unknown event ID {id:?} (payload {} bytes)",
+                    "CPU {} at {} ns: unknown event ID {id} (payload {} bytes)",
                     item.cpu,
                     item.ts,
                     item.payload.len()
@@ -383,6 +389,17 @@ pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) ->
 
 /// Runs `cargo xtask report`.
 pub fn run(args: &ReportArgs) -> Result<()> {
+    if args.compare {
+        let trace_cmd =
+            crate::tools::ensure_tool(crate::tools::TRACE_CMD.0, crate::tools::TRACE_CMD.1)?;
+        let started = std::time::Instant::now();
+        let lines = compare::against_trace_cmd(&trace_cmd, &args.file)?;
+        eprintln!(
+            "xtask: cargo xtask report prints the same {lines} lines as trace-cmd report ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("could not read {}", args.file.display()))?;
     let report =
