@@ -105,6 +105,8 @@ pub enum Mode {
     Run,
     /// Trace at full speed with randomized control calls and check exact accounting.
     Soak,
+    /// Print the in-QEMU performance figures.
+    Bench,
     /// Execute an undefined instruction at EL1, to check that fatal exceptions are reported
     /// and end QEMU with a failure status.
     Crash,
@@ -183,6 +185,7 @@ impl<'a> Cmdline<'a> {
             Some("run") => Mode::Run,
             Some("crash") => Mode::Crash,
             Some("soak") => Mode::Soak,
+            Some("bench") => Mode::Bench,
             Some(other) => return Err(CmdlineError::Unknown(other)),
         };
         let mut cmd = Self {

@@ -29,8 +29,9 @@ use memory_rules::{MemoryRules, MAX_PACK_SIZE};
 use ownership::PageStates;
 
 /// Page descriptors in the hypervisor's pool: the most pages (ring and reader pages of all
-/// CPUs together) one load may describe. 64 MiB per CPU on 4 CPUs fits.
-pub const DESC_POOL: usize = 4 * (16 * 1024 + 1) + 64;
+/// CPUs together) one load may describe. 64 MiB of event data per CPU on 4 CPUs fits:
+/// ceil(64 MiB / 4048 data bytes per page) = 16579 ring pages + 1 reader page per CPU.
+pub const DESC_POOL: usize = 4 * (16_579 + 1) + 64;
 
 /// Number of event-enable slots (IDs are 1..=ALL.len()).
 const EVENT_SLOTS: usize = events::ALL.len() + 1;
