@@ -10,7 +10,10 @@ use alloc::vec::Vec;
 use host_shim::harness::{TestCase, TestResult};
 use hyp::abi::{HypError, HypercallId};
 
-use super::tracing_support::{base, selftest, start_writers, with_session, SeqCheck, SELFTEST};
+use super::tracing_support::{
+    base, check_canary, fill_canary, selftest, selftest_buffer, start_writers, with_session,
+    SeqCheck, SELFTEST,
+};
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
 use crate::arch::{cpu, smp};
@@ -126,12 +129,7 @@ const CANARY: u64 = 0x5eed_dead_beef_0001;
 fn teardown_under_swaps(_: &Ctx) -> TestResult {
     let n = machine().cpus.count();
     let mut pool = page_pool();
-    let session = Session::start(&mut pool, 4 << 10)?;
-    call(HypercallId::EnableEvent, &[SELFTEST as u64, 1]).map_err(|e| format!("{e}"))?;
-    session
-        .set_writable(true)
-        .map_err(|e| format!("enable: {e}"))?;
-    let pages = session.pages();
+    let (_session, pages) = selftest_buffer(&mut pool, 4 << 10)?;
     let writers = start_writers(32)?;
     let deadline = cpu::counter() + cpu::ticks_per_ms(100);
     while cpu::counter() < deadline {
@@ -143,10 +141,7 @@ fn teardown_under_swaps(_: &Ctx) -> TestResult {
         }
     }
     call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
-    for &p in &pages {
-        // SAFETY: after teardown_tracing returned, the pool pages are the host's alone.
-        unsafe { core::slice::from_raw_parts_mut(p as *mut u64, 512) }.fill(CANARY);
-    }
+    fill_canary(&pages, CANARY);
     let until = cpu::counter() + cpu::ticks_per_ms(50);
     while cpu::counter() < until {
         // The writers keep calling (and are refused); swaps are refused too.
@@ -154,14 +149,10 @@ fn teardown_under_swaps(_: &Ctx) -> TestResult {
         expect_eq("swap after teardown", refused, Some(HypError::NotLoaded))?;
     }
     writers.stop()?;
-    for &p in &pages {
-        // SAFETY: as above.
-        let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };
-        if let Some(i) = words.iter().position(|w| *w != CANARY) {
-            return Err(format!("page {p:#x} word {i} written after teardown"));
-        }
-        let _ = pool.free(p);
-    }
+    check_canary(&pages, CANARY)?;
+    pages.iter().for_each(|p| {
+        let _ = pool.free(*p);
+    });
     Ok(())
 }
 

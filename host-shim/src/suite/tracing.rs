@@ -14,13 +14,13 @@ use hyp::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{
-    base, each_event, field, read_all, selftest, selftest_seqs, start_writers, with_session,
-    SeqCheck, SELFTEST,
+    base, check_canary, each_event, field, fill_canary, read_all, selftest, selftest_buffer,
+    selftest_seqs, start_writers, with_session, SeqCheck, SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
 use crate::arch::{cpu, smp};
-use crate::record::{call, clock_params, page_pool, Session};
+use crate::record::{call, clock_params, page_pool};
 
 /// The `tracing::` group.
 pub const TESTS: &[TestCase<Ctx>] = &[
@@ -201,12 +201,7 @@ const CANARY: u64 = 0xca4a_57ee_d00d_f00d;
 
 fn teardown_while_writing(_: &Ctx) -> TestResult {
     let mut pool = page_pool();
-    let session = Session::start(&mut pool, 8 << 10)?;
-    call(HypercallId::EnableEvent, &[SELFTEST as u64, 1]).map_err(|e| format!("{e}"))?;
-    session
-        .set_writable(true)
-        .map_err(|e| format!("enable: {e}"))?;
-    let pages = session.pages();
+    let (_session, pages) = selftest_buffer(&mut pool, 8 << 10)?;
     let writers = start_writers(64)?;
     // Let every writer get going, then tear down under them.
     let until = cpu::counter() + cpu::ticks_per_ms(50);
@@ -215,26 +210,13 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
     }
     call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
     // The pages are the host's again: fill them with a canary the writers must not touch.
-    for &p in &pages {
-        // SAFETY: after teardown_tracing returned, these pool pages are the host's alone.
-        let words = unsafe { core::slice::from_raw_parts_mut(p as *mut u64, 512) };
-        words.fill(CANARY);
-    }
+    fill_canary(&pages, CANARY);
     let until = cpu::counter() + cpu::ticks_per_ms(50);
     while cpu::counter() < until {
         core::hint::spin_loop();
     }
     writers.stop()?;
-    for &p in &pages {
-        // SAFETY: as above.
-        let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };
-        if let Some(i) = words.iter().position(|w| *w != CANARY) {
-            return Err(format!(
-                "page {p:#x} word {i} changed after teardown: {:#x}",
-                words[i]
-            ));
-        }
-    }
+    check_canary(&pages, CANARY)?;
     pages.iter().for_each(|p| {
         let _ = pool.free(*p);
     });

@@ -231,3 +231,41 @@ fn stop_all() -> TestResult {
     WRITERS_STOP.store(true, Ordering::Release);
     (1..machine().cpus.count()).try_for_each(|c| smp::wait_job(c, 30_000))
 }
+
+/// Loads a buffer of `size` bytes per CPU with only the selftest event enabled and makes it
+/// writable, returning it with its pages (for tests that tear down under writers).
+pub fn selftest_buffer(
+    pool: &mut host_shim::page_pool::PagePool,
+    size: usize,
+) -> Result<(Session, Vec<u64>), alloc::string::String> {
+    let session = Session::start(pool, size)?;
+    call(HypercallId::EnableEvent, &[SELFTEST as u64, 1]).map_err(|e| format!("{e}"))?;
+    session
+        .set_writable(true)
+        .map_err(|e| format!("enable: {e}"))?;
+    let pages = session.pages();
+    Ok((session, pages))
+}
+
+/// Fills every page of `pages` with `canary` (they must be the host's: after a teardown).
+pub fn fill_canary(pages: &[u64], canary: u64) {
+    for &p in pages {
+        // SAFETY: the caller owns these pool pages (tracing was torn down).
+        unsafe { core::slice::from_raw_parts_mut(p as *mut u64, 512) }.fill(canary);
+    }
+}
+
+/// Fails if any word of `pages` is not `canary` any more: something wrote after teardown.
+pub fn check_canary(pages: &[u64], canary: u64) -> TestResult {
+    for &p in pages {
+        // SAFETY: as in `fill_canary`.
+        let words = unsafe { core::slice::from_raw_parts(p as *const u64, 512) };
+        if let Some(i) = words.iter().position(|w| *w != canary) {
+            return Err(format!(
+                "page {p:#x} word {i} written after teardown: {:#x}",
+                words[i]
+            ));
+        }
+    }
+    Ok(())
+}
