@@ -221,8 +221,9 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Renders one event's line (without the newline) into `out`. Returns false when the
-    /// event could not be rendered (the line then says so, as libtraceevent's would).
+    /// Renders one event's line (without the newline) into `out`. When the event cannot be
+    /// rendered (unknown ID, a field outside the payload) the line says so and the error
+    /// describes it.
     pub fn render_event(&self, item: &Item<'_>, out: &mut String) -> Result<(), String> {
         let event = self.event_of(item.payload);
         // No `common_pid` field in hyptrace's formats: pid -1, shown as `<...>` by
@@ -413,7 +414,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_error = None;
     let summary = if args.stat {
-        let mut summary = report.for_each_line(&sel, |_| true);
+        let summary = report.for_each_line(&sel, |_| true);
         // Header lines only, then the statistics.
         let mut text = report.header_lines().join("\n");
         text.push('\n');
@@ -423,7 +424,6 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         if let Err(e) = out.write_all(text.as_bytes()) {
             write_error = Some(e);
         }
-        summary.render_errors.truncate(MAX_RENDER_EXAMPLES);
         summary
     } else {
         report.for_each_line(&sel, |line| {
