@@ -393,10 +393,13 @@ fn native(dir: &std::path::Path) -> Result<Section> {
         sessiond = format!(
             "private lttng-sessiond --no-kernel, pid {}, LTTNG_HOME {}{}",
             l.sessiond_pid(),
-            dir.join("lttng").join("home").display(),
+            l.home().display(),
             if l.as_nobody() { ", run as nobody" } else { "" }
         );
         eprintln!("xtask: LTTng-UST: {versions}; {sessiond}");
+    }
+    if let Err(reason) = &lttng_state {
+        eprintln!("xtask: LTTng-UST skipped (the rest of the bench still runs): {reason}");
     }
     let mut s = NativeSamples {
         floor: vec![vec![]; PAYLOADS.len()],

@@ -72,6 +72,8 @@ pub struct Lttng {
     driver: PathBuf,
     as_nobody: bool,
     sessiond: Child,
+    /// A temporary directory to remove after the daemon stopped (see [`private_home`]).
+    cleanup: Option<PathBuf>,
     /// What was installed, for the report.
     pub versions: String,
 }
@@ -83,16 +85,10 @@ pub fn prepare(bench_dir: &Path) -> Result<Lttng> {
     let versions = ensure_packages()?;
     let root = running_as_root();
     let dir = bench_dir.join("lttng");
-    let home = dir.join("home");
-    // Start from an empty home: no stale sockets, sessions or pid file.
-    let _ = fs::remove_dir_all(&home);
-    fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
     let driver = dir.join("driver");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     build_driver(&driver)?;
-    if root {
-        std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY))
-            .with_context(|| format!("chown nobody {}", home.display()))?;
-    }
+    let (home, driver, cleanup) = private_home(&dir, driver, root)?;
     let log_path = dir.join("sessiond.log");
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -108,6 +104,7 @@ pub fn prepare(bench_dir: &Path) -> Result<Lttng> {
     );
     let sessiond = command.spawn().context("could not start lttng-sessiond")?;
     let mut lttng = Lttng {
+        cleanup,
         home,
         driver,
         as_nobody: root,
@@ -122,6 +119,11 @@ impl Lttng {
     /// The session daemon's process id.
     pub fn sessiond_pid(&self) -> u32 {
         self.sessiond.id()
+    }
+
+    /// The private LTTNG_HOME.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// Whether the LTTng side runs as `nobody`.
@@ -273,7 +275,67 @@ impl Drop for Lttng {
             }
         }
         eprintln!("xtask: stopped the private lttng-sessiond (pid {pid})");
+        if let Some(dir) = &self.cleanup {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// The longest LTTNG_HOME used in place: the daemon's Unix sockets go up to about 30
+/// characters below it, and a socket path must fit in 108 bytes.
+const MAX_HOME_LEN: usize = 70;
+
+/// Makes an empty private LTTNG_HOME and returns it with the driver to run. Normally
+/// `<dir>/home` and `driver` in place; when `nobody` cannot reach them (e.g. a workspace
+/// under /root) or the path is too long for the daemon's sockets, a fresh
+/// `<tmp>/hyptrace-bench-lttng-<pid>` holding a copy of the driver instead.
+/// The third value is the temporary directory to remove afterwards, if one was made.
+fn private_home(
+    dir: &Path,
+    driver: PathBuf,
+    as_nobody: bool,
+) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
+    let fresh = |home: &Path| -> Result<()> {
+        // Start from an empty home: no stale sockets, sessions or pid file.
+        let _ = fs::remove_dir_all(home);
+        fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+        if as_nobody {
+            std::os::unix::fs::chown(home, Some(NOBODY), Some(NOBODY))
+                .with_context(|| format!("chown nobody {}", home.display()))?;
+        }
+        Ok(())
+    };
+    let home = dir.join("home");
+    fresh(&home)?;
+    let reachable = !as_nobody
+        || lttng_command("test", &home, true)
+            .arg("-w")
+            .arg(&home)
+            .args(["-a", "-x"])
+            .arg(&driver)
+            .status()
+            .is_ok_and(|s| s.success());
+    if reachable && home.as_os_str().len() <= MAX_HOME_LEN {
+        return Ok((home, driver, None));
+    }
+    let _ = fs::remove_dir_all(&home);
+    let tmp = std::env::temp_dir().join(format!("hyptrace-bench-lttng-{}", std::process::id()));
+    let tmp_home = tmp.join("home");
+    fresh(&tmp_home)?;
+    let tmp_driver = tmp.join("driver");
+    fs::copy(&driver, &tmp_driver)
+        .with_context(|| format!("copying the driver to {}", tmp_driver.display()))?;
+    eprintln!(
+        "xtask: LTTng home {} is {}; using {} instead",
+        home.display(),
+        if reachable {
+            "too long for the daemon's socket paths"
+        } else {
+            "not reachable by nobody"
+        },
+        tmp_home.display()
+    );
+    Ok((tmp_home, tmp_driver, Some(tmp)))
 }
 
 /// `program` with the private LTTng home, run as `nobody` through setpriv when `as_nobody`.
