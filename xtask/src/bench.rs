@@ -161,6 +161,8 @@ pub struct Machine {
     kernel: String,
     clocksource: String,
     cc: String,
+    /// /proc/loadavg's 1-minute figure when the run started (other work on the machine).
+    load_before: String,
 }
 
 impl Machine {
@@ -204,12 +206,17 @@ impl Machine {
             kernel: read("/proc/sys/kernel/osrelease"),
             clocksource: read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
             cc: first_line("cc", &["--version"]),
+            load_before: read("/proc/loadavg")
+                .split_whitespace()
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
         }
     }
 
     fn one_line(&self) -> String {
         format!(
-            "{}, {} CPUs, {}, Linux {}, clocksource {}, {}",
+            "{}, {} CPUs, {}, Linux {}, clocksource {}, {}; load average {} at the start",
             self.cpu_model,
             self.cpus,
             if self.virtualized {
@@ -219,7 +226,8 @@ impl Machine {
             },
             self.kernel,
             self.clocksource,
-            self.cc
+            self.cc,
+            self.load_before
         )
     }
 
@@ -232,6 +240,7 @@ impl Machine {
         o.set("kernel", Json::str(&self.kernel));
         o.set("clocksource", Json::str(&self.clocksource));
         o.set("cc", Json::str(&self.cc));
+        o.set("loadavg_1min_before", Json::str(&self.load_before));
         o
     }
 }
