@@ -2,10 +2,13 @@
 //! tables the hypervisor owns.
 //!
 //! Layout (4 KiB granule, 39-bit IPA, translation starting at level 1, as
-//! [`VTCR_EL2`] describes): the first GiB (flash, GIC, UART, virtio — MMIO on QEMU `virt`) is one
-//! device block; every GiB of RAM gets a level-2 table of 2 MiB normal-memory blocks, with the
-//! blocks of the hypervisor's private region left invalid, so any host access there faults to
-//! EL2. Everything else is unmapped. Pure computation over caller-provided tables, tested on
+//! [`VTCR_EL2`] describes): every GiB of RAM gets a level-2 table of 2 MiB normal-memory
+//! blocks, with the blocks of the hypervisor's private region left invalid, so any host access
+//! there faults to EL2. Of the MMIO space only the device pages the host needs are mapped
+//! (through a level-2 and a level-3 table): on QEMU `virt` the UART. Devices that can write
+//! memory on the host's behalf — fw_cfg's DMA interface, the GIC ITS and redistributors with
+//! their in-memory tables, virtio — stay unmapped, since their writes would bypass stage 2.
+//! Everything else is unmapped. Pure computation over caller-provided tables, tested on
 //! the development machine; the arch layer points VTTBR_EL2 at them and sets HCR_EL2.VM.
 
 use core::ops::Range;
@@ -25,6 +28,8 @@ pub const MAX_RAM_GIB: usize = 4;
 
 const VALID_BLOCK: u64 = 0b01;
 const VALID_TABLE: u64 = 0b11;
+/// A level-3 descriptor's type bits (the same value as a table descriptor's).
+const VALID_PAGE: u64 = 0b11;
 const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
 const MEMATTR_DEVICE_NGNRE: u64 = 0b0001 << 2;
 const S2AP_RW: u64 = 0b11 << 6;
@@ -38,16 +43,19 @@ const fn normal_block(pa: u64) -> u64 {
     pa | VALID_BLOCK | MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | AF
 }
 
-/// Descriptor of a device block at `pa` (never executable).
-const fn device_block(pa: u64) -> u64 {
-    pa | VALID_BLOCK | MEMATTR_DEVICE_NGNRE | S2AP_RW | AF | XN
+/// Descriptor of a device page at `pa` (never executable).
+const fn device_page(pa: u64) -> u64 {
+    pa | VALID_PAGE | MEMATTR_DEVICE_NGNRE | S2AP_RW | AF | XN
 }
 
-/// Stage-2 tables: one level-1 table and a level-2 table per GiB of RAM.
+/// Stage-2 tables: one level-1 table, a level-2 table per GiB of RAM, and a level-2 plus a
+/// level-3 table for the device pages of the first GiB.
 #[repr(C, align(4096))]
 pub struct Stage2Tables {
     l1: [u64; 512],
     l2: [[u64; 512]; MAX_RAM_GIB],
+    mmio_l2: [u64; 512],
+    mmio_l3: [u64; 512],
 }
 
 /// Why the tables could not be built.
@@ -58,6 +66,9 @@ pub enum Stage2Error {
     RamLayout,
     /// RAM or the hypervisor region is not 2 MiB aligned.
     Alignment,
+    /// A device page is misaligned, outside the first GiB, or not in the same 2 MiB block as
+    /// the other device pages.
+    DeviceLayout,
 }
 
 /// How the host sees one address through stage 2.
@@ -83,16 +94,19 @@ impl Stage2Tables {
         Self {
             l1: [0; 512],
             l2: [[0; 512]; MAX_RAM_GIB],
+            mmio_l2: [0; 512],
+            mmio_l3: [0; 512],
         }
     }
 
-    /// Fills the tables for a host with `ram`, excluding `hyp`. `pa_of` gives the physical
-    /// address of a level-2 table (the hypervisor runs with its MMU off, so it is the table's
-    /// address).
+    /// Fills the tables for a host with `ram`, excluding `hyp`, and the 4 KiB device pages
+    /// `devices` (all in one 2 MiB block of the first GiB). `pa_of` gives the physical address
+    /// of a table (the hypervisor runs with its MMU off, so it is the table's address).
     pub fn build(
         &mut self,
         ram: &Range<u64>,
         hyp: &Range<u64>,
+        devices: &[u64],
         pa_of: impl Fn(&[u64; 512]) -> u64,
     ) -> Result<(), Stage2Error> {
         let aligned = |a: u64| a.is_multiple_of(L2_SIZE);
@@ -110,9 +124,22 @@ impl Stage2Tables {
         if last_gib - first_gib >= MAX_RAM_GIB {
             return Err(Stage2Error::RamLayout);
         }
+        let device_block = devices.first().map(|d| d / L2_SIZE);
+        if devices
+            .iter()
+            .any(|d| !d.is_multiple_of(4096) || *d >= L1_SIZE || Some(d / L2_SIZE) != device_block)
+        {
+            return Err(Stage2Error::DeviceLayout);
+        }
         *self = Self::new();
-        // GiB 0: the platform's MMIO.
-        self.l1[0] = device_block(0);
+        // GiB 0: only the listed device pages.
+        if let Some(block) = device_block {
+            for d in devices {
+                self.mmio_l3[((d % L2_SIZE) / 4096) as usize] = device_page(*d);
+            }
+            self.mmio_l2[block as usize] = (pa_of(&self.mmio_l3) & OUTPUT_MASK) | VALID_TABLE;
+            self.l1[0] = (pa_of(&self.mmio_l2) & OUTPUT_MASK) | VALID_TABLE;
+        }
         for gib in first_gib..=last_gib {
             let table = &mut self.l2[gib - first_gib];
             for (i, entry) in table.iter_mut().enumerate() {
@@ -142,21 +169,28 @@ impl Stage2Tables {
         if ipa >= IPA_LIMIT {
             return Access::None;
         }
-        let l1 = self.l1[(ipa / L1_SIZE) as usize];
-        let leaf = match l1 & 0b11 {
-            VALID_BLOCK => l1,
-            VALID_TABLE => {
-                let first_gib = self
-                    .l1
-                    .iter()
-                    .position(|e| e & 0b11 == VALID_TABLE)
-                    .unwrap_or(0);
-                let table = &self.l2[(ipa / L1_SIZE) as usize - first_gib];
-                table[((ipa % L1_SIZE) / L2_SIZE) as usize]
-            }
+        let gib = (ipa / L1_SIZE) as usize;
+        if self.l1[gib] & 0b11 != VALID_TABLE {
+            return Access::None;
+        }
+        let l2 = if gib == 0 {
+            &self.mmio_l2
+        } else {
+            // RAM tables are laid out from the first GiB that has one (GiB 0 is MMIO).
+            let first = self.l1[1..]
+                .iter()
+                .position(|e| e & 0b11 == VALID_TABLE)
+                .unwrap_or(0)
+                + 1;
+            &self.l2[gib - first]
+        };
+        let l2e = l2[((ipa % L1_SIZE) / L2_SIZE) as usize];
+        let leaf = match l2e & 0b11 {
+            VALID_BLOCK => l2e,
+            VALID_TABLE if gib == 0 => self.mmio_l3[((ipa % L2_SIZE) / 4096) as usize],
             _ => return Access::None,
         };
-        if leaf & 0b11 != VALID_BLOCK {
+        if leaf & 0b1 == 0 {
             Access::None
         } else if leaf & (0b1111 << 2) == MEMATTR_NORMAL_WB {
             Access::Normal
@@ -181,7 +215,8 @@ mod tests {
 
     fn built(ram: Range<u64>) -> Box<Stage2Tables> {
         let mut t = Box::new(Stage2Tables::new());
-        t.build(&ram, &HYP, |l2| l2.as_ptr() as u64).unwrap();
+        t.build(&ram, &HYP, &[0x0900_0000], |table| table.as_ptr() as u64)
+            .unwrap();
         t
     }
 
@@ -189,7 +224,20 @@ mod tests {
     fn host_sees_ram_and_mmio_but_not_the_hypervisor() {
         let t = built(RAM);
         assert_eq!(t.access(0x0900_0000), Access::Device, "UART");
-        assert_eq!(t.access(0x0800_0000), Access::Device, "GIC");
+        assert_eq!(t.access(0x0900_0fff), Access::Device, "UART's last byte");
+        assert_eq!(t.access(0x0900_1000), Access::None, "next page");
+        assert_eq!(
+            t.access(0x0902_0000),
+            Access::None,
+            "fw_cfg (DMA writes memory)"
+        );
+        assert_eq!(
+            t.access(0x0808_0000),
+            Access::None,
+            "GIC ITS (writes tables in memory)"
+        );
+        assert_eq!(t.access(0x0800_0000), Access::None, "GIC distributor");
+        assert_eq!(t.access(0x0a00_0000), Access::None, "virtio");
         assert_eq!(t.access(0x4000_0000), Access::Normal, "DTB");
         assert_eq!(t.access(0x401f_ffff), Access::Normal);
         assert_eq!(t.access(0x4020_0000), Access::None, "hypervisor image");
@@ -209,7 +257,13 @@ mod tests {
     fn descriptors_are_what_the_architecture_wants() {
         let t = built(RAM);
         let l1 = t.root();
-        assert_eq!(l1[0], 0x0040_0000_0000_04c5, "device block, AF, RW, XN");
+        assert_eq!(l1[0] & OUTPUT_MASK, t.mmio_l2.as_ptr() as u64);
+        let uart_l2 = t.mmio_l2[0x0900_0000 / L2_SIZE as usize];
+        assert_eq!(uart_l2 & OUTPUT_MASK, t.mmio_l3.as_ptr() as u64);
+        assert_eq!(
+            t.mmio_l3[0], 0x0040_0000_0900_04c7,
+            "device page, AF, RW, XN"
+        );
         assert_eq!(l1[1] & 0b11, VALID_TABLE);
         assert_eq!(l1[1] & OUTPUT_MASK, t.l2[0].as_ptr() as u64 & OUTPUT_MASK);
         assert_eq!(
@@ -232,19 +286,36 @@ mod tests {
     fn bad_layouts_are_refused() {
         let mut t = Box::new(Stage2Tables::new());
         let pa = |l2: &[u64; 512]| l2.as_ptr() as u64;
+        let uart = [0x0900_0000];
+        let misaligned = 0x4000_1000..0x8000_0000;
         assert_eq!(
-            t.build(&(0x4000_1000..0x8000_0000), &HYP, pa),
+            t.build(&misaligned, &HYP, &uart, pa),
             Err(Stage2Error::Alignment)
         );
         assert_eq!(
-            t.build(&(0..0x8000_0000), &HYP, pa),
+            t.build(&(0..0x8000_0000), &HYP, &uart, pa),
             Err(Stage2Error::RamLayout)
         );
+        let five_gib = 0x4000_0000..0x1_8000_0000;
         assert_eq!(
-            t.build(&(0x4000_0000..0x1_8000_0000), &HYP, pa),
-            Err(Stage2Error::RamLayout),
-            "five GiB"
+            t.build(&five_gib, &HYP, &uart, pa),
+            Err(Stage2Error::RamLayout)
         );
+        for devices in [
+            &[0x0900_0008][..],
+            &[0x4000_0000],
+            &[0x0900_0000, 0x0a00_0000],
+        ] {
+            let r = t.build(&RAM, &HYP, devices, pa);
+            assert_eq!(r, Err(Stage2Error::DeviceLayout), "{devices:x?}");
+        }
+        t.build(&RAM, &HYP, &[], pa).unwrap();
+        assert_eq!(
+            t.access(0x0900_0000),
+            Access::None,
+            "no devices: nothing in GiB 0"
+        );
+        assert_eq!(t.access(0x4100_0000), Access::Normal);
     }
 
     #[test]

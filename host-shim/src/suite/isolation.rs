@@ -38,6 +38,11 @@ pub const TESTS: &[TestCase<Ctx>] = &[
     },
     TestCase {
         group: "isolation",
+        name: "devices_that_write_memory_are_unmapped",
+        run: memory_writing_devices_unmapped,
+    },
+    TestCase {
+        group: "isolation",
         name: "refused_accesses_are_traced",
         run: aborts_traced,
     },
@@ -127,6 +132,28 @@ fn host_memory_mapped(_: &Ctx) -> TestResult {
         }
     }
     Ok(())
+}
+
+/// QEMU `virt` devices that write memory on the host's behalf (stage 2 does not see those
+/// writes), so the host must not reach them at all: fw_cfg's DMA address register (writing it
+/// starts a DMA transfer), the GIC ITS and the redistributors (LPI tables in memory), the
+/// distributor, and virtio-mmio.
+const MEMORY_WRITING_DEVICES: [u64; 5] = [
+    0x0902_0010,
+    0x0808_0000,
+    0x080a_0000,
+    0x0800_0000,
+    0x0a00_0000,
+];
+
+fn memory_writing_devices_unmapped(_: &Ctx) -> TestResult {
+    for addr in MEMORY_WRITING_DEVICES {
+        match probe_write(addr, 0) {
+            Ok(()) => return Err(format!("the host reached the device at {addr:#x}")),
+            Err(abort) => is_refusal(abort, addr)?,
+        }
+    }
+    still_serving()
 }
 
 fn aborts_traced(_: &Ctx) -> TestResult {

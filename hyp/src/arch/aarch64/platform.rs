@@ -43,7 +43,11 @@ pub fn build_stage2() -> Result<u64, &'static str> {
     // so nothing else accesses the tables while they are written.
     let tables = unsafe { &mut *core::ptr::addr_of_mut!(STAGE2) };
     tables
-        .build(&platform().ram, &HYP_REGION, |l2| l2.as_ptr() as u64)
+        // The host needs only its console: every other device stays unmapped (some, like
+        // fw_cfg's DMA interface and the GIC ITS, write memory behind stage 2's back).
+        .build(&platform().ram, &HYP_REGION, &[platform().uart], |table| {
+            table.as_ptr() as u64
+        })
         .map_err(|_| "RAM cannot be described by the stage-2 tables")?;
     // SAFETY: a barrier: table writes complete before any CPU's table walker uses them.
     unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
