@@ -99,14 +99,24 @@ fn cannot_read(_: &Ctx) -> TestResult {
 }
 
 fn cannot_write(_: &Ctx) -> TestResult {
-    for addr in HYP_PROBES {
-        match probe_write(addr, 0xbad0_bad0_bad0_bad0) {
-            Ok(()) => return Err(format!("wrote hypervisor memory at {addr:#x}")),
-            Err(abort) => is_refusal(abort, addr)?,
-        }
-        // Writes set WnR in the syndrome.
-    }
-    still_serving()?;
+    smp::run_everywhere(
+        |_| {
+            for addr in HYP_PROBES {
+                match probe_write(addr, 0xbad0_bad0_bad0_bad0) {
+                    Ok(()) => return Err(format!("wrote hypervisor memory at {addr:#x}")),
+                    Err(abort) => {
+                        is_refusal(abort, addr)?;
+                        // A write: WnR set in the syndrome the host sees.
+                        check(abort.esr & (1 << 6) != 0, || {
+                            format!("{addr:#x}: WnR clear")
+                        })?;
+                    }
+                }
+            }
+            still_serving()
+        },
+        5_000,
+    )?;
     // A whole tracing session still works after the attempts.
     with_session(8 << 10, &[Selftest::DESC.id], |s| {
         expect_eq("selftest written", selftest(0, 50)?, 50)?;

@@ -43,46 +43,55 @@ pub struct Abort {
     pub far: u64,
 }
 
-static EXPECT_ABORT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the address of the one load or store that may abort now (0: none expected).
+static EXPECT_PC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: whether the expected abort happened, and its syndrome and address.
+static ABORTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static ABORT_ESR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static ABORT_FAR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Runs `access` (one load or store instruction) expecting it may abort; returns the abort.
-fn probe(access: impl FnOnce()) -> Option<Abort> {
-    let cpu = cpu::index();
-    // Relaxed: the flags are only used by this CPU, in program order with its own exception.
-    EXPECT_ABORT[cpu].store(true, Ordering::Relaxed);
-    ABORT_ESR[cpu].store(0, Ordering::Relaxed);
-    access();
-    let expected = EXPECT_ABORT[cpu].swap(false, Ordering::Relaxed);
-    (!expected).then(|| Abort {
-        esr: ABORT_ESR[cpu].load(Ordering::Relaxed),
-        far: ABORT_FAR[cpu].load(Ordering::Relaxed),
-    })
+/// Issues the single access `$insn` (`ldr`/`str` of `{v}` at `{a}`) after recording its own
+/// address as the one allowed to abort on this CPU; returns the abort if it happened.
+macro_rules! probe {
+    ($insn:literal, $($operands:tt)*) => {{
+        let cpu = cpu::index();
+        // Relaxed: these flags are used by this CPU only, in program order with its own
+        // synchronous exception.
+        ABORTED[cpu].store(false, Ordering::Relaxed);
+        let slot = EXPECT_PC[cpu].as_ptr();
+        // SAFETY: `adr` takes the address of label 2 (the access) and stores it in this CPU's
+        // EXPECT_PC slot (a live static); then the one access runs. If it aborts, the EL1
+        // handler sees ELR == EXPECT_PC and skips exactly that instruction. The caller
+        // checked alignment; a fault anywhere else is reported as fatal.
+        unsafe {
+            core::arch::asm!(
+                "adr {pc}, 2f",
+                "str {pc}, [{slot}]",
+                concat!("2: ", $insn),
+                pc = out(reg) _,
+                slot = in(reg) slot,
+                $($operands)*
+                options(nostack)
+            )
+        };
+        EXPECT_PC[cpu].store(0, Ordering::Relaxed);
+        ABORTED[cpu].load(Ordering::Relaxed).then(|| Abort {
+            esr: ABORT_ESR[cpu].load(Ordering::Relaxed),
+            far: ABORT_FAR[cpu].load(Ordering::Relaxed),
+        })
+    }};
 }
 
-/// Reads the u64 at `addr`; `Err` with the abort if the access faulted.
+/// Reads the u64 at `addr` (8-aligned); `Err` with the abort if the access faulted.
 pub fn probe_read(addr: u64) -> Result<u64, Abort> {
     let mut value = 0u64;
-    let abort = probe(|| {
-        // SAFETY: a single load the caller expects may fault; the EL1 handler skips it when
-        // it does (EXPECT_ABORT is set), leaving `value` as it was. Aligned by the caller.
-        unsafe {
-            core::arch::asm!("ldr {v}, [{a}]", a = in(reg) addr, v = inout(reg) value, options(nostack))
-        };
-    });
+    let abort = probe!("ldr {v}, [{a}]", a = in(reg) addr, v = inout(reg) value,);
     abort.map_or(Ok(value), Err)
 }
 
-/// Writes `value` to `addr`; `Err` with the abort if the access faulted.
+/// Writes `value` to `addr` (8-aligned); `Err` with the abort if the access faulted.
 pub fn probe_write(addr: u64, value: u64) -> Result<(), Abort> {
-    let abort = probe(|| {
-        // SAFETY: a single store the caller expects to fault (it targets memory the host
-        // does not own); if it does not fault, the caller reports a broken isolation.
-        unsafe {
-            core::arch::asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack))
-        };
-    });
+    let abort = probe!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value,);
     abort.map_or(Ok(()), Err)
 }
 
@@ -92,14 +101,13 @@ extern "C" fn host_trap(slot: u64, frame: &mut TrapFrame) {
     let cpu = cpu::index();
     let same_el_sync =
         VectorSlot::from_index(slot) == Some(VectorSlot::CurrentSpx(hyp::esr::ExceptionKind::Sync));
-    if same_el_sync
-        && esr.ec() == hyp::esr::EC_DATA_ABORT_SAME
-        && EXPECT_ABORT[cpu].load(Ordering::Relaxed)
-    {
+    let expected_pc = EXPECT_PC[cpu].load(Ordering::Relaxed);
+    if same_el_sync && esr.ec() == hyp::esr::EC_DATA_ABORT_SAME && frame.elr == expected_pc {
         ABORT_ESR[cpu].store(esr.0, Ordering::Relaxed);
         ABORT_FAR[cpu].store(far, Ordering::Relaxed);
-        EXPECT_ABORT[cpu].store(false, Ordering::Relaxed);
-        // Skip the one faulting load or store.
+        ABORTED[cpu].store(true, Ordering::Relaxed);
+        EXPECT_PC[cpu].store(0, Ordering::Relaxed);
+        // Skip exactly the probing load or store.
         frame.elr += 4;
         return;
     }
