@@ -34,7 +34,7 @@ pub(crate) mod sync;
 pub use page_io::LoomPage;
 
 use page_io::PageRef;
-use sync::{AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell};
+use sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell};
 
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -214,6 +214,10 @@ struct CacheLine<T>(T);
 #[derive(Debug)]
 struct Hot<'a> {
     status: AtomicU32,
+    /// Set while a control operation waits for the writer to leave: the writer does not
+    /// start new writes, so a writer in a tight loop cannot starve disable/reset/teardown.
+    /// Liveness only: safety comes from the `status` handshake alone.
+    stop: AtomicBool,
     writer: UnsafeCell<WriterState<'a>>,
     /// Copy of `WriterState::entries` for readers of the statistics.
     entries: AtomicU64,
@@ -361,6 +365,7 @@ impl<'a> RingBuffer<'a> {
             Self {
                 hot: CacheLine(Hot {
                     status: AtomicU32::new(WRITER_NONWRITABLE),
+                    stop: AtomicBool::new(false),
                     writer: UnsafeCell::new(WriterState::new()),
                     entries: AtomicU64::new(0),
                 }),
@@ -399,6 +404,10 @@ impl<'a> RingBuffer<'a> {
             return None;
         }
         let hot = &self.hot.0;
+        // Relaxed: a liveness hint (see `Hot::stop`); the compare-and-swap below decides.
+        if hot.stop.load(Ordering::Relaxed) {
+            return None;
+        }
         // Acquire: pairs with the Release store of WRITABLE by `enable`/`reset` (the ring
         // they set up is visible) and by the previous writer's exit.
         if hot
@@ -705,6 +714,9 @@ impl<'a> RingBuffer<'a> {
         if !ctl.loaded {
             return Err(HypError::NotLoaded);
         }
+        // Relaxed: a hint. A writer may see the old value for a moment after `enable` and
+        // drop an event, just as it may still see NONWRITABLE for a moment.
+        self.hot.0.stop.store(false, Ordering::Relaxed);
         // Release: pairs with the writer's Acquire compare-and-swap in `reserve`, which then
         // sees the ring laid out by `load`/`reset`. Failure (already WRITABLE or WRITING)
         // means it is enabled already.
@@ -733,6 +745,9 @@ impl<'a> RingBuffer<'a> {
 
     /// The disable handshake; the caller holds the control lock.
     fn disable_locked(&self) -> bool {
+        // Relaxed: a liveness hint. Once the writer sees it, it starts no new write, so the
+        // loop below waits for at most the write in flight. Cleared by `enable`/`reset`.
+        self.hot.0.stop.store(true, Ordering::Relaxed);
         loop {
             // Acquire (success and failure): pairs with the writer's Release store of
             // WRITABLE on exit, so all its page writes happen before our return.
@@ -791,6 +806,8 @@ impl<'a> RingBuffer<'a> {
         // SAFETY: lock held and status NONWRITABLE after the handshake.
         unsafe { self.init_layout(&mut ctl, reader) };
         if was {
+            // Relaxed: ordered before the Release store below.
+            self.hot.0.stop.store(false, Ordering::Relaxed);
             // Release: pairs with the writer's Acquire entry, which sees the new layout.
             self.hot.0.status.store(WRITER_WRITABLE, Ordering::Release);
         }
