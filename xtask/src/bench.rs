@@ -65,8 +65,8 @@ fn suite() -> Result<()> {
     let dir = workspace::target_dir().join("bench");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let machine = Machine::probe();
-    // Part (a). Parts (b)-(e) go here, each a `Section`.
-    let sections = vec![native(&dir)?];
+    // Part (a) natively; parts (b), (c) and (e) inside QEMU. Part (d) is not measured yet.
+    let sections = vec![native(&dir)?, crate::bench_qemu::section()?];
 
     let mut out = String::new();
     writeln!(out, "\nhyptrace bench: {}", machine.one_line())?;

@@ -22,6 +22,7 @@
 mod bench;
 mod bench_json;
 mod bench_lttng;
+mod bench_qemu;
 mod build;
 mod cli;
 mod fault_report;

@@ -233,8 +233,12 @@ pub extern "C" fn secondary_main(block: &'static BootBlock) -> ! {
             *mailbox.result.lock() = Some(result);
             // Release: pairs with the Acquire load in `wait_job`; publishes the result.
             mailbox.state.store(DONE, Ordering::Release);
+            continue;
         }
-        core::hint::spin_loop();
+        // Idle until an event: `start_job` sends one after posting. An event sent before
+        // this WFE is latched in the event register, so none is lost. Idle CPUs then leave
+        // the host's cores to the CPUs that work (under TCG WFE yields the vCPU thread).
+        aarch64_cpu::asm::wfe();
     }
 }
 
@@ -250,6 +254,9 @@ pub fn start_job(index: usize, job: Job) -> TestResult {
     *mailbox.job.lock() = Some(job);
     // Release: pairs with the Acquire load in `secondary_main`.
     mailbox.state.store(PENDING, Ordering::Release);
+    // Wake the CPU from its WFE; the barrier makes the store visible first.
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
+    aarch64_cpu::asm::sev();
     Ok(())
 }
 
