@@ -63,7 +63,9 @@ fn is_bench_line(line: &str) -> bool {
 pub fn section() -> Result<Section> {
     let images = build::build_images(Profile::Release)?;
     let config = QemuConfig::new(&images, 4, vec!["bench".to_string()])?;
-    let captured = qemu::run(&config, Duration::from_secs(900), false, is_bench_line)?;
+    eprintln!("xtask: bench (b)-(e): booting the guest's bench mode on 4 vCPUs (about a minute)");
+    // The guest's `bench:` lines stream as they are measured: they are the progress.
+    let captured = qemu::run(&config, Duration::from_secs(900), true, is_bench_line)?;
     let lines: Vec<&str> = captured.kept.iter().map(|l| l.text.as_str()).collect();
     let finished = lines.iter().any(|l| l.contains("bench: done"));
     if captured.end != RunEnd::Exited(0) || !finished {
