@@ -46,7 +46,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             workspace::cargo(&["bench", "-p", "hyp", "--bench", "ring"]),
             "bench ring (hyp/benches/ring.rs)",
         ),
-        None => suite(),
+        None => suite(args.quiet),
     }
 }
 
@@ -61,12 +61,12 @@ pub struct Section {
 }
 
 /// Every part, then one table and results.json.
-fn suite() -> Result<()> {
+fn suite(quiet: bool) -> Result<()> {
     let dir = workspace::target_dir().join("bench");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let machine = Machine::probe();
     // Part (a) natively; parts (b), (c) and (e) inside QEMU. Part (d) is not measured yet.
-    let sections = vec![native(&dir)?, crate::bench_qemu::section()?];
+    let sections = vec![native(&dir, quiet)?, crate::bench_qemu::section(quiet)?];
 
     let mut out = String::new();
     writeln!(out, "\nhyptrace bench: {}", machine.one_line())?;
@@ -390,7 +390,7 @@ struct NativeSamples {
 }
 
 /// Part (a): the native writer against the floor and LTTng-UST, alternating rounds.
-fn native(dir: &std::path::Path) -> Result<Section> {
+fn native(dir: &std::path::Path, quiet: bool) -> Result<Section> {
     let exe = build_native()?;
     let (pin, pin_text) = pin_prefix();
     let mut lttng_state: std::result::Result<bench_lttng::Lttng, String> =
@@ -418,7 +418,9 @@ fn native(dir: &std::path::Path) -> Result<Section> {
     };
     let index = |p: usize| PAYLOADS.iter().position(|&q| q == p);
     for round in 0..ROUNDS {
-        eprintln!("xtask: bench (a) round {}/{ROUNDS}", round + 1);
+        if !quiet {
+            eprintln!("xtask: bench (a) round {}/{ROUNDS}", round + 1);
+        }
         for r in native_round(&exe, &pin)? {
             let i = index(r.payload).context("native bench payload size")?;
             s.floor[i].push(r.floor);

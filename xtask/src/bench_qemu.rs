@@ -59,13 +59,18 @@ fn is_bench_line(line: &str) -> bool {
     line.starts_with("bench:") || line.contains("EXCEPTION") || line.contains("panicked")
 }
 
-/// Boots the guest's bench mode on 4 CPUs and turns its figures into a section.
-pub fn section() -> Result<Section> {
+/// Boots the guest's bench mode on 4 CPUs and turns its figures into a section; unless
+/// `quiet`, the guest's lines stream as progress.
+pub fn section(quiet: bool) -> Result<Section> {
     let images = build::build_images(Profile::Release)?;
     let config = QemuConfig::new(&images, 4, vec!["bench".to_string()])?;
-    eprintln!("xtask: bench (b)-(e): booting the guest's bench mode on 4 vCPUs (about a minute)");
+    if !quiet {
+        eprintln!(
+            "xtask: bench (b)-(e): booting the guest's bench mode on 4 vCPUs (about a minute)"
+        );
+    }
     // The guest's `bench:` lines stream as they are measured: they are the progress.
-    let captured = qemu::run(&config, Duration::from_secs(900), true, is_bench_line)?;
+    let captured = qemu::run(&config, Duration::from_secs(900), !quiet, is_bench_line)?;
     let lines: Vec<&str> = captured.kept.iter().map(|l| l.text.as_str()).collect();
     let finished = lines.iter().any(|l| l.contains("bench: done"));
     if captured.end != RunEnd::Exited(0) || !finished {

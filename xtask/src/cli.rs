@@ -261,6 +261,9 @@ pub struct BenchArgs {
     /// table and `<target>/bench/results.json`.
     #[arg(value_enum)]
     pub target: Option<BenchTarget>,
+    /// Print only the table (no per-round progress, no guest console).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The benchmarks `cargo xtask bench` knows.
