@@ -322,16 +322,7 @@ fn native_round(exe: &std::path::Path, pin: &[String]) -> Result<Vec<NativeRow>>
     };
     command.args(["--events", &EVENTS.to_string()]);
     let line = workspace::display_command(&command);
-    let out = command
-        .output()
-        .with_context(|| format!("could not run `{line}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = workspace::output_checked(command)?;
     parse_native(&String::from_utf8_lossy(&out.stdout))
         .with_context(|| format!("unexpected output from `{line}`"))
 }

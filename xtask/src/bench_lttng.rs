@@ -166,20 +166,7 @@ impl Lttng {
     }
 
     fn ctl_checked(&self, args: &[&str]) -> Result<()> {
-        let mut command = self.ctl(args);
-        let line = workspace::display_command(&command);
-        let out = command
-            .output()
-            .with_context(|| format!("could not run `{line}`"))?;
-        if !out.status.success() {
-            bail!(
-                "`{line}` failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        workspace::output_checked(self.ctl(args)).map(drop)
     }
 
     /// One round with one layout: a fresh snapshot session with one overwrite channel and the

@@ -101,6 +101,24 @@ pub fn run_checked(mut command: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `command` to completion capturing its output; fails, with the command line and both
+/// streams, if it does not start or exits unsuccessfully.
+pub fn output_checked(mut command: Command) -> Result<std::process::Output> {
+    let line = display_command(&command);
+    let out = command
+        .output()
+        .with_context(|| format!("could not run `{line}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

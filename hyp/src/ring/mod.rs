@@ -688,12 +688,7 @@ impl<'a> RingBuffer<'a> {
             descs,
             tail: first,
             tail_page: descs[first].page.load(Ordering::Relaxed),
-            write: 0,
-            tail_entries: 0,
-            last_ts: 0,
-            entries: 0,
-            overrun: 0,
-            pages_touched: 0,
+            ..WriterState::new()
         };
         drop(cell);
         // Relaxed: no writer runs; `enable`'s Release store publishes these to it, the lock
