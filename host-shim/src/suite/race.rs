@@ -11,8 +11,8 @@ use host_shim::harness::{TestCase, TestResult};
 use hyp::abi::{HypError, HypercallId};
 
 use super::tracing_support::{
-    base, check_canary, fill_canary, selftest, selftest_buffer, start_writers, with_session,
-    SeqCheck, SELFTEST,
+    base, selftest, selftest_buffer, start_writers, teardown_under_writers, with_session, SeqCheck,
+    SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -140,20 +140,11 @@ fn teardown_under_swaps(_: &Ctx) -> TestResult {
             }
         }
     }
-    call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
-    fill_canary(&pages, CANARY);
-    let until = cpu::counter() + cpu::ticks_per_ms(50);
-    while cpu::counter() < until {
+    teardown_under_writers(writers, &mut pool, &pages, CANARY, || {
         // The writers keep calling (and are refused); swaps are refused too.
         let refused = call(HypercallId::SwapReader, &[0]).err();
-        expect_eq("swap after teardown", refused, Some(HypError::NotLoaded))?;
-    }
-    writers.stop()?;
-    check_canary(&pages, CANARY)?;
-    pages.iter().for_each(|p| {
-        let _ = pool.free(*p);
-    });
-    Ok(())
+        expect_eq("swap after teardown", refused, Some(HypError::NotLoaded))
+    })
 }
 
 fn cpu_off_on(_: &Ctx) -> TestResult {

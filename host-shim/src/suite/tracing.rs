@@ -14,8 +14,8 @@ use hyp::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{
-    base, check_canary, each_event, field, fill_canary, read_all, selftest, selftest_buffer,
-    selftest_seqs, start_writers, with_session, SeqCheck, SELFTEST,
+    base, each_event, field, read_all, selftest, selftest_buffer, selftest_seqs, start_writers,
+    teardown_under_writers, with_session, SeqCheck, SELFTEST,
 };
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -208,19 +208,10 @@ fn teardown_while_writing(_: &Ctx) -> TestResult {
     while cpu::counter() < until {
         selftest(0, 16)?;
     }
-    call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
-    // The pages are the host's again: fill them with a canary the writers must not touch.
-    fill_canary(&pages, CANARY);
-    let until = cpu::counter() + cpu::ticks_per_ms(50);
-    while cpu::counter() < until {
+    teardown_under_writers(writers, &mut pool, &pages, CANARY, || {
         core::hint::spin_loop();
-    }
-    writers.stop()?;
-    check_canary(&pages, CANARY)?;
-    pages.iter().for_each(|p| {
-        let _ = pool.free(*p);
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 fn reset_one_cpu(_: &Ctx) -> TestResult {

@@ -269,3 +269,27 @@ pub fn check_canary(pages: &[u64], canary: u64) -> TestResult {
     }
     Ok(())
 }
+
+/// Tears tracing down while `writers` keep calling, fills the buffer's `pages` (the host's
+/// again) with `canary`, runs `meanwhile` for 50 ms, stops the writers, checks that no write
+/// touched the pages, and returns them to `pool`.
+pub fn teardown_under_writers(
+    writers: Writers,
+    pool: &mut host_shim::page_pool::PagePool,
+    pages: &[u64],
+    canary: u64,
+    mut meanwhile: impl FnMut() -> TestResult,
+) -> TestResult {
+    call(HypercallId::TeardownTracing, &[]).map_err(|e| format!("teardown: {e}"))?;
+    fill_canary(pages, canary);
+    let until = crate::arch::cpu::counter() + crate::arch::cpu::ticks_per_ms(50);
+    while crate::arch::cpu::counter() < until {
+        meanwhile()?;
+    }
+    writers.stop()?;
+    check_canary(pages, canary)?;
+    for &p in pages {
+        let _ = pool.free(p);
+    }
+    Ok(())
+}
