@@ -102,7 +102,8 @@ mod tests {
     use super::*;
 
     static STORAGE: crate::tracing::TracingStorage = crate::tracing::TracingStorage::new();
-    static TRACING: TracingService = TracingService::new(&STORAGE);
+    static TRACING: TracingService =
+        TracingService::new(&STORAGE, &crate::tracing::host_memory::IdentityMapped);
 
     fn ctx(rules: &MemoryRules) -> Context<'_> {
         Context {

@@ -12,6 +12,7 @@
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
+//! - [`el2_map`]: the hypervisor's own stage-1 tables: what EL2 maps, with which permissions.
 //! - [`stage2`]: the host's stage-2 identity map, without the hypervisor's memory.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
 //! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
@@ -26,6 +27,7 @@ pub mod abi;
 pub mod clock;
 pub mod cpus;
 pub mod dtb;
+pub mod el2_map;
 pub mod esr;
 // The service and the dispatcher keep their state in `static`s, whose `const` constructors
 // do not exist under loom; the loom build checks the `ring` protocols only.

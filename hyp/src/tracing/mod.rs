@@ -12,6 +12,7 @@
 //! memory, parses and validates the copy (structure, every page address, no page twice) and
 //! only then touches any ring. Any failure leaves nothing loaded.
 
+pub mod host_memory;
 pub mod memory_rules;
 pub mod ownership;
 
@@ -25,6 +26,7 @@ use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
 use crate::ring::{PageDesc, RingBuffer, RingStats, Swap};
+use host_memory::{map_pages, unmap_pages, HostMemory};
 use memory_rules::{MemoryRules, MAX_PACK_SIZE};
 use ownership::PageStates;
 
@@ -86,6 +88,7 @@ pub struct TracingService {
     control: spin::Mutex<Control>,
     rings: [RingBuffer<'static>; MAX_CPUS],
     storage: &'static TracingStorage,
+    memory: &'static dyn HostMemory,
     events: [AtomicBool; EVENT_SLOTS],
     clock: ClockBanks,
 }
@@ -120,8 +123,9 @@ fn boolean(v: u64) -> Result<bool, HypError> {
 }
 
 impl TracingService {
-    /// An unloaded service (every event disabled, clock at zero) using `storage`.
-    pub const fn new(storage: &'static TracingStorage) -> Self {
+    /// An unloaded service (every event disabled, clock at zero) using `storage`, reaching
+    /// host pages through `memory`.
+    pub const fn new(storage: &'static TracingStorage, memory: &'static dyn HostMemory) -> Self {
         Self {
             control: spin::Mutex::new(Control {
                 loaded: false,
@@ -129,6 +133,7 @@ impl TracingService {
             }),
             rings: [const { RingBuffer::new() }; MAX_CPUS],
             storage,
+            memory,
             events: [const { AtomicBool::new(false) }; EVENT_SLOTS],
             clock: ClockBanks::new(),
         }
@@ -139,9 +144,10 @@ impl TracingService {
     ///
     /// # Safety
     ///
-    /// Every page-aligned address inside `rules.ram` and outside `rules.hyp` must be mapped
-    /// readable and writable at the same address for as long as tracing stays loaded, and
-    /// never be hypervisor memory Rust code relies on (the host may change it at any time).
+    /// Every page-aligned address inside `rules.ram` and outside `rules.hyp` must be host
+    /// memory that the service's [`HostMemory`] makes accessible at the same address while it
+    /// is mapped, and never hypervisor memory Rust code relies on (the host may change it at
+    /// any time).
     pub unsafe fn load(
         &'static self,
         pack_pa: u64,
@@ -159,10 +165,14 @@ impl TracingService {
         // Only `load` uses the scratch space, and it holds the control lock.
         let mut scratch = self.storage.scratch.lock();
         let scratch = &mut *scratch;
-        // Validate a private copy: the host cannot change what is being checked.
+        // Validate a private copy: the host cannot change what is being checked. The pack is
+        // mapped read-only for the copy alone.
+        self.memory.map(span.clone(), false)?;
         // SAFETY: `check_pack` put [pack_pa, pack_pa + size) inside host RAM, which the
-        // caller guarantees is mapped; `len` <= MAX_PACK_SIZE = the scratch size.
+        // caller guarantees is host memory, mapped just above; `len` <= MAX_PACK_SIZE = the
+        // scratch size.
         unsafe { copy_from_host(&mut scratch.pack[..len], pack_pa) };
+        self.memory.unmap(span.clone());
         let pack = TraceBufferPack::parse(&scratch.pack[..len], nr_cpus.min(MAX_CPUS))?;
         if pack.total_pages() > DESC_POOL as u64 {
             return Err(HypError::NoMemory);
@@ -181,6 +191,11 @@ impl TracingService {
         // Nothing is shared while unloaded, so the table may follow the rules' RAM.
         scratch.states.ensure(&rules.ram, &rules.hyp);
         scratch.states.share(&scratch.pages[..n])?;
+        // Mapped at EL2 only now that they are validated and shared.
+        if let Err(e) = map_pages(self.memory, &scratch.pages[..n]) {
+            scratch.states.unshare(&scratch.pages[..n]);
+            return Err(e);
+        }
         scratch.shared = n;
 
         let mut next = 0;
@@ -201,6 +216,7 @@ impl TracingService {
             };
             if let Err(e) = result {
                 Self::unload(&self.rings, ctl);
+                unmap_pages(self.memory, &scratch.pages[..n]);
                 scratch.states.unshare(&scratch.pages[..n]);
                 scratch.shared = 0;
                 return Err(e);
@@ -230,10 +246,12 @@ impl TracingService {
             return Err(HypError::NotLoaded);
         }
         Self::unload(&self.rings, &mut ctl);
-        // Every page is the host's again (no write touches them after unload).
+        // Every page is the host's again (no write touches them after unload): unmapped at
+        // EL2 first, so the hypervisor cannot reach a page the host owns.
         let mut scratch = self.storage.scratch.lock();
         let shared = scratch.shared;
         let Scratch { pages, states, .. } = &mut *scratch;
+        unmap_pages(self.memory, &pages[..shared]);
         states.unshare(&pages[..shared]);
         scratch.shared = 0;
         drop(scratch);

@@ -108,7 +108,8 @@ fn two_cpus(host: &mut Host) -> (u64, u64) {
 macro_rules! service {
     () => {{
         static STORAGE: TracingStorage = TracingStorage::new();
-        static S: TracingService = TracingService::new(&STORAGE);
+        static S: TracingService =
+            TracingService::new(&STORAGE, &crate::tracing::host_memory::IdentityMapped);
         &S
     }};
 }
@@ -365,7 +366,7 @@ mod hostile_packs {
         #[test]
         fn arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
             static STORAGE: TracingStorage = TracingStorage::new();
-            static S: TracingService = TracingService::new(&STORAGE);
+            static S: TracingService = TracingService::new(&STORAGE, &crate::tracing::host_memory::IdentityMapped);
             let arena = Arena::new(16);
             let size = arena.put_pack(&data);
             // SAFETY: the rules allow only the arena, which is live memory.
@@ -383,7 +384,7 @@ mod hostile_packs {
             Just(0u64), Just(u64::MAX), Just(1u64 << 63), (0u64..64),
         ], page in 0u64..16) {
             static STORAGE: TracingStorage = TracingStorage::new();
-            static S: TracingService = TracingService::new(&STORAGE);
+            static S: TracingService = TracingService::new(&STORAGE, &crate::tracing::host_memory::IdentityMapped);
             let arena = Arena::new(16);
             let mut words = valid_words(&arena);
             // Half the time the new value is an arena page (possibly a duplicate or the pack).
@@ -396,4 +397,88 @@ mod hostile_packs {
             }
         }
     }
+}
+
+/// The EL2 tables of a test: real `El2Map` tables in ordinary memory, with the test's host RAM
+/// arena standing at 0x4000_0000 (heap addresses are beyond the tables' 39 bits).
+struct TestEl2 {
+    map: spin::Mutex<crate::el2_map::El2Map<'static>>,
+}
+
+const TEST_RAM_PA: u64 = 0x4000_0000;
+
+impl TestEl2 {
+    fn pa(addr: u64) -> u64 {
+        addr - host_ram().base + TEST_RAM_PA
+    }
+
+    fn mapped(&self, addr: u64) -> Option<crate::el2_map::Permissions> {
+        self.map.lock().permissions(Self::pa(addr))
+    }
+}
+
+impl host_memory::HostMemory for TestEl2 {
+    fn map(&self, range: core::ops::Range<u64>, writable: bool) -> Result<(), HypError> {
+        let pa = Self::pa(range.start)..Self::pa(range.end);
+        host_memory::HostMemory::map(&self.map, pa, writable)
+    }
+
+    fn unmap(&self, range: core::ops::Range<u64>) {
+        host_memory::HostMemory::unmap(&self.map, Self::pa(range.start)..Self::pa(range.end));
+    }
+}
+
+#[test]
+fn ring_pages_are_mapped_at_el2_only_while_loaded() {
+    use crate::el2_map::{El2Map, TablePool};
+    let pool: &'static mut TablePool = Box::leak(Box::new(TablePool::new()));
+    let el2: &'static TestEl2 = Box::leak(Box::new(TestEl2 {
+        map: spin::Mutex::new(El2Map::new(pool)),
+    }));
+    static STORAGE: TracingStorage = TracingStorage::new();
+    let s: &'static TracingService = Box::leak(Box::new(TracingService::new(&STORAGE, el2)));
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    let ring_pages = host.pages.clone();
+    let unmapped_everywhere = |what: &str| {
+        for (i, page) in ring_pages.iter().enumerate() {
+            assert_eq!(el2.mapped(*page), None, "{what}: page {i}");
+        }
+        for page in (pa..pa + size).step_by(4096) {
+            assert_eq!(el2.mapped(page), None, "{what}: pack page {page:#x}");
+        }
+    };
+    unmapped_everywhere("before load");
+    // SAFETY: the test's pages and pack are live heap memory inside `rules().ram`.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    for i in 0..8 {
+        let p = el2
+            .mapped(host.addr(i))
+            .expect("a ring page is mapped while loaded");
+        assert!(p.write && !p.execute && !p.device, "page {i}: {p:?}");
+    }
+    for page in (pa..pa + size).step_by(4096) {
+        assert_eq!(
+            el2.mapped(page),
+            None,
+            "the pack is unmapped once load returns"
+        );
+    }
+    s.enable(1).unwrap();
+    s.enable_event(u64::from(events::Selftest::DESC.id), 1)
+        .unwrap();
+    assert_eq!(
+        s.write_selftest(0, || 5, 0, 100),
+        Ok(100),
+        "the writer reaches its pages"
+    );
+    s.teardown().unwrap();
+    unmapped_everywhere("after teardown");
+
+    // A refused load (a page named twice) maps nothing either.
+    let dup = host.pack(&[(0, 0, vec![1, 2]), (1, 3, vec![2, 4])]);
+    // SAFETY: as above.
+    let r = unsafe { s.load(dup.0, dup.1, &rules(), 2) };
+    assert_eq!(r, Err(HypError::PageDuplicate));
+    unmapped_everywhere("after a refused load");
 }

@@ -1,0 +1,510 @@
+//! The hypervisor's own address space: the EL2 stage-1 tables, what they map and with which
+//! permissions.
+//!
+//! Identity-mapped (virtual address = physical address), 4 KiB granule, 39-bit addresses,
+//! walks starting at level 1. What EL2 can reach, and nothing else:
+//!
+//! | Region | Memory type | Permissions |
+//! |---|---|---|
+//! | image `.text` | Normal write-back | read-only, executable |
+//! | image `.rodata` | Normal write-back | read-only, never executable |
+//! | image `.data`, `.bss` (pools, page tables) | Normal write-back | read-write, never executable |
+//! | each CPU's stack | Normal write-back | read-write, never executable |
+//! | the page below each stack | — | **unmapped** (guard) |
+//! | the UART | Device-nGnRE | read-write, never executable |
+//! | host RAM | — | **unmapped**, except pages the host named ([`El2Map::map_host`]) |
+//!
+//! Host pages are mapped only while the host shares them: the pack while `load_tracing` copies
+//! it (read-only), the ring pages of a loaded trace (read-write) until `teardown_tracing`. So a
+//! bug in the writer can reach only the pages the host named for the current trace.
+//!
+//! Tables come from a fixed [`TablePool`] in hypervisor memory and are built and edited with
+//! the `aarch64-paging` crate, which does the break-before-make TLB maintenance
+//! (`DSB ISHST`, `TLBI VAE2IS` per page, `DSB ISH`, `ISB`) once the map is live. Everything
+//! here is plain Rust, tested on the development machine; turning the MMU on is the arch
+//! layer's job ([`MmuConfig`] holds the register values it writes).
+
+use core::fmt;
+use core::ops::Range;
+use core::ptr::NonNull;
+
+use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
+use aarch64_paging::paging::{Constraints, El2, MemoryRegion, PageTable, Translation};
+use aarch64_paging::{MapError, Mapping};
+
+use crate::memmap::PAGE_SIZE;
+
+/// MAIR_EL2 attribute index of Device-nGnRE memory (MMIO).
+pub const MAIR_INDEX_DEVICE: u64 = 0;
+/// MAIR_EL2 attribute index of Normal memory, inner and outer write-back, read- and
+/// write-allocate, non-transient (RAM).
+pub const MAIR_INDEX_NORMAL: u64 = 1;
+/// MAIR_EL2: attribute 0 = Device-nGnRE (`0x04`), attribute 1 = Normal write-back RWA (`0xff`).
+pub const MAIR_EL2: u64 = 0x04 | (0xff << 8);
+
+/// Bytes one level-2 entry spans.
+const L2_BLOCK: usize = 2 << 20;
+
+/// How many 2 MiB blocks `chunk` touches.
+fn blocks_spanned(chunk: &MemoryRegion) -> usize {
+    chunk.end().0.div_ceil(L2_BLOCK) - chunk.start().0 / L2_BLOCK
+}
+
+/// Size of the translated address space: 39 bits (TCR_EL2.T0SZ = 25, walks start at level 1).
+pub const VA_BITS: u32 = 39;
+/// Level at which table walks start for [`VA_BITS`].
+const ROOT_LEVEL: usize = 1;
+
+/// SCTLR_EL2 RES1 bits (non-VHE): 4, 5, 11, 16, 18, 22, 23, 28, 29.
+pub const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
+/// SCTLR_EL2.M: stage-1 translation on.
+pub const SCTLR_M: u64 = 1 << 0;
+/// SCTLR_EL2.A: alignment checks on every load and store.
+pub const SCTLR_A: u64 = 1 << 1;
+/// SCTLR_EL2.C: data accesses cacheable.
+pub const SCTLR_C: u64 = 1 << 2;
+/// SCTLR_EL2.SA: SP alignment checks.
+pub const SCTLR_SA: u64 = 1 << 3;
+/// SCTLR_EL2.I: instruction fetches cacheable.
+pub const SCTLR_I: u64 = 1 << 12;
+/// SCTLR_EL2.WXN: writable memory is never executable.
+pub const SCTLR_WXN: u64 = 1 << 19;
+/// SCTLR_EL2 while the hypervisor runs: MMU, both caches, alignment and SP alignment checks,
+/// write-implies-never-execute; little-endian.
+pub const SCTLR_EL2_ON: u64 =
+    SCTLR_EL2_RES1 | SCTLR_M | SCTLR_A | SCTLR_C | SCTLR_SA | SCTLR_I | SCTLR_WXN;
+
+/// TCR_EL2 (non-VHE) for these tables, with the output size taken from
+/// `ID_AA64MMFR0_EL1.PARange` (`pa_range`, bits 3:0 of the register).
+///
+/// RES1 bits 31 and 23; T0SZ = 64 - [`VA_BITS`]; IRGN0 = ORGN0 = write-back read/write-allocate
+/// and SH0 = inner shareable, so table walks read through the same caches the hypervisor writes
+/// the tables with; TG0 = 4 KiB; PS = the CPU's physical address size, capped at 48 bits (52
+/// bits with a 4 KiB granule needs FEAT_LPA2 descriptors, which these tables do not use).
+pub const fn tcr_el2(pa_range: u64) -> u64 {
+    let ps = if pa_range & 0xf > 0b101 {
+        0b101
+    } else {
+        pa_range & 0xf
+    };
+    const RES1: u64 = (1 << 31) | (1 << 23);
+    const T0SZ: u64 = 64 - VA_BITS as u64;
+    const IRGN0_WBWA: u64 = 0b01 << 8;
+    const ORGN0_WBWA: u64 = 0b01 << 10;
+    const SH0_INNER: u64 = 0b11 << 12;
+    const TG0_4K: u64 = 0b00 << 14;
+    RES1 | T0SZ | IRGN0_WBWA | ORGN0_WBWA | SH0_INNER | TG0_4K | (ps << 16)
+}
+
+/// The register values that turn this CPU's EL2 MMU on; the arch layer writes them in this
+/// order (MAIR, TCR, TTBR0, then SCTLR).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmuConfig {
+    /// MAIR_EL2.
+    pub mair: u64,
+    /// TCR_EL2.
+    pub tcr: u64,
+    /// TTBR0_EL2: the root table's physical address.
+    pub ttbr0: u64,
+    /// SCTLR_EL2.
+    pub sctlr: u64,
+}
+const _: () = assert!(core::mem::size_of::<MmuConfig>() == 32);
+const _: () = assert!(core::mem::offset_of!(MmuConfig, ttbr0) == 16);
+
+/// Attributes every valid EL2 leaf has: accessed, AP[1] (RES1 at EL2).
+const LEAF: El23Attributes = El23Attributes::VALID
+    .union(El23Attributes::ACCESSED)
+    .union(El23Attributes::USER_RES1);
+/// Normal write-back memory, inner shareable.
+const NORMAL: El23Attributes = LEAF
+    .union(El23Attributes::ATTRIBUTE_INDEX_1)
+    .union(El23Attributes::INNER_SHAREABLE);
+const _: () = assert!(MAIR_INDEX_NORMAL == 1 && MAIR_INDEX_DEVICE == 0);
+/// Code: read-only, executable.
+const TEXT: El23Attributes = NORMAL.union(El23Attributes::READ_ONLY);
+/// Constants: read-only, never executable.
+const RODATA: El23Attributes = NORMAL
+    .union(El23Attributes::READ_ONLY)
+    .union(El23Attributes::XN);
+/// Data, stacks, shared ring pages: read-write, never executable.
+const DATA: El23Attributes = NORMAL.union(El23Attributes::XN);
+/// MMIO: Device-nGnRE (attribute index 0), never executable.
+const DEVICE: El23Attributes = LEAF
+    .union(El23Attributes::ATTRIBUTE_INDEX_0)
+    .union(El23Attributes::XN);
+
+/// Page tables in [`TablePool`]. Enough for the image, the UART and 1 GiB of host RAM shared
+/// page by page in 512 different 2 MiB blocks (each needs its own level-3 table), with room
+/// to spare; a share that needs more fails with [`El2MapError::OutOfTables`].
+pub const TABLE_POOL_PAGES: usize = 576;
+
+/// A fixed pool of page tables in hypervisor memory (all zero: a `static` of it lives in BSS).
+#[repr(C, align(4096))]
+pub struct TablePool {
+    tables: [PageTable<El23Attributes>; TABLE_POOL_PAGES],
+    used: [u64; TABLE_POOL_PAGES.div_ceil(64)],
+}
+
+impl Default for TablePool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TablePool {
+    /// An empty pool.
+    pub const fn new() -> Self {
+        Self {
+            tables: [PageTable::EMPTY; TABLE_POOL_PAGES],
+            used: [0; TABLE_POOL_PAGES.div_ceil(64)],
+        }
+    }
+
+    /// The pool's memory, for checks that it lies where it should.
+    pub fn range(&self) -> Range<u64> {
+        let start = self.tables.as_ptr() as u64;
+        start..start + core::mem::size_of_val(&self.tables) as u64
+    }
+}
+
+/// The [`Translation`] of an identity-mapped pool: a table's physical address is its address.
+struct PoolTranslation<'a> {
+    base: NonNull<PageTable<El23Attributes>>,
+    used: &'a mut [u64; TABLE_POOL_PAGES.div_ceil(64)],
+}
+
+// SAFETY: the translation owns (through the exclusive borrow of the pool) the tables its
+// pointers refer to; moving it to another CPU moves that ownership with it.
+unsafe impl Send for PoolTranslation<'_> {}
+
+impl PoolTranslation<'_> {
+    fn index_of(&self, table: NonNull<PageTable<El23Attributes>>) -> Option<usize> {
+        let offset = (table.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let index = offset / PAGE_SIZE as usize;
+        (offset.is_multiple_of(PAGE_SIZE as usize) && index < TABLE_POOL_PAGES).then_some(index)
+    }
+}
+
+impl Translation<El23Attributes> for PoolTranslation<'_> {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<El23Attributes>>, PhysicalAddress) {
+        let free = self
+            .used
+            .iter()
+            .enumerate()
+            .find(|(_, word)| **word != u64::MAX)
+            .map(|(i, word)| i * 64 + word.trailing_ones() as usize)
+            .filter(|index| *index < TABLE_POOL_PAGES);
+        // `El2Map::change` counts the tables a change needs before making it, so the pool
+        // never runs dry in the middle of one (aarch64-paging's allocator cannot fail).
+        let index = free.expect("EL2 table pool exhausted despite the pre-check");
+        self.used[index / 64] |= 1 << (index % 64);
+        // SAFETY: `index` is inside the pool, whose tables this translation owns.
+        let table = unsafe { self.base.add(index) };
+        // SAFETY: the table is owned by this translation and free in the bitmap, so nothing
+        // uses it; all-zero is an empty table.
+        unsafe { table.as_ptr().write_bytes(0, 1) };
+        (table, PhysicalAddress(table.as_ptr() as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<El23Attributes>>) {
+        if let Some(index) = self.index_of(table) {
+            self.used[index / 64] &= !(1 << (index % 64));
+        }
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<El23Attributes>> {
+        // Identity map; derive the pointer from the pool to keep its provenance.
+        let index = (pa.0 - self.base.as_ptr() as usize) / PAGE_SIZE as usize;
+        assert!(index < TABLE_POOL_PAGES, "table {pa} is not in the pool");
+        // SAFETY: `index` is inside the pool (checked above).
+        unsafe { self.base.add(index) }
+    }
+}
+
+/// Why the EL2 map could not be changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum El2MapError {
+    /// The table pool has no free table left for the new mapping (the mapping is not made).
+    OutOfTables,
+    /// An address range the tables cannot describe, or that is not page-aligned.
+    BadRange(Range<u64>),
+    /// aarch64-paging refused the change (e.g. it would break a live mapping).
+    Paging(MapError),
+}
+
+impl fmt::Display for El2MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfTables => write!(f, "no free page table in the EL2 pool"),
+            Self::BadRange(r) => write!(f, "range {:#x}..{:#x} cannot be mapped", r.start, r.end),
+            Self::Paging(e) => write!(f, "page-table update refused: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for El2MapError {}
+
+/// Where the linker placed the image's parts (all page-aligned), and the stack layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    /// `.text` (and the vector table).
+    pub text: Range<u64>,
+    /// `.rodata`.
+    pub rodata: Range<u64>,
+    /// `.data` and `.bss`, including the pools and these page tables.
+    pub data: Range<u64>,
+    /// The stack slots: `cpus` times (a guard page, then `stack_size` bytes of stack).
+    pub stacks: Range<u64>,
+    /// Bytes of one stack.
+    pub stack_size: u64,
+    /// Bytes of the guard below each stack.
+    pub guard_size: u64,
+}
+
+/// What an address of the hypervisor's own image is, for fault reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePart {
+    /// Code.
+    Text,
+    /// Constants.
+    Rodata,
+    /// Data, BSS, pools.
+    Data,
+    /// CPU `n`'s stack.
+    Stack(usize),
+    /// The unmapped guard page below CPU `n`'s stack.
+    StackGuard(usize),
+}
+
+impl fmt::Display for ImagePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text => f.write_str(".text"),
+            Self::Rodata => f.write_str(".rodata"),
+            Self::Data => f.write_str(".data/.bss"),
+            Self::Stack(cpu) => write!(f, "CPU {cpu}'s stack"),
+            Self::StackGuard(cpu) => write!(f, "the guard page below CPU {cpu}'s stack"),
+        }
+    }
+}
+
+impl ImageLayout {
+    /// Bytes from one stack slot to the next.
+    pub fn stack_stride(&self) -> u64 {
+        self.guard_size + self.stack_size
+    }
+
+    /// Number of stack slots.
+    pub fn stack_slots(&self) -> usize {
+        ((self.stacks.end - self.stacks.start) / self.stack_stride()) as usize
+    }
+
+    /// CPU `cpu`'s stack (above its guard).
+    pub fn stack(&self, cpu: usize) -> Range<u64> {
+        let start = self.stacks.start + cpu as u64 * self.stack_stride() + self.guard_size;
+        start..start + self.stack_size
+    }
+
+    /// The part of the image `addr` is in, if any.
+    pub fn part_of(&self, addr: u64) -> Option<ImagePart> {
+        if self.text.contains(&addr) {
+            Some(ImagePart::Text)
+        } else if self.rodata.contains(&addr) {
+            Some(ImagePart::Rodata)
+        } else if self.data.contains(&addr) {
+            Some(ImagePart::Data)
+        } else if self.stacks.contains(&addr) {
+            let offset = addr - self.stacks.start;
+            let cpu = (offset / self.stack_stride()) as usize;
+            if offset % self.stack_stride() < self.guard_size {
+                Some(ImagePart::StackGuard(cpu))
+            } else {
+                Some(ImagePart::Stack(cpu))
+            }
+        } else {
+            None
+        }
+    }
+}
+
+/// What an EL2 access to one page may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    /// Writes are allowed.
+    pub write: bool,
+    /// Instruction fetches are allowed.
+    pub execute: bool,
+    /// Device memory (otherwise Normal write-back).
+    pub device: bool,
+}
+
+/// The hypervisor's stage-1 tables. See the module documentation.
+pub struct El2Map<'a> {
+    mapping: Mapping<PoolTranslation<'a>, El2>,
+    /// The hypervisor's image (empty before [`El2Map::boot`]): host mappings never touch it.
+    image: Range<u64>,
+}
+
+fn region(range: &Range<u64>) -> Result<MemoryRegion, El2MapError> {
+    let aligned = range.start.is_multiple_of(PAGE_SIZE) && range.end.is_multiple_of(PAGE_SIZE);
+    if !aligned || range.start >= range.end || range.end > 1 << VA_BITS {
+        return Err(El2MapError::BadRange(range.clone()));
+    }
+    Ok(MemoryRegion::new(range.start as usize, range.end as usize))
+}
+
+impl<'a> El2Map<'a> {
+    /// Empty tables (only the root allocated) over `pool`.
+    pub fn new(pool: &'a mut TablePool) -> Self {
+        let base = NonNull::from(&mut pool.tables).cast::<PageTable<El23Attributes>>();
+        let translation = PoolTranslation {
+            base,
+            used: &mut pool.used,
+        };
+        Self {
+            mapping: Mapping::new(translation, ROOT_LEVEL, El2),
+            image: 0..0,
+        }
+    }
+
+    /// The boot map: the image with its per-part permissions, guard pages left unmapped, and
+    /// the device pages `devices` (page-aligned addresses).
+    pub fn boot(
+        pool: &'a mut TablePool,
+        image: &ImageLayout,
+        devices: &[u64],
+    ) -> Result<Self, El2MapError> {
+        let mut map = Self::new(pool);
+        map.map(&image.text, TEXT)?;
+        map.map(&image.rodata, RODATA)?;
+        map.map(&image.data, DATA)?;
+        for cpu in 0..image.stack_slots() {
+            map.map(&image.stack(cpu), DATA)?;
+        }
+        for device in devices {
+            map.map_device(*device)?;
+        }
+        map.image = image.text.start..image.stacks.end;
+        Ok(map)
+    }
+
+    /// Page tables a change of `region` would have to allocate (none where they exist).
+    fn tables_needed(&self, region: &MemoryRegion) -> usize {
+        let mut needed = 0;
+        // Walks stop at the first invalid descriptor of each chunk: a level-1 hole needs a
+        // level-2 table plus a level-3 table per 2 MiB it spans, a level-2 hole one table.
+        let _ = self
+            .mapping
+            .walk_range(region, &mut |chunk, descriptor, level| {
+                if !descriptor.is_valid() {
+                    needed += match level {
+                        1 => 1 + blocks_spanned(chunk),
+                        2 => 1,
+                        _ => 0,
+                    };
+                }
+                Ok(())
+            });
+        needed
+    }
+
+    fn map(&mut self, range: &Range<u64>, flags: El23Attributes) -> Result<(), El2MapError> {
+        let region = region(range)?;
+        if self.tables_needed(&region) > TABLE_POOL_PAGES - self.tables_in_use() {
+            return Err(El2MapError::OutOfTables);
+        }
+        self.mapping
+            .map_range(
+                &region,
+                PhysicalAddress(range.start as usize),
+                flags,
+                Constraints::NO_BLOCK_MAPPINGS,
+            )
+            .map_err(El2MapError::Paging)
+    }
+
+    /// Maps one 4 KiB MMIO page as Device-nGnRE, read-write, never executable.
+    pub fn map_device(&mut self, page: u64) -> Result<(), El2MapError> {
+        self.map(&(page..page.saturating_add(PAGE_SIZE)), DEVICE)
+    }
+
+    /// Maps host pages `range` as Normal write-back, never executable; writable or read-only.
+    /// Refuses ranges that overlap the hypervisor's image.
+    pub fn map_host(&mut self, range: &Range<u64>, writable: bool) -> Result<(), El2MapError> {
+        self.check_host(range)?;
+        self.map(range, if writable { DATA } else { RODATA })
+    }
+
+    fn check_host(&self, range: &Range<u64>) -> Result<(), El2MapError> {
+        if range.start < self.image.end && self.image.start < range.end {
+            return Err(El2MapError::BadRange(range.clone()));
+        }
+        Ok(())
+    }
+
+    /// Unmaps `range` (break-before-make: once this returns on a live map, no CPU's TLB holds
+    /// a translation of it). Only for host pages: refuses ranges that overlap the image.
+    pub fn unmap(&mut self, range: &Range<u64>) -> Result<(), El2MapError> {
+        self.check_host(range)?;
+        self.map(range, El23Attributes::empty())
+    }
+
+    /// Physical address of the root table (for TTBR0_EL2).
+    pub fn root_address(&self) -> u64 {
+        self.mapping.root_address().0 as u64
+    }
+
+    /// Records that the tables are live on some CPU (from now on every change is made with
+    /// TLB maintenance). Call once the first CPU turned its MMU on with them.
+    pub fn mark_live(&self) {
+        self.mapping.mark_active();
+    }
+
+    /// The register values that turn the MMU on with these tables (`pa_range` from
+    /// `ID_AA64MMFR0_EL1`).
+    pub fn mmu_config(&self, pa_range: u64) -> MmuConfig {
+        MmuConfig {
+            mair: MAIR_EL2,
+            tcr: tcr_el2(pa_range),
+            ttbr0: self.root_address(),
+            sctlr: SCTLR_EL2_ON,
+        }
+    }
+
+    /// What EL2 may do at `addr`, or `None` when it is unmapped.
+    pub fn permissions(&self, addr: u64) -> Option<Permissions> {
+        let page = addr & !(PAGE_SIZE - 1);
+        let region = region(&(page..page + PAGE_SIZE)).ok()?;
+        let mut found = None;
+        self.mapping
+            .walk_range(&region, &mut |_, descriptor, level| {
+                let flags = descriptor.flags();
+                if level == 3 && descriptor.is_valid() {
+                    found = Some(Permissions {
+                        write: !flags.contains(El23Attributes::READ_ONLY),
+                        execute: !flags.contains(El23Attributes::XN),
+                        device: flags & El23Attributes::ATTRIBUTE_INDEX_MASK
+                            == El23Attributes::ATTRIBUTE_INDEX_0,
+                    });
+                }
+                Ok(())
+            })
+            .ok()?;
+        found
+    }
+
+    /// Tables taken from the pool.
+    pub fn tables_in_use(&self) -> usize {
+        self.mapping
+            .translation()
+            .used
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;
