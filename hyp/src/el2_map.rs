@@ -223,6 +223,19 @@ impl Translation<El23Attributes> for PoolTranslation<'_> {
     }
 }
 
+/// The barriers and TLB invalidations of batched changes to a live map, which the arch layer
+/// provides (this library has no assembly). aarch64-paging does the per-page maintenance of
+/// every other change itself.
+pub trait TlbMaintenance: Sync {
+    /// After invalid entries became valid: make the stores visible to every CPU's table walks
+    /// and to this CPU's next instructions (`DSB ISHST; ISB`).
+    fn publish(&self);
+
+    /// After valid entries became invalid: remove every EL2 translation from every CPU's TLBs
+    /// (`DSB ISHST; TLBI ALLE2IS; DSB ISH; ISB`), so that none of them reaches the pages.
+    fn invalidate_all(&self);
+}
+
 /// Why the EL2 map could not be changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum El2MapError {
@@ -343,6 +356,7 @@ pub struct Permissions {
 /// The hypervisor's stage-1 tables. See the module documentation.
 pub struct El2Map<'a> {
     mapping: Mapping<PoolTranslation<'a>, El2>,
+    tlb: &'a dyn TlbMaintenance,
     /// The hypervisor's image (empty before [`El2Map::boot`]): host mappings never touch it.
     image: Range<u64>,
 }
@@ -356,8 +370,9 @@ fn region(range: &Range<u64>) -> Result<MemoryRegion, El2MapError> {
 }
 
 impl<'a> El2Map<'a> {
-    /// Empty tables (only the root allocated) over `pool`.
-    pub fn new(pool: &'a mut TablePool) -> Self {
+    /// Empty tables (only the root allocated) over `pool`; `tlb` does the maintenance of
+    /// batched changes once the map is live.
+    pub fn new(pool: &'a mut TablePool, tlb: &'a dyn TlbMaintenance) -> Self {
         let base = NonNull::from(&mut pool.tables).cast::<PageTable<El23Attributes>>();
         let translation = PoolTranslation {
             base,
@@ -365,6 +380,7 @@ impl<'a> El2Map<'a> {
         };
         Self {
             mapping: Mapping::new(translation, ROOT_LEVEL, El2),
+            tlb,
             image: 0..0,
         }
     }
@@ -373,10 +389,11 @@ impl<'a> El2Map<'a> {
     /// the device pages `devices` (page-aligned addresses).
     pub fn boot(
         pool: &'a mut TablePool,
+        tlb: &'a dyn TlbMaintenance,
         image: &ImageLayout,
         devices: &[u64],
     ) -> Result<Self, El2MapError> {
-        let mut map = Self::new(pool);
+        let mut map = Self::new(pool, tlb);
         map.map(&image.text, TEXT)?;
         map.map(&image.rodata, RODATA)?;
         map.map(&image.data, DATA)?;
@@ -415,14 +432,49 @@ impl<'a> El2Map<'a> {
         if self.tables_needed(&region) > TABLE_POOL_PAGES - self.tables_in_use() {
             return Err(El2MapError::OutOfTables);
         }
-        self.mapping
-            .map_range(
-                &region,
-                PhysicalAddress(range.start as usize),
-                flags,
-                Constraints::NO_BLOCK_MAPPINGS,
-            )
-            .map_err(El2MapError::Paging)
+        let valid = flags.contains(El23Attributes::VALID);
+        let live = self.mapping.active();
+        // On a live map aarch64-paging invalidates every page it touches, one broadcast TLBI
+        // each. Two changes need less, and get it here: entries that were all invalid need no
+        // TLB maintenance at all (invalid entries are never cached), only the stores made
+        // visible to the walkers; an unmap of more than one page needs one full invalidation
+        // instead of one per page (as Linux's flush_tlb_range falls back to flush_tlb_all).
+        let batched = live
+            && if valid {
+                self.all_unmapped(&region)
+            } else {
+                range.end - range.start > PAGE_SIZE
+            };
+        let pa = PhysicalAddress(range.start as usize);
+        let constraints = Constraints::NO_BLOCK_MAPPINGS;
+        if !batched {
+            return self
+                .mapping
+                .map_range(&region, pa, flags, constraints)
+                .map_err(El2MapError::Paging);
+        }
+        // Written as on an inactive map (no per-page maintenance, no break-before-make check,
+        // which `all_unmapped` and the valid-to-invalid direction make moot), then the one
+        // maintenance step the change needs. The caller's lock keeps other changes out.
+        self.mapping.mark_inactive();
+        let result = self.mapping.map_range(&region, pa, flags, constraints);
+        self.mapping.mark_active();
+        if valid {
+            self.tlb.publish();
+        } else {
+            self.tlb.invalidate_all();
+        }
+        result.map_err(El2MapError::Paging)
+    }
+
+    /// Whether no page of `region` is mapped.
+    fn all_unmapped(&self, region: &MemoryRegion) -> bool {
+        let mut any = false;
+        let _ = self.mapping.walk_range(region, &mut |_, descriptor, _| {
+            any |= descriptor.is_valid();
+            Ok(())
+        });
+        !any
     }
 
     /// Maps one 4 KiB MMIO page as Device-nGnRE, read-write, never executable.
@@ -503,6 +555,119 @@ impl<'a> El2Map<'a> {
             .iter()
             .map(|w| w.count_ones() as usize)
             .sum()
+    }
+}
+
+/// Exception class: instruction abort taken without a change of exception level.
+const EC_INSN_ABORT_SAME: u8 = 0x21;
+
+/// Why an EL2 abort happened, in the words a fault report uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum El2Fault {
+    /// An access to the guard page below CPU `cpu`'s stack.
+    StackOverflow {
+        /// The CPU whose stack overflowed.
+        cpu: usize,
+    },
+    /// A permission fault: a write to read-only memory or a fetch from never-executable memory.
+    Permission {
+        /// What was attempted.
+        access: Access,
+        /// The faulting address.
+        addr: u64,
+        /// The part of the image it is in, if any.
+        part: Option<ImagePart>,
+    },
+    /// A translation fault: nothing is mapped there (e.g. a host page not shared).
+    Unmapped {
+        /// What was attempted.
+        access: Access,
+        /// The faulting address.
+        addr: u64,
+    },
+    /// An alignment fault (SCTLR_EL2.A).
+    Alignment {
+        /// The faulting address.
+        addr: u64,
+    },
+}
+
+/// The kind of access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A data read.
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Fetch,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Fetch => "instruction fetch",
+        })
+    }
+}
+
+impl El2Fault {
+    /// Classifies an abort taken at EL2 from EL2 (`esr`: ESR_EL2, `far`: FAR_EL2), or `None`
+    /// for any other exception or a fault status this does not name.
+    pub fn classify(esr: u64, far: u64, image: &ImageLayout) -> Option<Self> {
+        let ec = ((esr >> 26) & 0x3f) as u8;
+        let fsc = esr & 0x3f;
+        let access = match ec {
+            crate::esr::EC_DATA_ABORT_SAME if esr & (1 << 6) != 0 => Access::Write,
+            crate::esr::EC_DATA_ABORT_SAME => Access::Read,
+            EC_INSN_ABORT_SAME => Access::Fetch,
+            _ => return None,
+        };
+        // FAR is valid for these fault statuses (ESR.FnV is only set for external aborts).
+        if let Some(ImagePart::StackGuard(cpu)) = image.part_of(far) {
+            return Some(Self::StackOverflow { cpu });
+        }
+        match fsc {
+            // Translation fault, level 0..3.
+            0b00_0100..=0b00_0111 => Some(Self::Unmapped { access, addr: far }),
+            // Permission fault, level 0..3.
+            0b00_1100..=0b00_1111 => Some(Self::Permission {
+                access,
+                addr: far,
+                part: image.part_of(far),
+            }),
+            0b10_0001 => Some(Self::Alignment { addr: far }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for El2Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StackOverflow { cpu } => write!(f, "stack overflow on CPU {cpu}"),
+            Self::Permission {
+                access,
+                addr,
+                part: Some(part),
+            } => {
+                write!(f, "permission fault: {access} at {addr:#x} in {part}")
+            }
+            Self::Permission {
+                access,
+                addr,
+                part: None,
+            } => {
+                write!(f, "permission fault: {access} at {addr:#x}")
+            }
+            Self::Unmapped { access, addr } => write!(
+                f,
+                "translation fault: {access} at {addr:#x}, which the hypervisor does not map"
+            ),
+            Self::Alignment { addr } => write!(f, "alignment fault at {addr:#x}"),
+        }
     }
 }
 

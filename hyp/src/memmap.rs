@@ -38,5 +38,6 @@ pub const MAX_CPUS: usize = 8;
 /// Stack bytes per CPU at EL2.
 pub const HYP_STACK_SIZE: u64 = 0x8000;
 
-/// Unused gap below every EL2 stack, so an overflow does not silently run into a neighbour.
+/// Guard below every EL2 stack: never mapped at EL2, so an overflow faults instead of running
+/// into the neighbouring stack.
 pub const HYP_STACK_GUARD: u64 = 0x1000;

@@ -29,14 +29,38 @@ const _: () = assert!(core::mem::offset_of!(TrapFrame, spsr) == 256);
 /// Emits an exception vector table named `$table` for exception level `$el` (`"el2"` or
 /// `"el1"`), whose slots call `$handler: extern "C" fn(slot: u64, frame: &mut TrapFrame)`.
 /// Only for aarch64 images.
+///
+/// With `emergency_stacks = SYMBOL, SHIFT`, the eight slots for exceptions taken from the
+/// current exception level (fatal in the hypervisor) first switch to an emergency stack:
+/// CPU `TPIDR_ELx & 7` gets the `1 << SHIFT` bytes at `SYMBOL + n << SHIFT`, so a stack overflow
+/// into a guard page is reported instead of faulting again on the frame push. Those slots use
+/// SP_EL0 as scratch (they never return to the interrupted context).
 #[macro_export]
 macro_rules! exception_vectors {
     ($table:literal, $el:literal, $handler:path) => {
+        $crate::exception_vectors!(@emit $table, $el, $handler, 0, $handler, 0);
+    };
+    ($table:literal, $el:literal, $handler:path, emergency_stacks = $stacks:path, $shift:expr) => {
+        $crate::exception_vectors!(@emit $table, $el, $handler, 1, $stacks, $shift);
+    };
+    (@emit $table:literal, $el:literal, $handler:path, $emergency:expr, $stacks:path, $shift:expr) => {
         core::arch::global_asm!(
             concat!(
                 r#"
     .macro vector_slot index
     .balign 0x80
+    .if {emergency} && (\index < 8)
+    msr     sp_el0, x0
+    mrs     x0, tpidr_"#, $el, r#"
+    and     x0, x0, #7
+    add     x0, x0, #1
+    lsl     x0, x0, #{shift}
+    mov     sp, x0
+    adrp    x0, {stacks}
+    add     x0, x0, :lo12:{stacks}
+    add     sp, sp, x0
+    mrs     x0, sp_el0
+    .endif
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp, #0]
     mov     x0, #\index
@@ -112,6 +136,9 @@ macro_rules! exception_vectors {
             ),
             frame = const $crate::trap_frame::TRAP_FRAME_SIZE,
             handler = sym $handler,
+            emergency = const $emergency,
+            stacks = sym $stacks,
+            shift = const $shift,
         );
     };
 }

@@ -27,6 +27,52 @@ pub const HYPTRACE_FID_BASE: u32 =
 /// Version of this ABI, reported by [`HypercallId::Info`]: major in bits 31:16, minor in 15:0.
 pub const ABI_VERSION: u64 = 1 << 16;
 
+/// Function ID of the test-only fault-injection call (number 0xF0, outside [`HypercallId`]):
+/// `fault_injection(kind, addr)` makes the hypervisor commit the fault [`FaultKind`] names, so
+/// tests can check the fatal report. Only an image built with the `fault-injection` feature
+/// (`cargo xtask test` builds one for the fault checks) answers it; every normal build returns
+/// SMCCC `NOT_SUPPORTED`, as for any unknown ID.
+pub const FAULT_INJECTION_FID: u32 = HYPTRACE_FID_BASE | 0xf0;
+
+/// The faults [`FAULT_INJECTION_FID`] can commit at EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum FaultKind {
+    /// Unbounded recursion until the stack runs into its guard page.
+    StackOverflow = 1,
+    /// A store to the hypervisor's own `.text`.
+    WriteText = 2,
+    /// A branch into the hypervisor's `.data`.
+    ExecuteData = 3,
+    /// A store to the host page at `addr`, which the host has not shared.
+    WriteHostPage = 4,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 4] = [
+        Self::StackOverflow,
+        Self::WriteText,
+        Self::ExecuteData,
+        Self::WriteHostPage,
+    ];
+
+    /// The kind with register value `v`.
+    pub fn from_u64(v: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| *k as u64 == v)
+    }
+
+    /// Its name on command lines (`fault=NAME`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::StackOverflow => "stack-overflow",
+            Self::WriteText => "write-text",
+            Self::ExecuteData => "execute-data",
+            Self::WriteHostPage => "write-host-page",
+        }
+    }
+}
+
 /// Every hypercall hyptrace answers. The discriminant is the function number (bits 15:0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]

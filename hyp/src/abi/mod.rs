@@ -13,4 +13,4 @@ pub mod pack;
 pub mod page;
 
 pub use error::HypError;
-pub use hypercall::HypercallId;
+pub use hypercall::{FaultKind, HypercallId, FAULT_INJECTION_FID};

@@ -16,8 +16,39 @@ fn layout() -> ImageLayout {
 
 const UART: u64 = 0x0900_0000;
 
+/// Counts the batched maintenance operations instead of doing them.
+#[derive(Default)]
+struct CountingTlb {
+    published: core::sync::atomic::AtomicUsize,
+    invalidated: core::sync::atomic::AtomicUsize,
+}
+
+impl TlbMaintenance for CountingTlb {
+    fn publish(&self) {
+        self.published
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn invalidate_all(&self) {
+        self.invalidated
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl CountingTlb {
+    fn counts(&self) -> (usize, usize) {
+        use core::sync::atomic::Ordering::Relaxed;
+        (self.published.load(Relaxed), self.invalidated.load(Relaxed))
+    }
+}
+
+static NO_TLB: CountingTlb = CountingTlb {
+    published: core::sync::atomic::AtomicUsize::new(0),
+    invalidated: core::sync::atomic::AtomicUsize::new(0),
+};
+
 fn boot_map(pool: &mut TablePool) -> El2Map<'_> {
-    El2Map::boot(pool, &layout(), &[UART]).expect("boot map")
+    El2Map::boot(pool, &NO_TLB, &layout(), &[UART]).expect("boot map")
 }
 
 fn pages(range: &Range<u64>) -> impl Iterator<Item = u64> {
@@ -228,9 +259,13 @@ fn the_pool_is_never_overrun() {
 }
 
 #[test]
+#[allow(
+    clippy::reversed_empty_ranges,
+    reason = "a backwards range is one of the bad inputs"
+)]
 fn bad_ranges_are_refused() {
     let mut pool = Box::new(TablePool::new());
-    let mut map = El2Map::new(&mut pool);
+    let mut map = El2Map::new(&mut pool, &NO_TLB);
     for range in [
         0x1001..0x2000,
         0x1000..0x1001,
@@ -278,4 +313,89 @@ fn image_parts_are_named_for_fault_reports() {
         ImagePart::StackGuard(2).to_string(),
         "the guard page below CPU 2's stack"
     );
+}
+
+/// ESR_EL2 of a data abort at EL2: EC 0x25, IL, WnR, DFSC.
+fn data_abort(write: bool, dfsc: u64) -> u64 {
+    (0x25 << 26) | (1 << 25) | ((write as u64) << 6) | dfsc
+}
+
+#[test]
+fn el2_faults_are_named_by_cause() {
+    let l = layout();
+    let guard = l.stack(5).start - 8;
+    // A push into the guard page: translation fault, level 3.
+    let f = El2Fault::classify(data_abort(true, 0b000111), guard, &l).unwrap();
+    assert_eq!(f, El2Fault::StackOverflow { cpu: 5 });
+    assert_eq!(f.to_string(), "stack overflow on CPU 5");
+    // A write to the image's code: permission fault, level 3.
+    let f = El2Fault::classify(data_abort(true, 0b001111), l.text.start + 0x40, &l).unwrap();
+    assert_eq!(
+        f.to_string(),
+        "permission fault: write at 0x40200040 in .text"
+    );
+    // A fetch from data: instruction abort, permission fault.
+    let esr = (0x21 << 26) | (1 << 25) | 0b001111;
+    let f = El2Fault::classify(esr, l.data.start + 0x100, &l).unwrap();
+    assert_eq!(
+        f.to_string(),
+        "permission fault: instruction fetch at 0x4020f100 in .data/.bss"
+    );
+    // A host page that is not shared: translation fault outside the image.
+    let f = El2Fault::classify(data_abort(true, 0b000111), 0x4300_0000, &l).unwrap();
+    assert_eq!(
+        f.to_string(),
+        "translation fault: write at 0x43000000, which the hypervisor does not map"
+    );
+    let f = El2Fault::classify(data_abort(false, 0b100001), 0x4300_0001, &l).unwrap();
+    assert_eq!(f, El2Fault::Alignment { addr: 0x4300_0001 });
+    // Not an EL2 abort: a lower-EL data abort, an HVC, an unnamed fault status.
+    assert_eq!(
+        El2Fault::classify((0x24 << 26) | 0b000111, 0x4300_0000, &l),
+        None
+    );
+    assert_eq!(El2Fault::classify(0x16 << 26, 0, &l), None);
+    assert_eq!(
+        El2Fault::classify(data_abort(false, 0b010000), 0x4300_0000, &l),
+        None
+    );
+}
+
+#[test]
+fn live_changes_get_the_maintenance_they_need_once() {
+    let mut pool = Box::new(TablePool::new());
+    let tlb = CountingTlb::default();
+    let mut map = El2Map::boot(&mut pool, &tlb, &layout(), &[UART]).unwrap();
+    assert_eq!(
+        tlb.counts(),
+        (0, 0),
+        "building an inactive map needs no maintenance"
+    );
+    map.mark_live();
+    let ring = 0x4300_0000..0x4310_0000;
+    map.map_host(&ring, true).unwrap();
+    assert_eq!(
+        tlb.counts(),
+        (1, 0),
+        "256 fresh pages: one publish, no invalidation"
+    );
+    map.unmap(&ring).unwrap();
+    assert_eq!(
+        tlb.counts(),
+        (1, 1),
+        "256 pages unmapped: one full invalidation"
+    );
+    for page in pages(&ring) {
+        assert_eq!(map.permissions(page), None);
+    }
+    // One page: aarch64-paging's own per-page invalidation (nothing batched).
+    map.map_host(&(0x4400_0000..0x4400_1000), false).unwrap();
+    map.unmap(&(0x4400_0000..0x4400_1000)).unwrap();
+    assert_eq!(tlb.counts(), (2, 1));
+    // Remapping a live page is never batched: the crate's break-before-make checks apply.
+    map.map_host(&(0x4500_0000..0x4500_2000), false).unwrap();
+    map.map_host(&(0x4500_0000..0x4500_2000), true).unwrap();
+    assert_eq!(tlb.counts(), (3, 1));
+    assert_eq!(map.permissions(0x4500_1000), Some(RW));
+    map.mapping.mark_inactive();
 }

@@ -430,10 +430,15 @@ impl host_memory::HostMemory for TestEl2 {
 
 #[test]
 fn ring_pages_are_mapped_at_el2_only_while_loaded() {
-    use crate::el2_map::{El2Map, TablePool};
+    use crate::el2_map::{El2Map, TablePool, TlbMaintenance};
+    struct NoTlb;
+    impl TlbMaintenance for NoTlb {
+        fn publish(&self) {}
+        fn invalidate_all(&self) {}
+    }
     let pool: &'static mut TablePool = Box::leak(Box::new(TablePool::new()));
     let el2: &'static TestEl2 = Box::leak(Box::new(TestEl2 {
-        map: spin::Mutex::new(El2Map::new(pool)),
+        map: spin::Mutex::new(El2Map::new(pool, &NoTlb)),
     }));
     static STORAGE: TracingStorage = TracingStorage::new();
     let s: &'static TracingService = Box::leak(Box::new(TracingService::new(&STORAGE, el2)));

@@ -2,6 +2,7 @@
 //! a failure status through semihosting, so nothing ever hangs silently.
 
 use aarch64_cpu::registers::*;
+use hyp::el2_map::El2Fault;
 use hyp::esr::{Esr, VectorSlot};
 use qemu_exit::QEMUExit;
 
@@ -22,6 +23,12 @@ pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
     let esr = Esr(ESR_EL2.get());
     let far = FAR_EL2.get();
     let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
+    if let Some(cause) = El2Fault::classify(esr.0, far, &super::mmu::image_layout()) {
+        CONSOLE.print_fatal(format_args!(
+            "hyp: EXCEPTION on CPU {cpu}: {cause}\n",
+            cpu = cpu_index()
+        ));
+    }
     CONSOLE.print_fatal(format_args!(
         "hyp: EXCEPTION on CPU {cpu}: {slot_name}\n\
          hyp:   ESR_EL2  = {esr}\n\
@@ -45,6 +52,12 @@ pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
         x3 = frame.x[3],
     ));
     qemu_exit::AArch64::new().exit(EXIT_HYP_EXCEPTION)
+}
+
+/// Ends QEMU with [`EXIT_HYP_FATAL`] before anything can be printed (no console yet, MMU
+/// off): the boot map could not be built.
+pub fn exit_early() -> ! {
+    qemu_exit::AArch64::new().exit(EXIT_HYP_FATAL)
 }
 
 /// Reports a fatal condition found by the hypervisor itself and ends QEMU.

@@ -4,7 +4,10 @@ mod boot;
 mod console;
 mod entry;
 mod fatal;
+#[cfg(feature = "fault-injection")]
+mod fault_injection;
 mod firmware;
+mod mmu;
 mod platform;
 mod regs;
 mod trap;

@@ -9,6 +9,8 @@ use hyp::tracing::memory_rules::MemoryRules;
 use hyp::tracing::{TracingService, TracingStorage};
 use spin::Once;
 
+use super::mmu::El2HostMemory;
+
 static MACHINE: Once<Machine> = Once::new();
 static RULES: Once<MemoryRules> = Once::new();
 
@@ -18,8 +20,9 @@ pub static POWER: CpuPower = CpuPower::new();
 /// The tracing service's descriptor pool and scratch space (all zero: in BSS).
 static TRACING_STORAGE: TracingStorage = TracingStorage::new();
 
-/// The tracing service: per-CPU writers, event flags, clock.
-pub static TRACING: TracingService = TracingService::new(&TRACING_STORAGE);
+/// The tracing service: per-CPU writers, event flags, clock. It reaches host pages only
+/// through the EL2 tables, while they are shared.
+pub static TRACING: TracingService = TracingService::new(&TRACING_STORAGE, &El2HostMemory);
 
 /// Which memory the host may name in a pack: its RAM bank minus the hypervisor's region.
 pub fn memory_rules() -> &'static MemoryRules {
@@ -37,7 +40,7 @@ pub const HYP_REGION: Range<u64> = HYP_BASE..HYP_BASE + HYP_SIZE;
 static mut STAGE2: hyp::stage2::Stage2Tables = hyp::stage2::Stage2Tables::new();
 
 /// Builds the stage-2 tables for the discovered machine; returns the root for VTTBR_EL2.
-/// Called once, by the boot CPU, before any secondary CPU runs.
+/// Called once, by the boot CPU with its MMU and caches on, before any secondary CPU runs.
 pub fn build_stage2() -> Result<u64, &'static str> {
     // SAFETY: only the boot CPU runs (secondaries start later, through the host's CPU_ON),
     // so nothing else accesses the tables while they are written.
@@ -45,6 +48,7 @@ pub fn build_stage2() -> Result<u64, &'static str> {
     tables
         // The host needs only its console: every other device stays unmapped (some, like
         // fw_cfg's DMA interface and the GIC ITS, write memory behind stage 2's back).
+        // EL2 is identity-mapped: a table's address is its physical address.
         .build(&platform().ram, &HYP_REGION, &[platform().uart], |table| {
             table.as_ptr() as u64
         })
@@ -70,8 +74,9 @@ pub fn platform() -> &'static Machine {
 /// Reads the DTB QEMU placed at the start of RAM. `boot_mpidr` is the boot CPU's MPIDR.
 pub fn discover(boot_mpidr: u64) -> Result<&'static Machine, &'static str> {
     // SAFETY: for an ELF boot QEMU places the DTB at DTB_BASE, in RAM that nothing writes while
-    // the boot CPU reads it (the host does not run yet); `from_dtb_ptr` reads the 40-byte header
-    // first and rejects memory without the FDT magic.
+    // the boot CPU reads it (the host does not run yet) and that the boot map maps read-only
+    // until `finish_boot_map`; `from_dtb_ptr` reads the 40-byte header first, rejects memory
+    // without the FDT magic and caps the size at the DTB window.
     let machine = unsafe { Machine::from_dtb_ptr(DTB_BASE as *const u8, boot_mpidr, HYP_BASE) }
         .map_err(|e| e.description())?;
     if machine.ram.end < HYP_BASE + HYP_SIZE {

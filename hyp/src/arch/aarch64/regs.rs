@@ -9,9 +9,6 @@ use hyp::memmap::{HYP_STACK_GUARD, HYP_STACK_SIZE};
 /// activity-monitor accesses of the host trap to EL2.
 const CPTR_EL2_RES1_NO_TRAPS: u64 = 0x22ff;
 
-/// SCTLR_EL2 with only its RES1 bits (non-VHE): MMU, caches and alignment checks off.
-const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
-
 /// SCTLR_EL1 with its RES1 bits and the MMU, caches and alignment checks off: the host shim
 /// starts like a kernel entered by a boot loader.
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
@@ -48,7 +45,7 @@ pub fn init_el2(cpu_index: usize, vectors: u64) {
     VBAR_EL2.set(vectors);
     barrier::isb(barrier::SY);
     TPIDR_EL2.set(cpu_index as u64);
-    SCTLR_EL2.set(SCTLR_EL2_RES1);
+    // SCTLR_EL2 was set by `__el2_mmu_on` (MMU, caches, alignment checks, WXN) and stays.
     // The host may read the physical counter and timer; its virtual counter equals the
     // physical one, so host and hypervisor timestamps share one timeline.
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
@@ -95,7 +92,28 @@ pub fn init_el2(cpu_index: usize, vectors: u64) {
     if has_pointer_auth() {
         HCR_EL2.set(HCR_EL2.get() | HCR_EL2_APK_API);
     }
+    init_fine_grained_traps();
     barrier::isb(barrier::SY);
+}
+
+/// With FEAT_FGT (ID_AA64MMFR0_EL1.FGT, bits 59:56) the fine-grained trap registers exist and
+/// reset to UNKNOWN values: make them trap nothing. Their ordinary bits trap when set, so they
+/// are written zero; the negative-polarity `n*` bits trap when *clear* and are RES0 unless their
+/// feature is implemented, so each is set only when its feature is: with SME, HFGRTR_EL2 and
+/// HFGWTR_EL2 nSMPRI_EL1 (bit 54) and nTPIDR2_EL0 (bit 55). The later n-bits (nACCDATA_EL1,
+/// nGCS_*, nRCWMASK_EL1, nPIR*/nPOR*, nS2POR_EL1, nMAIR2/nAMAIR2_EL1) belong to Armv8.7+
+/// features none of the supported CPU models implements; a port to one must add them here.
+fn init_fine_grained_traps() {
+    if id_field(ID_AA64MMFR0_EL1.get(), 56) == 0 {
+        return;
+    }
+    let sme = id_field(ID_AA64PFR1_EL1.get(), 24) != 0;
+    let n_bits: u64 = if sme { (1 << 54) | (1 << 55) } else { 0 };
+    write_sysreg!("S3_4_C1_C1_4", n_bits); // HFGRTR_EL2
+    write_sysreg!("S3_4_C1_C1_5", n_bits); // HFGWTR_EL2
+    write_sysreg!("S3_4_C1_C1_6", 0u64); // HFGITR_EL2
+    write_sysreg!("S3_4_C3_C1_4", 0u64); // HDFGRTR_EL2
+    write_sysreg!("S3_4_C3_C1_5", 0u64); // HDFGWTR_EL2
 }
 
 /// Turns on the host's stage-2 translation on this CPU with the tables at `root` (VMID 0).

@@ -1,5 +1,6 @@
 //! The Rust side of every exception taken to EL2, and the events that trace it.
 
+use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use hyp::abi::events::{HostHcall, HostMemAbort, HostSmc, HypEnter, HypExit, PsciCpuOn};
 use hyp::abi::HypercallId;
@@ -19,8 +20,11 @@ use super::regs::cpu_index;
 /// SMCCC `NOT_SUPPORTED` as a register image.
 const NOT_SUPPORTED: u64 = u64::MAX;
 
-/// The trace clock's counter: the physical count, which the host reads too.
+/// The trace clock's counter: the physical count, which the host reads too. The ISB keeps
+/// the read from being taken early, ahead of the instructions before it (Arm ARM D12.1.2:
+/// counter reads are not ordered by program order otherwise).
 fn counter() -> u64 {
+    barrier::isb(barrier::SY);
     CNTPCT_EL0.get()
 }
 
@@ -106,8 +110,12 @@ fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
         rules: memory_rules(),
         counter,
     };
-    // SAFETY: the MMU is off at EL2, so every RAM address (the rules' host RAM included) is
-    // accessible at its own address.
+    #[cfg(feature = "fault-injection")]
+    if x[0] as u32 == hyp::abi::FAULT_INJECTION_FID {
+        super::fault_injection::trigger(x[1], x[2]);
+    }
+    // SAFETY: the rules' host RAM is host memory, which the tracing service reaches only
+    // through the EL2 tables (`El2HostMemory`), mapped while shared.
     let out = unsafe { handle_hvc(&x, &ctx) };
     frame.x[..4].copy_from_slice(&out);
 }

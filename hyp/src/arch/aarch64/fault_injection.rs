@@ -1,0 +1,50 @@
+//! Test-only faults at EL2 (feature `fault-injection`): each must end in a fatal report that
+//! names its cause. See [`hyp::abi::FaultKind`].
+
+use hyp::abi::FaultKind;
+
+use super::console::hyp_println;
+use super::regs::cpu_index;
+
+/// Commits the fault `kind` names (`addr`: the host page for [`FaultKind::WriteHostPage`]).
+/// Returns only for an unknown kind.
+pub fn trigger(kind: u64, addr: u64) {
+    let Some(kind) = FaultKind::from_u64(kind) else {
+        return;
+    };
+    hyp_println!("fault injection on CPU {}: {}", cpu_index(), kind.name());
+    match kind {
+        FaultKind::StackOverflow => {
+            recurse(core::hint::black_box(1));
+        }
+        FaultKind::WriteText => {
+            let text = trigger as *const () as *mut u32;
+            // SAFETY: deliberately unsound: the store must fault (`.text` is read-only at EL2).
+            unsafe { text.write_volatile(0xd503_201f) };
+        }
+        FaultKind::ExecuteData => {
+            static mut RET: u32 = 0xd65f_03c0; // `ret`
+                                               // SAFETY: deliberately unsound: the branch must fault (`.data` is never executable).
+            unsafe {
+                let f: extern "C" fn() = core::mem::transmute(&raw mut RET);
+                f();
+            }
+        }
+        FaultKind::WriteHostPage => {
+            // SAFETY: deliberately unsound: the store must fault (the host page is not shared,
+            // so not mapped at EL2).
+            unsafe { (addr as *mut u64).write_volatile(0x6879_7074_7261_6365) };
+        }
+    }
+    hyp_println!("fault injection: {} did not fault", kind.name());
+}
+
+/// Recurses without end, 1 KiB of stack per level, until the guard page stops it.
+#[inline(never)]
+#[allow(unconditional_recursion, reason = "the overflow is the point")]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[(depth % 1024) as usize] = depth as u8;
+    core::hint::black_box(&mut frame);
+    recurse(depth + 1) + frame[0] as u64
+}
