@@ -7,6 +7,7 @@
 
 use alloc::string::String;
 use core::fmt::{self, Write};
+use hyp::abi::FaultKind;
 
 /// What a test returns: `Err` carries the reason printed after `FAILED: `.
 pub type TestResult = Result<(), String>;
@@ -110,6 +111,9 @@ pub enum Mode {
     /// Execute an undefined instruction at EL1, to check that fatal exceptions are reported
     /// and end QEMU with a failure status.
     Crash,
+    /// Ask a hypervisor built with the `fault-injection` feature to commit the fault named by
+    /// `kind=` at EL2, to check its fatal report.
+    Fault,
 }
 
 /// What `run` records, from its `key=value` words.
@@ -139,9 +143,10 @@ impl Default for RunOptions<'_> {
     }
 }
 
-/// The semihosting command line: `hyptrace <test|run|soak|crash> [key=value ...]`. `test`
-/// takes `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`, `period_ms=`,
-/// `events=a,b` and `output=PATH`; `soak` the same but `output=`, plus `seed=`.
+/// The semihosting command line: `hyptrace <test|run|soak|bench|crash|fault> [key=value ...]`.
+/// `test` takes `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`,
+/// `period_ms=`, `events=a,b` and `output=PATH`; `soak` the same but `output=`, plus `seed=`;
+/// `fault` takes `kind=` with a [`FaultKind`] name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
     /// Selected mode.
@@ -152,6 +157,8 @@ pub struct Cmdline<'a> {
     pub seed: Option<u64>,
     /// Options of `run`.
     pub run: RunOptions<'a>,
+    /// The fault `fault` asks for.
+    pub fault: Option<FaultKind>,
 }
 
 /// Why a command line was rejected.
@@ -186,6 +193,7 @@ impl<'a> Cmdline<'a> {
             Some("crash") => Mode::Crash,
             Some("soak") => Mode::Soak,
             Some("bench") => Mode::Bench,
+            Some("fault") => Mode::Fault,
             Some(other) => return Err(CmdlineError::Unknown(other)),
         };
         let mut cmd = Self {
@@ -210,6 +218,10 @@ impl<'a> Cmdline<'a> {
                 (Mode::Run | Mode::Soak, "period_ms") => cmd.run.period_ms = number(value)?,
                 (Mode::Run | Mode::Soak, "events") => cmd.run.events = Some(value),
                 (Mode::Run, "output") => cmd.run.output = value,
+                (Mode::Fault, "kind") => {
+                    let kind = FaultKind::ALL.into_iter().find(|k| k.name() == value);
+                    cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(word))?);
+                }
                 _ => return Err(CmdlineError::Unknown(word)),
             }
         }
@@ -222,6 +234,7 @@ impl<'a> Cmdline<'a> {
             filter: None,
             seed: None,
             run: RunOptions::default(),
+            fault: None,
         }
     }
 }
@@ -273,6 +286,19 @@ mod tests {
         assert_eq!(c.seed, Some(42));
         assert_eq!(Cmdline::parse("hyptrace run").unwrap().mode, Mode::Run);
         assert_eq!(Cmdline::parse("hyptrace crash").unwrap().mode, Mode::Crash);
+        let fault = Cmdline::parse("hyptrace fault kind=write-text").unwrap();
+        assert_eq!(
+            (fault.mode, fault.fault),
+            (Mode::Fault, Some(FaultKind::WriteText))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace fault kind=melt"),
+            Err(CmdlineError::Unknown("kind=melt"))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace run kind=write-text"),
+            Err(CmdlineError::Unknown("kind=write-text"))
+        );
         assert_eq!(
             Cmdline::parse("hyptrace walk"),
             Err(CmdlineError::Unknown("walk"))

@@ -117,6 +117,28 @@ pub fn build_images(profile: Profile) -> Result<Images> {
     Ok(Images { hyp, host_shim })
 }
 
+/// Cargo feature of the test-only hypervisor that commits faults on request.
+pub const FAULT_INJECTION_FEATURE: &str = "fault-injection";
+
+/// Builds the test-only hypervisor with [`FAULT_INJECTION_FEATURE`] into its own target
+/// directory (`<target>/fault-injection`), so the normal image is never replaced by it, and
+/// returns its path.
+pub fn build_fault_injection_hyp(profile: Profile) -> Result<PathBuf> {
+    let target_dir = workspace::target_dir().join(FAULT_INJECTION_FEATURE);
+    let mut args = HYP.cargo_args("build", profile);
+    args.extend(["--features", FAULT_INJECTION_FEATURE]);
+    let mut command = workspace::cargo(&args);
+    command.env("CARGO_TARGET_DIR", &target_dir);
+    workspace::run_checked(command, "building the fault-injection hypervisor")?;
+    let path = HYP.path(&target_dir, profile);
+    ensure!(
+        path.is_file(),
+        "cargo built {} but it is not there",
+        path.display()
+    );
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,9 @@ pub struct SoakArgs {
     /// Number of virtual CPUs.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS))]
     pub cpus: u16,
+    /// QEMU CPU model.
+    #[arg(long, value_name = "MODEL", default_value = crate::qemu::DEFAULT_CPU_MODEL, value_parser = clap::builder::PossibleValuesParser::new(crate::qemu::CPU_MODELS))]
+    pub cpu_model: String,
     /// Ring-buffer size per CPU, in KiB.
     #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
     pub buffer_size_kb: u64,
@@ -89,6 +92,9 @@ pub struct RunArgs {
     /// Number of virtual CPUs.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS))]
     pub cpus: u16,
+    /// QEMU CPU model.
+    #[arg(long, value_name = "MODEL", default_value = crate::qemu::DEFAULT_CPU_MODEL, value_parser = clap::builder::PossibleValuesParser::new(crate::qemu::CPU_MODELS))]
+    pub cpu_model: String,
     /// Ring-buffer size per CPU, in KiB.
     #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
     pub buffer_size_kb: u64,
@@ -214,15 +220,19 @@ fn parse_events(text: &str) -> Result<EventList, String> {
 /// Options of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// CPU counts for the in-QEMU harness, run in this order.
+    /// CPU counts for the in-QEMU harness, run in this order on every `--cpu-model`
+    /// [default: the CI matrix: 4 and 1 CPUs on max, 4 on cortex-a53 and neoverse-n1, 8 on
+    /// max].
     #[arg(
         long,
         value_name = "N,N,...",
         value_delimiter = ',',
-        default_values_t = [4u16, 1],
         value_parser = clap::value_parser!(u16).range(1..=MAX_CPUS)
     )]
     pub cpus_list: Vec<u16>,
+    /// QEMU CPU models for the harness [default: see --cpus-list; with --cpus-list alone: max].
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::qemu::CPU_MODELS))]
+    pub cpu_model: Vec<String>,
     /// Run only the harness tests whose name contains SUBSTR (passed to the guest).
     #[arg(long, value_name = "SUBSTR")]
     pub filter: Option<String>,
@@ -240,7 +250,43 @@ pub struct TestArgs {
     pub skip_qemu: bool,
 }
 
+/// The harness runs of `cargo xtask test` without `--cpus-list` or `--cpu-model`: every
+/// supported CPU count on the default model, two other cores, and the most CPUs once.
+pub const DEFAULT_HARNESS_MATRIX: [(&str, u16); 5] = [
+    ("max", 4),
+    ("max", 1),
+    ("cortex-a53", 4),
+    ("neoverse-n1", 4),
+    ("max", MAX_CPUS as u16),
+];
+
 impl TestArgs {
+    /// The harness runs, as (CPU model, CPU count), in order.
+    pub fn harness_matrix(&self) -> Vec<(String, u16)> {
+        match (self.cpu_model.is_empty(), self.cpus_list.is_empty()) {
+            (true, true) => DEFAULT_HARNESS_MATRIX
+                .iter()
+                .map(|(m, n)| (m.to_string(), *n))
+                .collect(),
+            (models_default, counts_default) => {
+                let models = if models_default {
+                    vec![crate::qemu::DEFAULT_CPU_MODEL.to_string()]
+                } else {
+                    self.cpu_model.clone()
+                };
+                let counts = if counts_default {
+                    vec![4, 1]
+                } else {
+                    self.cpus_list.clone()
+                };
+                models
+                    .iter()
+                    .flat_map(|m| counts.iter().map(move |n| (m.clone(), *n)))
+                    .collect()
+            }
+        }
+    }
+
     /// The guest's semihosting command line after the program name `hyptrace`.
     pub fn guest_words(&self) -> Vec<String> {
         let mut words = vec!["test".to_string()];
@@ -401,7 +447,19 @@ mod tests {
         let Command::Test(test) = parse(&["test"]).command else {
             panic!("expected test");
         };
-        assert_eq!(test.cpus_list, [4, 1]);
+        assert!(test.cpus_list.is_empty() && test.cpu_model.is_empty());
+        let matrix: Vec<(String, u16)> = test.harness_matrix();
+        let expected = [
+            ("max", 4),
+            ("max", 1),
+            ("cortex-a53", 4),
+            ("neoverse-n1", 4),
+            ("max", 8),
+        ];
+        assert_eq!(matrix.len(), expected.len());
+        for ((model, cpus), (want_model, want_cpus)) in matrix.iter().zip(expected) {
+            assert_eq!((model.as_str(), *cpus), (want_model, want_cpus));
+        }
         assert_eq!(test.timeout, 300);
         assert_eq!(test.guest_words(), ["test"]);
     }
@@ -423,8 +481,36 @@ mod tests {
             panic!("expected test");
         };
         assert_eq!(test.cpus_list, [2, 8, 1]);
+        let counts: Vec<u16> = test.harness_matrix().iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [2, 8, 1]);
+        assert!(test.harness_matrix().iter().all(|(m, _)| m == "max"));
         assert!(test.skip_host && !test.skip_qemu);
         assert_eq!(test.guest_words(), ["test", "filter=ring::", "seed=42"]);
+    }
+
+    #[test]
+    fn cpu_models_are_checked_and_combined_with_counts() {
+        let Command::Test(test) = parse(&["test", "--cpu-model", "cortex-a53,neoverse-n1"]).command
+        else {
+            panic!("expected test");
+        };
+        let runs: Vec<(String, u16)> = test.harness_matrix();
+        let runs: Vec<(&str, u16)> = runs.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+        assert_eq!(
+            runs,
+            [
+                ("cortex-a53", 4),
+                ("cortex-a53", 1),
+                ("neoverse-n1", 4),
+                ("neoverse-n1", 1)
+            ]
+        );
+        let Command::Run(run) = parse(&["run", "--cpu-model", "cortex-a72"]).command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.cpu_model, "cortex-a72");
+        assert!(Cli::try_parse_from(["x", "run", "--cpu-model", "cortex-a15"]).is_err());
+        assert!(Cli::try_parse_from(["x", "test", "--cpu-model", "pentium"]).is_err());
     }
 
     #[test]

@@ -27,6 +27,31 @@ const FALLBACK_MACHINE: &str = "virt";
 /// Guest RAM.
 const MEMORY: &str = "1G";
 
+/// The CPU model unless `--cpu-model` says otherwise.
+pub const DEFAULT_CPU_MODEL: &str = "max";
+
+/// The 64-bit CPU models of QEMU 7.2 with EL2 that hyptrace runs on (checked by `--cpu-model`).
+pub const CPU_MODELS: [&str; 8] = [
+    "max",
+    "cortex-a35",
+    "cortex-a53",
+    "cortex-a57",
+    "cortex-a72",
+    "cortex-a76",
+    "neoverse-n1",
+    "a64fx",
+];
+
+/// QEMU's `-cpu` value for a model: `max` gets the implementation-defined pointer
+/// authentication algorithm, which TCG emulates far faster than QARMA.
+pub fn cpu_option(model: &str) -> String {
+    if model == "max" {
+        "max,pauth-impdef=on".to_string()
+    } else {
+        model.to_string()
+    }
+}
+
 /// The guest program name: first semihosting command-line word.
 const GUEST_PROGRAM: &str = "hyptrace";
 
@@ -37,6 +62,8 @@ pub struct QemuConfig {
     pub machine: &'static str,
     /// Number of vCPUs.
     pub cpus: u16,
+    /// CPU model (one of [`CPU_MODELS`]).
+    pub cpu_model: String,
     /// Semihosting words after `hyptrace`: the mode (`run`, `test`) and its options.
     pub guest_words: Vec<String>,
     /// The EL2 image, booted as `-kernel`.
@@ -54,10 +81,17 @@ impl QemuConfig {
         Ok(Self {
             machine: machine()?,
             cpus,
+            cpu_model: DEFAULT_CPU_MODEL.to_string(),
             guest_words,
             hyp_image: utf8_path(&images.hyp)?,
             host_image: utf8_path(&images.host_shim)?,
         })
+    }
+
+    /// The same configuration on CPU model `model`.
+    pub fn with_cpu_model(mut self, model: &str) -> Self {
+        self.cpu_model = model.to_string();
+        self
     }
 
     /// QEMU's arguments (without the program name).
@@ -72,7 +106,7 @@ impl QemuConfig {
             "-M",
             &format!("{},virtualization=on,gic-version=3", self.machine),
             "-cpu",
-            "max,pauth-impdef=on",
+            &cpu_option(&self.cpu_model),
             "-smp",
             &self.cpus.to_string(),
             "-m",
@@ -228,10 +262,20 @@ mod tests {
         QemuConfig {
             machine: PINNED_MACHINE,
             cpus: 4,
+            cpu_model: DEFAULT_CPU_MODEL.to_string(),
             guest_words: words.iter().map(|w| w.to_string()).collect(),
             hyp_image: "/ws/target/aarch64-unknown-none-softfloat/release/hyp".into(),
             host_image: "/ws/target/aarch64-unknown-none/release/host-shim".into(),
         }
+    }
+
+    #[test]
+    fn cpu_model_reaches_the_command_line() {
+        let args = config(&["test"]).with_cpu_model("cortex-a53").args();
+        let cpu = args.iter().position(|a| a == "-cpu").unwrap();
+        assert_eq!(args[cpu + 1], "cortex-a53");
+        let args = config(&["test"]).args();
+        assert_eq!(args[cpu + 1], "max,pauth-impdef=on");
     }
 
     #[test]

@@ -27,7 +27,8 @@ const FAILURE_TAIL_LINES: usize = 40;
 pub fn run(args: &RunArgs) -> Result<()> {
     let output = TraceOutput::prepare(&args.output)?;
     let images = build::build_images(args.build.profile())?;
-    let config = QemuConfig::new(&images, args.cpus, args.guest_words())?;
+    let config =
+        QemuConfig::new(&images, args.cpus, args.guest_words())?.with_cpu_model(&args.cpu_model);
     let timeout = args.timeout_secs();
     let captured = qemu::run(
         &config,

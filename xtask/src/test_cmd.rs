@@ -4,8 +4,12 @@
 //! 2. clippy on the host (all targets), then on both bare-metal images, `-D warnings`
 //! 3. `cargo test --workspace` (host unit and property tests)
 //! 4. loom model checks (see [`loom_command`])
-//! 5. build the images, then the in-QEMU harness once per CPU count of `--cpus-list`
-//! 6. the fault report: a deliberate EL1 fault must be decoded and end QEMU with status 5
+//! 5. build the images, then the in-QEMU harness once per (CPU model, CPU count) of
+//!    [`TestArgs::harness_matrix`]
+//! 6. the fault reports: a deliberate EL1 fault must be decoded and end QEMU with status 5;
+//!    four deliberate EL2 faults of the fault-injection image (stack overflow into the guard
+//!    page, a write to `.text`, a fetch from data, a write to an unshared host page) must be
+//!    named by cause and end QEMU with status 3
 //! 7. trace.dat: record 1.5 s on 4 CPUs and check the file with the real trace-cmd
 //!    ([`trace_step`], judged by [`crate::report_check`])
 //!
@@ -67,7 +71,13 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         host_steps(log)?;
     }
     if args.skip_qemu {
-        for name in ["harness", "fault report", TRACE_STEP, SOAK_STEP] {
+        for name in [
+            "harness",
+            "fault report (EL1)",
+            EL2_FAULT_STEP,
+            TRACE_STEP,
+            SOAK_STEP,
+        ] {
             log.skip(name, "--skip-qemu");
         }
         return Ok(());
@@ -79,7 +89,8 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
     // The QEMU steps are independent: all of them run, then every failure is named.
     let results = [
         harness_steps(args, &images, log, totals),
-        log.run("fault report", || fault_report_step(args, &images)),
+        log.run("fault report (EL1)", || fault_report_step(args, &images)),
+        log.run(EL2_FAULT_STEP, || el2_fault_step(args, &images)),
         log.run(TRACE_STEP, || trace_step::run(&images)),
         log.run(SOAK_STEP, || {
             let words = soak_cmd::guest_words(CI_SOAK_MINUTES, 64, args.seed);
@@ -98,6 +109,9 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
     }
 }
 
+/// The name of the EL2 fault-report step in the summary.
+const EL2_FAULT_STEP: &str = "fault reports (EL2: guard page, text, data, host page)";
+
 /// The name of the trace.dat step in the summary.
 const TRACE_STEP: &str = "trace.dat (4 CPUs, trace-cmd)";
 
@@ -111,6 +125,36 @@ fn fault_report_step(args: &TestArgs, images: &Images) -> Result<()> {
         captured.print_last_lines(FAILURE_TAIL_LINES);
         anyhow!(cause)
     })
+}
+
+/// Builds the fault-injection hypervisor and boots it once per deliberate EL2 fault: each
+/// must end with its decoded report, cause named, and status 3. All run; then every failure
+/// is named.
+fn el2_fault_step(args: &TestArgs, images: &Images) -> Result<()> {
+    let faulty = Images {
+        hyp: build::build_fault_injection_hyp(Profile::Release)?,
+        host_shim: images.host_shim.clone(),
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    let mut errors = Vec::new();
+    for (kind, _) in fault_report::EL2_FAULTS {
+        let words = vec!["fault".to_string(), format!("kind={kind}")];
+        let config = QemuConfig::new(&faulty, 1, words)?;
+        let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)?;
+        let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
+        match fault_report::judge_el2(kind, &lines, captured.end) {
+            Ok(()) => eprintln!("xtask: EL2 fault {kind}: reported by cause, status 3"),
+            Err(cause) => {
+                captured.print_last_lines(FAILURE_TAIL_LINES);
+                errors.push(cause);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(errors.join("; ")))
+    }
 }
 
 /// fmt, clippy (host and bare metal), host tests, loom.
@@ -131,10 +175,20 @@ fn host_steps(log: &mut StepLog) -> Result<()> {
         ]);
         workspace::run_checked(command, "clippy on the host")
     })?;
-    for spec in [HYP, HOST_SHIM] {
-        let name = format!("clippy ({}, {})", spec.bin, spec.target);
+    for (spec, features) in [
+        (HYP, None),
+        (HYP, Some(build::FAULT_INJECTION_FEATURE)),
+        (HOST_SHIM, None),
+    ] {
+        let name = match features {
+            None => format!("clippy ({}, {})", spec.bin, spec.target),
+            Some(f) => format!("clippy ({} +{f}, {})", spec.bin, spec.target),
+        };
         log.run(&name, || {
             let mut args = spec.cargo_args("clippy", Profile::Release);
+            if let Some(f) = features {
+                args.extend(["--features", f]);
+            }
             args.extend(["--", "-D", "warnings"]);
             workspace::run_checked(cargo(&args), &name)
         })?;
@@ -173,10 +227,10 @@ fn harness_steps(
     totals: &mut Option<(u64, u64)>,
 ) -> Result<()> {
     let mut failures = Vec::new();
-    for &cpus in &args.cpus_list {
-        let name = format!("harness ({})", cpus_label(cpus));
+    for (model, cpus) in args.harness_matrix() {
+        let name = format!("harness ({}, {model})", cpus_label(cpus));
         let result = log.run(&name, || {
-            let run = harness_run(args, images, cpus)?;
+            let run = harness_run(args, images, &model, cpus)?;
             let (all_passed, all_failed) = totals.get_or_insert((0, 0));
             *all_passed += run.passed;
             *all_failed += run.failed;
@@ -217,15 +271,15 @@ struct HarnessRun {
 
 /// Boots the harness once and judges it, printing the cause, the failed tests and the last
 /// console lines on failure. Errors are reserved for QEMU not starting at all.
-fn harness_run(args: &TestArgs, images: &Images, cpus: u16) -> Result<HarnessRun> {
-    let config = QemuConfig::new(images, cpus, args.guest_words())?;
+fn harness_run(args: &TestArgs, images: &Images, model: &str, cpus: u16) -> Result<HarnessRun> {
+    let config = QemuConfig::new(images, cpus, args.guest_words())?.with_cpu_model(model);
     let timeout = Duration::from_secs(args.timeout);
     let captured = qemu::run(&config, timeout, true, harness_outcome::is_relevant)?;
     let report = HarnessReport::parse(&captured.kept);
     let outcome = judge(&report, captured.end);
     let (passed, failed) = report.counts(&outcome);
     let seconds = captured.elapsed.as_secs_f64();
-    let label = cpus_label(cpus);
+    let label = format!("{} on {model}", cpus_label(cpus));
     if outcome.is_pass() {
         eprintln!(
             "xtask: harness with {label} passed in {seconds:.1} s: {}",

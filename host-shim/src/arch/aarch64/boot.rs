@@ -82,6 +82,38 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
             println!("host: the undefined instruction did not trap");
             1
         }
+        Mode::Fault => fault(cmd.fault),
     };
     semihosting::exit(code)
+}
+
+/// A host page that is never shared with the hypervisor: the target of the `write-host-page`
+/// fault.
+#[repr(C, align(4096))]
+struct UnsharedPage([u8; 4096]);
+
+static mut UNSHARED_PAGE: UnsharedPage = UnsharedPage([0; 4096]);
+
+/// `fault` mode: asks a hypervisor built with `fault-injection` to commit `kind` at EL2. Its
+/// fatal report ends QEMU; returning means it did not fault.
+fn fault(kind: Option<hyp::abi::FaultKind>) -> u32 {
+    let Some(kind) = kind else {
+        println!("host: fault mode needs kind=NAME");
+        return EXIT_BOOT_FAILED;
+    };
+    let page = core::ptr::addr_of!(UNSHARED_PAGE) as u64;
+    println!(
+        "host: asking the hypervisor to commit a fault: {} (host page {page:#x})",
+        kind.name()
+    );
+    let mut args = [0u64; 17];
+    args[0] = kind as u64;
+    args[1] = page;
+    let r = smccc::hvc64(hyp::abi::FAULT_INJECTION_FID, args);
+    println!(
+        "host: the hypervisor answered {:#x} and did not fault (is it built with the \
+         fault-injection feature?)",
+        r[0]
+    );
+    1
 }

@@ -23,21 +23,21 @@ pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
     let esr = Esr(ESR_EL2.get());
     let far = FAR_EL2.get();
     let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
+    CONSOLE.print_fatal(format_args!(
+        "hyp: EXCEPTION on CPU {cpu}: {slot_name}\n",
+        cpu = cpu_index(),
+    ));
     if let Some(cause) = El2Fault::classify(esr.0, far, &super::mmu::image_layout()) {
-        CONSOLE.print_fatal(format_args!(
-            "hyp: EXCEPTION on CPU {cpu}: {cause}\n",
-            cpu = cpu_index()
-        ));
+        CONSOLE.print_fatal(format_args!("hyp:   cause    = {cause}\n"));
     }
     CONSOLE.print_fatal(format_args!(
-        "hyp: EXCEPTION on CPU {cpu}: {slot_name}\n\
+        "\
          hyp:   ESR_EL2  = {esr}\n\
          hyp:   ELR_EL2  = {elr:#018x}\n\
          hyp:   FAR_EL2  = {far:#018x}{far_note}\n\
          hyp:   HPFAR_EL2= {hpfar:#018x}\n\
          hyp:   SPSR_EL2 = {spsr:#018x}\n\
          hyp:   x0..x3   = {x0:#x} {x1:#x} {x2:#x} {x3:#x}\n",
-        cpu = cpu_index(),
         elr = frame.elr,
         far_note = if esr.far_valid() {
             ""
