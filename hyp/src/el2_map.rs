@@ -26,10 +26,9 @@
 
 use core::fmt;
 use core::ops::Range;
-use core::ptr::NonNull;
 
 use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
-use aarch64_paging::paging::{Constraints, El2, MemoryRegion, PageTable, Translation};
+use aarch64_paging::paging::{Constraints, El2, MemoryRegion};
 use aarch64_paging::{MapError, Mapping};
 
 use crate::memmap::PAGE_SIZE;
@@ -140,88 +139,10 @@ const DEVICE: El23Attributes = LEAF
 /// to spare; a share that needs more fails with [`El2MapError::OutOfTables`].
 pub const TABLE_POOL_PAGES: usize = 576;
 
-/// A fixed pool of page tables in hypervisor memory (all zero: a `static` of it lives in BSS).
-#[repr(C, align(4096))]
-pub struct TablePool {
-    tables: [PageTable<El23Attributes>; TABLE_POOL_PAGES],
-    used: [u64; TABLE_POOL_PAGES.div_ceil(64)],
-}
+/// The EL2 tables' pool (a `static` of it lives in BSS).
+pub type TablePool = crate::table_pool::TablePool<El23Attributes, TABLE_POOL_PAGES>;
 
-impl Default for TablePool {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TablePool {
-    /// An empty pool.
-    pub const fn new() -> Self {
-        Self {
-            tables: [PageTable::EMPTY; TABLE_POOL_PAGES],
-            used: [0; TABLE_POOL_PAGES.div_ceil(64)],
-        }
-    }
-
-    /// The pool's memory, for checks that it lies where it should.
-    pub fn range(&self) -> Range<u64> {
-        let start = self.tables.as_ptr() as u64;
-        start..start + core::mem::size_of_val(&self.tables) as u64
-    }
-}
-
-/// The [`Translation`] of an identity-mapped pool: a table's physical address is its address.
-struct PoolTranslation<'a> {
-    base: NonNull<PageTable<El23Attributes>>,
-    used: &'a mut [u64; TABLE_POOL_PAGES.div_ceil(64)],
-}
-
-// SAFETY: the translation owns (through the exclusive borrow of the pool) the tables its
-// pointers refer to; moving it to another CPU moves that ownership with it.
-unsafe impl Send for PoolTranslation<'_> {}
-
-impl PoolTranslation<'_> {
-    fn index_of(&self, table: NonNull<PageTable<El23Attributes>>) -> Option<usize> {
-        let offset = (table.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
-        let index = offset / PAGE_SIZE as usize;
-        (offset.is_multiple_of(PAGE_SIZE as usize) && index < TABLE_POOL_PAGES).then_some(index)
-    }
-}
-
-impl Translation<El23Attributes> for PoolTranslation<'_> {
-    fn allocate_table(&mut self) -> (NonNull<PageTable<El23Attributes>>, PhysicalAddress) {
-        let free = self
-            .used
-            .iter()
-            .enumerate()
-            .find(|(_, word)| **word != u64::MAX)
-            .map(|(i, word)| i * 64 + word.trailing_ones() as usize)
-            .filter(|index| *index < TABLE_POOL_PAGES);
-        // `El2Map::change` counts the tables a change needs before making it, so the pool
-        // never runs dry in the middle of one (aarch64-paging's allocator cannot fail).
-        let index = free.expect("EL2 table pool exhausted despite the pre-check");
-        self.used[index / 64] |= 1 << (index % 64);
-        // SAFETY: `index` is inside the pool, whose tables this translation owns.
-        let table = unsafe { self.base.add(index) };
-        // SAFETY: the table is owned by this translation and free in the bitmap, so nothing
-        // uses it; all-zero is an empty table.
-        unsafe { table.as_ptr().write_bytes(0, 1) };
-        (table, PhysicalAddress(table.as_ptr() as usize))
-    }
-
-    unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<El23Attributes>>) {
-        if let Some(index) = self.index_of(table) {
-            self.used[index / 64] &= !(1 << (index % 64));
-        }
-    }
-
-    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<El23Attributes>> {
-        // Identity map; derive the pointer from the pool to keep its provenance.
-        let index = (pa.0 - self.base.as_ptr() as usize) / PAGE_SIZE as usize;
-        assert!(index < TABLE_POOL_PAGES, "table {pa} is not in the pool");
-        // SAFETY: `index` is inside the pool (checked above).
-        unsafe { self.base.add(index) }
-    }
-}
+type PoolTranslation<'a> = crate::table_pool::PoolTranslation<'a, El23Attributes, TABLE_POOL_PAGES>;
 
 /// The barriers and TLB invalidations of batched changes to a live map, which the arch layer
 /// provides (this library has no assembly). aarch64-paging does the per-page maintenance of
@@ -373,11 +294,7 @@ impl<'a> El2Map<'a> {
     /// Empty tables (only the root allocated) over `pool`; `tlb` does the maintenance of
     /// batched changes once the map is live.
     pub fn new(pool: &'a mut TablePool, tlb: &'a dyn TlbMaintenance) -> Self {
-        let base = NonNull::from(&mut pool.tables).cast::<PageTable<El23Attributes>>();
-        let translation = PoolTranslation {
-            base,
-            used: &mut pool.used,
-        };
+        let translation = pool.translation();
         Self {
             mapping: Mapping::new(translation, ROOT_LEVEL, El2),
             tlb,
@@ -527,34 +444,21 @@ impl<'a> El2Map<'a> {
 
     /// What EL2 may do at `addr`, or `None` when it is unmapped.
     pub fn permissions(&self, addr: u64) -> Option<Permissions> {
-        let page = addr & !(PAGE_SIZE - 1);
-        let region = region(&(page..page + PAGE_SIZE)).ok()?;
-        let mut found = None;
-        self.mapping
-            .walk_range(&region, &mut |_, descriptor, level| {
-                let flags = descriptor.flags();
-                if level == 3 && descriptor.is_valid() {
-                    found = Some(Permissions {
-                        write: !flags.contains(El23Attributes::READ_ONLY),
-                        execute: !flags.contains(El23Attributes::XN),
-                        device: flags & El23Attributes::ATTRIBUTE_INDEX_MASK
-                            == El23Attributes::ATTRIBUTE_INDEX_0,
-                    });
-                }
-                Ok(())
-            })
-            .ok()?;
-        found
+        if addr >= 1 << VA_BITS {
+            return None;
+        }
+        let flags = crate::table_pool::leaf_attributes(&self.mapping, addr)?;
+        Some(Permissions {
+            write: !flags.contains(El23Attributes::READ_ONLY),
+            execute: !flags.contains(El23Attributes::XN),
+            device: flags & El23Attributes::ATTRIBUTE_INDEX_MASK
+                == El23Attributes::ATTRIBUTE_INDEX_0,
+        })
     }
 
     /// Tables taken from the pool.
     pub fn tables_in_use(&self) -> usize {
-        self.mapping
-            .translation()
-            .used
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum()
+        self.mapping.translation().in_use()
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
 //! - [`el2_map`]: the hypervisor's own stage-1 tables: what EL2 maps, with which permissions.
+//! - [`table_pool`]: a fixed pool of page tables for aarch64-paging, for code without a heap.
 //! - [`stage2`]: the host's stage-2 identity map, without the hypervisor's memory.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
 //! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
@@ -39,6 +40,7 @@ pub mod memmap;
 pub mod psci;
 pub mod ring;
 pub mod stage2;
+pub mod table_pool;
 #[cfg(not(loom))]
 pub mod tracing;
 pub mod trap_frame;

@@ -45,7 +45,8 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
             semihosting::exit(EXIT_BOOT_FAILED)
         }
     };
-    // SAFETY: the DTB names the PL011; the MMU is off, so its registers are device memory.
+    // SAFETY: the DTB names the PL011, and the host map (`super::mmu`) maps its page as
+    // device memory at its own address.
     unsafe { CONSOLE.set_base(machine.uart as usize) };
     smp::mark_boot_cpu_online();
     println!(

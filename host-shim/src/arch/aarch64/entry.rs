@@ -1,7 +1,8 @@
 //! EL1 entry points: `_start` for the boot CPU (X0 = DTB address, from the hypervisor) and
 //! `_secondary_start` for CPUs started with PSCI CPU_ON (X0 = the context ID, which the host
 //! sets to the address of the CPU's [`BootBlock`](super::smp::BootBlock), whose first word is
-//! the stack top).
+//! the stack top). Both turn the EL1 MMU on (`__el1_mmu_on`, [`super::mmu`]) before Rust
+//! relies on memory.
 
 core::arch::global_asm!(
     r#"
@@ -25,6 +26,10 @@ _start:
     mov     x0, x19
     mov     x29, xzr
     mov     x30, xzr
+    // Build the host map with the MMU off, then turn it on before Rust relies on memory.
+    bl      {boot_early}
+    bl      __el1_mmu_on
+    mov     x0, x19
     bl      {boot_main}
 2:  wfe
     b       2b
@@ -32,6 +37,8 @@ _start:
     .global _secondary_start
 _secondary_start:
     msr     daifset, #0xf
+    // MMU and caches on first (x0 survives): the boot block was written with caches on.
+    bl      __el1_mmu_on
     ldr     x9, [x0]
     mov     sp, x9
     mov     x29, xzr
@@ -43,5 +50,6 @@ _secondary_start:
     boot_stack = sym super::boot::BOOT_STACK,
     boot_stack_size = const super::boot::BOOT_STACK_SIZE,
     boot_main = sym super::boot::boot_main,
+    boot_early = sym super::mmu::boot_early,
     secondary_main = sym super::smp::secondary_main,
 );

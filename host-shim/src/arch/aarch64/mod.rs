@@ -7,5 +7,6 @@ pub mod cpu;
 mod entry;
 pub mod exceptions;
 mod heap;
+mod mmu;
 pub mod semihosting;
 pub mod smp;

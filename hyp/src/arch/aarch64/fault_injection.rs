@@ -1,6 +1,8 @@
 //! Test-only faults at EL2 (feature `fault-injection`): each must end in a fatal report that
 //! names its cause. See [`hyp::abi::FaultKind`].
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use hyp::abi::FaultKind;
 
 use super::console::hyp_println;
@@ -23,10 +25,14 @@ pub fn trigger(kind: u64, addr: u64) {
             unsafe { text.write_volatile(0xd503_201f) };
         }
         FaultKind::ExecuteData => {
-            static mut RET: u32 = 0xd65f_03c0; // `ret`
-                                               // SAFETY: deliberately unsound: the branch must fault (`.data` is never executable).
+            // Interior mutability keeps the word in writable data (a `static mut` that is
+            // never written can end up in .rodata).
+            static CODE: AtomicU32 = AtomicU32::new(0);
+            CODE.store(0xd65f_03c0, Ordering::Relaxed); // `ret`
+                                                        // SAFETY: deliberately unsound: the branch to data must fault (data is never
+                                                        // executable at EL2).
             unsafe {
-                let f: extern "C" fn() = core::mem::transmute(&raw mut RET);
+                let f: extern "C" fn() = core::mem::transmute(CODE.as_ptr());
                 f();
             }
         }
