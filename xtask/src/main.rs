@@ -27,6 +27,7 @@ mod build;
 mod cli;
 mod fault_report;
 mod harness_outcome;
+mod mmu_check;
 mod qemu;
 mod report;
 mod report_check;

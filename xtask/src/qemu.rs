@@ -70,6 +70,8 @@ pub struct QemuConfig {
     pub hyp_image: String,
     /// The EL1 image, loaded with `-device loader`.
     pub host_image: String,
+    /// More QEMU options, appended as they are (e.g. `-gdb tcp:...`).
+    pub extra_args: Vec<String>,
 }
 
 impl QemuConfig {
@@ -85,6 +87,7 @@ impl QemuConfig {
             guest_words,
             hyp_image: utf8_path(&images.hyp)?,
             host_image: utf8_path(&images.host_shim)?,
+            extra_args: Vec::new(),
         })
     }
 
@@ -136,6 +139,7 @@ impl QemuConfig {
             "loader,file={}",
             escape_option_value(&self.host_image)
         ));
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 
@@ -266,6 +270,7 @@ mod tests {
             guest_words: words.iter().map(|w| w.to_string()).collect(),
             hyp_image: "/ws/target/aarch64-unknown-none-softfloat/release/hyp".into(),
             host_image: "/ws/target/aarch64-unknown-none/release/host-shim".into(),
+            extra_args: Vec::new(),
         }
     }
 

@@ -12,6 +12,9 @@
 //!    named by cause and end QEMU with status 3
 //! 7. trace.dat: record 1.5 s on 4 CPUs and check the file with the real trace-cmd
 //!    ([`trace_step`], judged by [`crate::report_check`])
+//! 8. the MMU check: gdb attached to QEMU mid-recording reads every CPU's SCTLR_EL2 and
+//!    SCTLR_EL1 ([`mmu_check`])
+//! 9. a one-minute soak with exact accounting
 //!
 //! The harness runs for every CPU count even if one fails (which counts pass or fail tells
 //! where to look), and steps 5-7 all run even if one of them fails; then the step fails. The summary of all steps follows, and the very last
@@ -27,6 +30,7 @@ use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
 use crate::cli::TestArgs;
 use crate::fault_report;
 use crate::harness_outcome::{self, judge, HarnessReport};
+use crate::mmu_check;
 use crate::qemu::{self, QemuConfig};
 use crate::soak_cmd;
 use crate::step_log::StepLog;
@@ -92,6 +96,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         log.run("fault report (EL1)", || fault_report_step(args, &images)),
         log.run(EL2_FAULT_STEP, || el2_fault_step(args, &images)),
         log.run(TRACE_STEP, || trace_step::run(&images)),
+        log.run(MMU_STEP, || mmu_check::run(&images)),
         log.run(SOAK_STEP, || {
             let words = soak_cmd::guest_words(CI_SOAK_MINUTES, 64, args.seed);
             soak_cmd::soak(&images, 4, words, CI_SOAK_MINUTES, false)
@@ -111,6 +116,9 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
 
 /// The name of the EL2 fault-report step in the summary.
 const EL2_FAULT_STEP: &str = "fault reports (EL2: guard page, text, data, host page)";
+
+/// The name of the debugger's register check in the summary.
+const MMU_STEP: &str = "MMU and caches on every CPU while tracing (gdb)";
 
 /// The name of the trace.dat step in the summary.
 const TRACE_STEP: &str = "trace.dat (4 CPUs, trace-cmd)";

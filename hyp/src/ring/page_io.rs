@@ -50,18 +50,69 @@ mod real {
             unsafe { ((self.0 + HEADER_SIZE + off) as *mut u32).write(v.to_le()) }
         }
 
-        /// Copies `src` to data offset `off` (`off + src.len() <= DATA_SIZE`).
+        /// Copies `src` to data offset `off` (`off + src.len() <= DATA_SIZE`): in 32-bit
+        /// words where the destination is word-aligned (record payloads always start so),
+        /// bytes only for an unaligned head or a tail shorter than a word. The stores are
+        /// volatile so the compiler cannot turn the loop back into a `memcpy` call, whose
+        /// strict-alignment fallback copies bytes.
         #[inline(always)]
         pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
             debug_assert!(off + src.len() <= DATA_SIZE);
-            // SAFETY: in bounds (checked by the caller), `src` cannot overlap a shared page
-            // the writer owns above `commit`; u8 needs no alignment.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    src.as_ptr(),
-                    (self.0 + HEADER_SIZE + off) as *mut u8,
-                    src.len(),
-                )
+            let base = self.0 + HEADER_SIZE;
+            let head = ((4 - off % 4) % 4).min(src.len());
+            let (head_bytes, rest) = src.split_at(head);
+            let byte = |at: usize, b: u8| {
+                // SAFETY: `at` is inside [off, off + src.len()), in bounds of the data area
+                // (checked by the caller); the writer owns the bytes above `commit`.
+                unsafe { ((base + at) as *mut u8).write_volatile(b) }
+            };
+            for (i, b) in head_bytes.iter().enumerate() {
+                byte(off + i, *b);
+            }
+            let words = rest.chunks_exact(4);
+            let tail = words.remainder();
+            let mut at = off + head;
+            for word in words {
+                let v = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                // SAFETY: as above, and 4-aligned: the page is 4096-aligned and `at` is a
+                // multiple of 4 after the head.
+                unsafe { ((base + at) as *mut u32).write_volatile(v) };
+                at += 4;
+            }
+            for (i, b) in tail.iter().enumerate() {
+                byte(at + i, *b);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::PageRef;
+    use crate::abi::page::{DATA_SIZE, HEADER_SIZE};
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+
+    #[test]
+    fn write_bytes_copies_exactly_its_range_at_any_offset_and_length() {
+        let src: Vec<u8> = (1..=40).collect();
+        for off in [0, 1, 2, 3, 4, 5, 7, 8, DATA_SIZE - 40] {
+            for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40] {
+                let mut page = Box::new(Page([0xee; 4096]));
+                // SAFETY: a live, aligned page used only through `PageRef` here.
+                let p = unsafe { PageRef::new(page.0.as_mut_ptr() as usize) };
+                p.write_bytes(off, &src[..len]);
+                let data = &page.0[HEADER_SIZE..HEADER_SIZE + DATA_SIZE];
+                assert_eq!(&data[off..off + len], &src[..len], "off {off} len {len}");
+                assert!(
+                    data[..off].iter().all(|b| *b == 0xee),
+                    "before, off {off} len {len}"
+                );
+                assert!(
+                    data[off + len..].iter().all(|b| *b == 0xee),
+                    "after, off {off} len {len}"
+                );
             }
         }
     }
