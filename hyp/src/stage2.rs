@@ -1,17 +1,24 @@
-//! The host's stage-2 translation: an identity map of what the host may touch, built into
-//! tables the hypervisor owns.
+//! The host's stage-2 translation: an identity map of what the host may touch, built with
+//! `aarch64-paging` into tables the hypervisor owns.
 //!
-//! Layout (4 KiB granule, 39-bit IPA, translation starting at level 1, as
-//! [`VTCR_EL2`] describes): every GiB of RAM gets a level-2 table of 2 MiB normal-memory
-//! blocks, with the blocks of the hypervisor's private region left invalid, so any host access
-//! there faults to EL2. Of the MMIO space only the device pages the host needs are mapped
-//! (through a level-2 and a level-3 table): on QEMU `virt` the UART. Devices that can write
-//! memory on the host's behalf — fw_cfg's DMA interface, the GIC ITS and redistributors with
-//! their in-memory tables, virtio — stay unmapped, since their writes would bypass stage 2.
-//! Everything else is unmapped. Pure computation over caller-provided tables, tested on
-//! the development machine; the arch layer points VTTBR_EL2 at them and sets HCR_EL2.VM.
+//! Layout (4 KiB granule, 39-bit IPA, translation starting at level 1, as [`VTCR_EL2`]
+//! describes): RAM as Normal write-back memory in 2 MiB blocks, without the hypervisor's private
+//! region, so any host access there faults to EL2. Of the MMIO space only the device pages the
+//! host needs are mapped: on QEMU `virt` the UART. Devices that can write memory on the host's
+//! behalf — fw_cfg's DMA interface, the GIC ITS and redistributors with their in-memory
+//! tables, virtio — stay unmapped, since their writes would bypass stage 2. Everything else is
+//! unmapped. Plain computation over a [`TablePool`]; the arch layer builds it once at boot with
+//! the EL2 MMU and caches on (so the table walker, whose walks VTCR_EL2 makes inner-shareable
+//! write-back, reads what was written without cleaning), points VTTBR_EL2 at it and sets
+//! HCR_EL2.VM. The tables never change afterwards.
 
 use core::ops::Range;
+
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2};
+use aarch64_paging::Mapping;
+
+use crate::table_pool::{leaf_attributes, PoolTranslation, TablePool};
 
 /// VTCR_EL2: RES1 bit 31, PS = 40-bit PA (0b010), TG0 = 4 KiB, SH0 = inner shareable,
 /// ORGN0 = IRGN0 = write-back, SL0 = start at level 1, T0SZ = 25 (39-bit IPA).
@@ -23,51 +30,41 @@ pub const L1_SIZE: u64 = 1 << 30;
 pub const L2_SIZE: u64 = 1 << 21;
 /// Highest IPA + 1 the tables cover (39 bits).
 pub const IPA_LIMIT: u64 = 1 << 39;
-/// Most GiB of RAM the tables can describe (one level-2 table each).
+/// Most GiB of RAM the tables can describe (one level-2 table each, see [`STAGE2_TABLE_PAGES`]).
 pub const MAX_RAM_GIB: usize = 4;
 
-const VALID_BLOCK: u64 = 0b01;
-const VALID_TABLE: u64 = 0b11;
-/// A level-3 descriptor's type bits (the same value as a table descriptor's).
-const VALID_PAGE: u64 = 0b11;
-const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
-const MEMATTR_DEVICE_NGNRE: u64 = 0b0001 << 2;
-const S2AP_RW: u64 = 0b11 << 6;
-const SH_INNER: u64 = 0b11 << 8;
-const AF: u64 = 1 << 10;
-const XN: u64 = 1 << 54;
-const OUTPUT_MASK: u64 = 0x0000_ffff_ffff_f000;
+/// Tables the stage-2 map needs at most: the root, a level-2 table per GiB of RAM and for the
+/// MMIO GiB, and a level-3 table for the device pages.
+pub const STAGE2_TABLE_PAGES: usize = 1 + MAX_RAM_GIB + 2;
 
-/// Descriptor of a normal-memory block at `pa`.
-const fn normal_block(pa: u64) -> u64 {
-    pa | VALID_BLOCK | MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | AF
-}
+/// The stage-2 tables' pool (a `static` of it lives in BSS).
+pub type Stage2Pool = TablePool<Stage2Attributes, STAGE2_TABLE_PAGES>;
 
-/// Descriptor of a device page at `pa` (never executable).
-const fn device_page(pa: u64) -> u64 {
-    pa | VALID_PAGE | MEMATTR_DEVICE_NGNRE | S2AP_RW | AF | XN
-}
-
-/// Stage-2 tables: one level-1 table, a level-2 table per GiB of RAM, and a level-2 plus a
-/// level-3 table for the device pages of the first GiB.
-#[repr(C, align(4096))]
-pub struct Stage2Tables {
-    l1: [u64; 512],
-    l2: [[u64; 512]; MAX_RAM_GIB],
-    mmio_l2: [u64; 512],
-    mmio_l3: [u64; 512],
-}
+/// Host RAM: Normal, inner and outer write-back, inner shareable, read-write, executable.
+const NORMAL: Stage2Attributes = Stage2Attributes::VALID
+    .union(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+    .union(Stage2Attributes::MEMATTR_NORMAL_OUTER_WB)
+    .union(Stage2Attributes::S2AP_ACCESS_RW)
+    .union(Stage2Attributes::SH_INNER)
+    .union(Stage2Attributes::ACCESS_FLAG);
+/// A device page: Device-nGnRE, read-write, never executable.
+const DEVICE: Stage2Attributes = Stage2Attributes::VALID
+    .union(Stage2Attributes::MEMATTR_DEVICE_nGnRE)
+    .union(Stage2Attributes::S2AP_ACCESS_RW)
+    .union(Stage2Attributes::ACCESS_FLAG)
+    .union(Stage2Attributes::XN);
+/// The memory-type bits of a stage-2 descriptor (MemAttr[3:0]).
+const MEMATTR_MASK: usize = 0b1111 << 2;
 
 /// Why the tables could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage2Error {
-    /// RAM overlaps the MMIO GiB, extends past the IPA space or needs more than
-    /// [`MAX_RAM_GIB`] level-2 tables.
+    /// RAM overlaps the MMIO GiB, extends past the IPA space or spans more than
+    /// [`MAX_RAM_GIB`] GiB.
     RamLayout,
     /// RAM or the hypervisor region is not 2 MiB aligned.
     Alignment,
-    /// A device page is misaligned, outside the first GiB, or not in the same 2 MiB block as
-    /// the other device pages.
+    /// A device page is misaligned or not below RAM's first GiB.
     DeviceLayout,
 }
 
@@ -82,33 +79,20 @@ pub enum Access {
     Device,
 }
 
-impl Default for Stage2Tables {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The host's stage-2 tables.
+pub struct Stage2Tables<'a> {
+    mapping: Mapping<PoolTranslation<'a, Stage2Attributes, STAGE2_TABLE_PAGES>, Stage2>,
 }
 
-impl Stage2Tables {
-    /// Empty tables (nothing mapped).
-    pub const fn new() -> Self {
-        Self {
-            l1: [0; 512],
-            l2: [[0; 512]; MAX_RAM_GIB],
-            mmio_l2: [0; 512],
-            mmio_l3: [0; 512],
-        }
-    }
-
-    /// Fills the tables for a host with `ram`, excluding `hyp`, and the 4 KiB device pages
-    /// `devices` (all in one 2 MiB block of the first GiB). `pa_of` gives the physical address
-    /// of a table (the hypervisor runs with its MMU off, so it is the table's address).
+impl<'a> Stage2Tables<'a> {
+    /// Builds the tables for a host with `ram`, excluding `hyp`, and the 4 KiB device pages
+    /// `devices` (below the first GiB), over `pool`.
     pub fn build(
-        &mut self,
+        pool: &'a mut Stage2Pool,
         ram: &Range<u64>,
         hyp: &Range<u64>,
         devices: &[u64],
-        pa_of: impl Fn(&[u64; 512]) -> u64,
-    ) -> Result<(), Stage2Error> {
+    ) -> Result<Self, Stage2Error> {
         let aligned = |a: u64| a.is_multiple_of(L2_SIZE);
         if ![ram.start, ram.end, hyp.start, hyp.end]
             .into_iter()
@@ -119,84 +103,67 @@ impl Stage2Tables {
         if ram.start < L1_SIZE || ram.end > IPA_LIMIT || ram.start >= ram.end {
             return Err(Stage2Error::RamLayout);
         }
-        let first_gib = (ram.start / L1_SIZE) as usize;
-        let last_gib = ((ram.end - 1) / L1_SIZE) as usize;
-        if last_gib - first_gib >= MAX_RAM_GIB {
+        if (ram.end - 1) / L1_SIZE - ram.start / L1_SIZE >= MAX_RAM_GIB as u64 {
             return Err(Stage2Error::RamLayout);
         }
-        let device_block = devices.first().map(|d| d / L2_SIZE);
         if devices
             .iter()
-            .any(|d| !d.is_multiple_of(4096) || *d >= L1_SIZE || Some(d / L2_SIZE) != device_block)
+            .any(|d| !d.is_multiple_of(4096) || *d >= L1_SIZE)
         {
             return Err(Stage2Error::DeviceLayout);
         }
-        *self = Self::new();
-        // GiB 0: only the listed device pages.
-        if let Some(block) = device_block {
-            for d in devices {
-                self.mmio_l3[((d % L2_SIZE) / 4096) as usize] = device_page(*d);
-            }
-            self.mmio_l2[block as usize] = (pa_of(&self.mmio_l3) & OUTPUT_MASK) | VALID_TABLE;
-            self.l1[0] = (pa_of(&self.mmio_l2) & OUTPUT_MASK) | VALID_TABLE;
+        let mut tables = Self {
+            mapping: Mapping::new(pool.translation(), 1, Stage2),
+        };
+        let below = ram.start..hyp.start.clamp(ram.start, ram.end);
+        let above = hyp.end.clamp(ram.start, ram.end)..ram.end;
+        for part in [below, above].iter().filter(|r| r.start < r.end) {
+            tables.map(part, NORMAL, Constraints::empty());
         }
-        for gib in first_gib..=last_gib {
-            let table = &mut self.l2[gib - first_gib];
-            for (i, entry) in table.iter_mut().enumerate() {
-                let pa = gib as u64 * L1_SIZE + i as u64 * L2_SIZE;
-                let block = pa..pa + L2_SIZE;
-                let in_ram = ram.start <= block.start && block.end <= ram.end;
-                let in_hyp = block.start < hyp.end && hyp.start < block.end;
-                *entry = if in_ram && !in_hyp {
-                    normal_block(pa)
-                } else {
-                    0
-                };
-            }
-            self.l1[gib] = (pa_of(table) & OUTPUT_MASK) | VALID_TABLE;
+        for device in devices {
+            tables.map(
+                &(*device..device + 4096),
+                DEVICE,
+                Constraints::NO_BLOCK_MAPPINGS,
+            );
         }
-        Ok(())
+        Ok(tables)
     }
 
-    /// Physical address for VTTBR_EL2 (VMID 0), given the level-1 table's address.
-    pub fn root(&self) -> &[u64; 512] {
-        &self.l1
+    fn map(&mut self, range: &Range<u64>, flags: Stage2Attributes, constraints: Constraints) {
+        let region = MemoryRegion::new(range.start as usize, range.end as usize);
+        // The ranges were checked above (aligned, inside the 39-bit IPA space) and the tables
+        // are not live yet: aarch64-paging has no reason to refuse.
+        self.mapping
+            .map_range(
+                &region,
+                PhysicalAddress(range.start as usize),
+                flags,
+                constraints,
+            )
+            .expect("stage-2 ranges were checked before mapping");
     }
 
-    /// Walks the tables for `ipa` (level-2 tables found by position, as `build` laid them
-    /// out). For tests and diagnostics.
+    /// Physical address of the level-1 table, for VTTBR_EL2 (VMID 0).
+    pub fn root_address(&self) -> u64 {
+        self.mapping.root_address().0 as u64
+    }
+
+    /// Walks the tables for `ipa`. For tests and diagnostics.
     pub fn access(&self, ipa: u64) -> Access {
         if ipa >= IPA_LIMIT {
             return Access::None;
         }
-        let gib = (ipa / L1_SIZE) as usize;
-        if self.l1[gib] & 0b11 != VALID_TABLE {
-            return Access::None;
+        match self.attributes(ipa) {
+            None => Access::None,
+            Some(a) if a.bits() & MEMATTR_MASK == NORMAL.bits() & MEMATTR_MASK => Access::Normal,
+            Some(_) => Access::Device,
         }
-        let l2 = if gib == 0 {
-            &self.mmio_l2
-        } else {
-            // RAM tables are laid out from the first GiB that has one (GiB 0 is MMIO).
-            let first = self.l1[1..]
-                .iter()
-                .position(|e| e & 0b11 == VALID_TABLE)
-                .unwrap_or(0)
-                + 1;
-            &self.l2[gib - first]
-        };
-        let l2e = l2[((ipa % L1_SIZE) / L2_SIZE) as usize];
-        let leaf = match l2e & 0b11 {
-            VALID_BLOCK => l2e,
-            VALID_TABLE if gib == 0 => self.mmio_l3[((ipa % L2_SIZE) / 4096) as usize],
-            _ => return Access::None,
-        };
-        if leaf & 0b1 == 0 {
-            Access::None
-        } else if leaf & (0b1111 << 2) == MEMATTR_NORMAL_WB {
-            Access::Normal
-        } else {
-            Access::Device
-        }
+    }
+
+    /// The leaf attributes at `ipa` (the descriptor without its output address).
+    fn attributes(&self, ipa: u64) -> Option<Stage2Attributes> {
+        leaf_attributes(&self.mapping, ipa)
     }
 }
 
@@ -213,16 +180,14 @@ mod tests {
     const RAM: Range<u64> = 0x4000_0000..0x8000_0000;
     const HYP: Range<u64> = 0x4020_0000..0x4100_0000;
 
-    fn built(ram: Range<u64>) -> Box<Stage2Tables> {
-        let mut t = Box::new(Stage2Tables::new());
-        t.build(&ram, &HYP, &[0x0900_0000], |table| table.as_ptr() as u64)
-            .unwrap();
-        t
+    fn built(pool: &mut Stage2Pool, ram: Range<u64>) -> Stage2Tables<'_> {
+        Stage2Tables::build(pool, &ram, &HYP, &[0x0900_0000]).unwrap()
     }
 
     #[test]
     fn host_sees_ram_and_mmio_but_not_the_hypervisor() {
-        let t = built(RAM);
+        let mut pool = Box::new(Stage2Pool::new());
+        let t = built(&mut pool, RAM);
         assert_eq!(t.access(0x0900_0000), Access::Device, "UART");
         assert_eq!(t.access(0x0900_0fff), Access::Device, "UART's last byte");
         assert_eq!(t.access(0x0900_1000), Access::None, "next page");
@@ -255,28 +220,25 @@ mod tests {
 
     #[test]
     fn descriptors_are_what_the_architecture_wants() {
-        let t = built(RAM);
-        let l1 = t.root();
-        assert_eq!(l1[0] & OUTPUT_MASK, t.mmio_l2.as_ptr() as u64);
-        let uart_l2 = t.mmio_l2[0x0900_0000 / L2_SIZE as usize];
-        assert_eq!(uart_l2 & OUTPUT_MASK, t.mmio_l3.as_ptr() as u64);
+        let mut pool = Box::new(Stage2Pool::new());
+        let t = built(&mut pool, RAM);
         assert_eq!(
-            t.mmio_l3[0], 0x0040_0000_0900_04c7,
+            t.attributes(0x0900_0000).unwrap().bits(),
+            0x0040_0000_0000_04c7,
             "device page, AF, RW, XN"
         );
-        assert_eq!(l1[1] & 0b11, VALID_TABLE);
-        assert_eq!(l1[1] & OUTPUT_MASK, t.l2[0].as_ptr() as u64 & OUTPUT_MASK);
         assert_eq!(
-            t.l2[0][0],
-            0x4000_0000 | 0x7fd,
+            t.attributes(0x4000_0000).unwrap().bits(),
+            0x7fd,
             "normal WB block, inner shareable, AF, RW"
         );
-        assert!(l1[2..].iter().all(|e| *e == 0));
+        assert_eq!(t.root_address() % 4096, 0);
     }
 
     #[test]
     fn bigger_ram_spans_several_tables() {
-        let t = built(0x4000_0000..0x1_4000_0000);
+        let mut pool = Box::new(Stage2Pool::new());
+        let t = built(&mut pool, 0x4000_0000..0x1_4000_0000);
         assert_eq!(t.access(0x1_3fff_ffff), Access::Normal);
         assert_eq!(t.access(0x1_4000_0000), Access::None);
         assert_eq!(t.access(0x4020_0000), Access::None);
@@ -284,38 +246,59 @@ mod tests {
 
     #[test]
     fn bad_layouts_are_refused() {
-        let mut t = Box::new(Stage2Tables::new());
-        let pa = |l2: &[u64; 512]| l2.as_ptr() as u64;
+        let mut pool = Box::new(Stage2Pool::new());
         let uart = [0x0900_0000];
         let misaligned = 0x4000_1000..0x8000_0000;
+        let build = |pool: &mut Stage2Pool, ram: &Range<u64>, devices: &[u64]| {
+            Stage2Tables::build(pool, ram, &HYP, devices).map(|_| ())
+        };
         assert_eq!(
-            t.build(&misaligned, &HYP, &uart, pa),
+            build(&mut pool, &misaligned, &uart),
             Err(Stage2Error::Alignment)
         );
         assert_eq!(
-            t.build(&(0..0x8000_0000), &HYP, &uart, pa),
+            build(&mut pool, &(0..0x8000_0000), &uart),
             Err(Stage2Error::RamLayout)
         );
         let five_gib = 0x4000_0000..0x1_8000_0000;
         assert_eq!(
-            t.build(&five_gib, &HYP, &uart, pa),
+            build(&mut pool, &five_gib, &uart),
             Err(Stage2Error::RamLayout)
         );
-        for devices in [
-            &[0x0900_0008][..],
-            &[0x4000_0000],
-            &[0x0900_0000, 0x0a00_0000],
-        ] {
-            let r = t.build(&RAM, &HYP, devices, pa);
+        for devices in [&[0x0900_0008][..], &[0x4000_0000]] {
+            let r = build(&mut pool, &RAM, devices);
             assert_eq!(r, Err(Stage2Error::DeviceLayout), "{devices:x?}");
         }
-        t.build(&RAM, &HYP, &[], pa).unwrap();
+    }
+
+    #[test]
+    fn without_devices_nothing_below_ram_is_mapped() {
+        let mut pool = Box::new(Stage2Pool::new());
+        let t = Stage2Tables::build(&mut pool, &RAM, &HYP, &[]).unwrap();
         assert_eq!(
             t.access(0x0900_0000),
             Access::None,
             "no devices: nothing in GiB 0"
         );
         assert_eq!(t.access(0x4100_0000), Access::Normal);
+    }
+
+    #[test]
+    fn devices_in_different_blocks_are_mapped_each() {
+        let mut pool = Box::new(Stage2Pool::new());
+        let devices = [0x0900_0000, 0x0a00_0000];
+        let t = Stage2Tables::build(&mut pool, &RAM, &HYP, &devices).unwrap();
+        assert_eq!(t.access(0x0900_0000), Access::Device);
+        assert_eq!(t.access(0x0a00_0000), Access::Device);
+        assert_eq!(t.access(0x0a00_1000), Access::None);
+    }
+
+    #[test]
+    fn the_largest_ram_fits_the_pool() {
+        let mut pool = Box::new(Stage2Pool::new());
+        let four_gib = 0x4000_0000..0x1_4000_0000;
+        let t = Stage2Tables::build(&mut pool, &four_gib, &HYP, &[0x0900_0000]).unwrap();
+        assert_eq!(t.access(0x1_3fe0_0000), Access::Normal);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use core::ops::Range;
 use hyp::cpus::CpuPower;
 use hyp::dtb::Machine;
 use hyp::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
+use hyp::stage2::{Stage2Pool, Stage2Tables};
 use hyp::tracing::memory_rules::MemoryRules;
 use hyp::tracing::{TracingService, TracingStorage};
 use spin::Once;
@@ -35,33 +36,37 @@ pub fn memory_rules() -> &'static MemoryRules {
 /// The hypervisor's private region (image, stacks, pools).
 pub const HYP_REGION: Range<u64> = HYP_BASE..HYP_BASE + HYP_SIZE;
 
-/// The host's stage-2 tables: built once by the boot CPU before any other CPU starts, read
-/// only by the MMU afterwards.
-static mut STAGE2: hyp::stage2::Stage2Tables = hyp::stage2::Stage2Tables::new();
+/// The pool of the host's stage-2 tables (BSS).
+static mut STAGE2_POOL: Stage2Pool = Stage2Pool::new();
+
+/// Root of the host's stage-2 tables, for VTTBR_EL2: set once by the boot CPU before any
+/// other CPU runs; the tables never change afterwards.
+static STAGE2_ROOT: Once<u64> = Once::new();
 
 /// Builds the stage-2 tables for the discovered machine; returns the root for VTTBR_EL2.
 /// Called once, by the boot CPU with its MMU and caches on, before any secondary CPU runs.
 pub fn build_stage2() -> Result<u64, &'static str> {
     // SAFETY: only the boot CPU runs (secondaries start later, through the host's CPU_ON),
-    // so nothing else accesses the tables while they are written.
-    let tables = unsafe { &mut *core::ptr::addr_of_mut!(STAGE2) };
-    tables
-        // The host needs only its console: every other device stays unmapped (some, like
-        // fw_cfg's DMA interface and the GIC ITS, write memory behind stage 2's back).
-        // EL2 is identity-mapped: a table's address is its physical address.
-        .build(&platform().ram, &HYP_REGION, &[platform().uart], |table| {
-            table.as_ptr() as u64
-        })
+    // once, so nothing else uses the pool while the tables are written.
+    let pool = unsafe { &mut *core::ptr::addr_of_mut!(STAGE2_POOL) };
+    // The host needs only its console: every other device stays unmapped (some, like
+    // fw_cfg's DMA interface and the GIC ITS, write memory behind stage 2's back).
+    let tables = Stage2Tables::build(pool, &platform().ram, &HYP_REGION, &[platform().uart])
         .map_err(|_| "RAM cannot be described by the stage-2 tables")?;
+    let root = tables.root_address();
+    // The tables stay in the pool for good and are never changed: the map is not needed
+    // again (and aarch64-paging's Mapping is never marked live, so forgetting it is sound).
+    core::mem::forget(tables);
     // SAFETY: a barrier: table writes complete before any CPU's table walker uses them.
     unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
-    Ok(stage2_root())
+    Ok(*STAGE2_ROOT.call_once(|| root))
 }
 
 /// Address of the level-1 stage-2 table (valid once [`build_stage2`] ran).
 pub fn stage2_root() -> u64 {
-    // Only the address is taken; the MMU reads the table.
-    core::ptr::addr_of!(STAGE2) as u64
+    *STAGE2_ROOT
+        .get()
+        .unwrap_or_else(|| super::fatal::fatal(format_args!("stage 2 used before it was built")))
 }
 
 /// The machine description; only valid after [`discover`] ran on the boot CPU.
