@@ -20,11 +20,13 @@
 //! - [`memmap`]: the physical memory map shared with the host image.
 //! - [`esr`]: exception-syndrome decoding for fault reports.
 //! - [`uart`]: the PL011 console both images print through.
+//! - [`boot_asm`]: entry assembly both images share (cache maintenance before the MMU is on).
 //! - [`trap_frame`]: the trap frame and the vector-table macro both images use.
 
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod boot_asm;
 pub mod clock;
 pub mod cpus;
 pub mod dtb;

@@ -118,7 +118,7 @@ impl PageDesc {
     fn page_ref(&self) -> PageRef {
         // SAFETY: descriptors in a loaded ring only hold page addresses accepted by
         // `RingBuffer::load`, whose contract makes them valid pages while loaded. The
-        // ordering: `page` is stored during load/reset under the control lock and before the
+        // ordering: `page` is stored only by `load`, under the control lock and before the
         // status release store that lets a writer in (or the lock release), so Relaxed reads
         // by a writer or lock holder see it.
         unsafe { PageRef::new(self.page.load(Ordering::Relaxed)) }
@@ -523,8 +523,9 @@ impl<'a> RingBuffer<'a> {
             {
                 continue;
             }
-            // Relaxed: entries of a page are only written by this writer (on leaving) or by
-            // load/reset, all ordered before this point.
+            // Relaxed: entries of a page are only written by this writer (on leaving), by
+            // load/reset, or by a swap before its AcqRel CAS of the link this writer acquired
+            // above, all ordered before this point.
             st.overrun += u64::from(descs[n].entries.load(Ordering::Relaxed));
             // Release: pairs with the Acquire load of `overrun` in `swap_reader`, which
             // happens after it has acquired the HEAD link stored just below.

@@ -5,12 +5,20 @@
 //! relies on memory.
 
 core::arch::global_asm!(
+    hyp::dcache_clean_invalidate_asm!(),
     r#"
     .section .text.entry, "ax"
     .global _start
 _start:
     msr     daifset, #0xf
     mov     x19, x0
+    // MMU-off writes follow (BSS, the page tables, HOST_MMU_CONFIG): no stale cache line of
+    // the image may survive them (see `hyp::dcache_clean_invalidate_asm`).
+    adrp    x9, __host_start
+    add     x9, x9, :lo12:__host_start
+    adrp    x10, __host_image_end
+    add     x10, x10, :lo12:__host_image_end
+    dcache_clean_invalidate x9, x10
     adrp    x9, __bss_start
     add     x9, x9, :lo12:__bss_start
     adrp    x10, __bss_end

@@ -141,10 +141,11 @@ fn prepare_boot_block(index: usize, token: u64) {
     // SAFETY: only the address of the CPU's stack slot is computed; the slot is used by that
     // CPU alone, and only after it starts.
     let stack_base = unsafe { core::ptr::addr_of!(STACKS.0[index]) } as u64;
-    // Relaxed stores: published to the started CPU through the hypervisor. Our CPU_ON takes
-    // the hypervisor's power-state lock after these stores (a Release), and the started CPU
-    // takes the same lock (an Acquire) before it is dropped to `_secondary_start`, so they
-    // happen before its first read of the block.
+    // Relaxed stores: published to the started CPU through the hypervisor. Our CPU_ON ends in
+    // the release of the hypervisor's power-state lock (`claim_for_on`, the Release) after
+    // these stores, and the started CPU takes the same lock (`take_host_entry`, the Acquire)
+    // before it is dropped to `_secondary_start`, which turns its MMU on before its first
+    // (cacheable, so coherent) read of the block.
     block
         .stack_top
         .store(stack_base + STACK_SIZE as u64, Ordering::Relaxed);

@@ -14,6 +14,7 @@ use hyp::el2_map::SCTLR_EL2_RES1;
 use hyp::memmap::{HYP_STACK_GUARD, HYP_STACK_SIZE, MAX_CPUS};
 
 core::arch::global_asm!(
+    hyp::dcache_clean_invalidate_asm!(),
     r#"
     // SP = __stacks_start + (x0 + 1) * stride, for CPU index x0.
     .macro set_cpu_stack
@@ -47,23 +48,12 @@ core::arch::global_asm!(
 _start:
     mov     x0, #0          // the boot CPU is index 0
     early_el2_state
-    // Clean and invalidate [__hyp_start, __hyp_image_end) to the point of coherency, by
-    // line (CTR_EL0.DminLine), then complete it (DSB) before the first write below.
-    mrs     x11, ctr_el0
-    ubfx    x11, x11, #16, #4
-    mov     x12, #4
-    lsl     x12, x12, x11
-    sub     x13, x12, #1
+    // Clean and invalidate [__hyp_start, __hyp_image_end) before the first write below.
     adrp    x9, __hyp_start
     add     x9, x9, :lo12:__hyp_start
-    bic     x9, x9, x13
     adrp    x10, __hyp_image_end
     add     x10, x10, :lo12:__hyp_image_end
-0:  dc      civac, x9
-    add     x9, x9, x12
-    cmp     x9, x10
-    b.lo    0b
-    dsb     sy
+    dcache_clean_invalidate x9, x10
     // Clear BSS (the linker aligns both ends to 16 bytes).
     adrp    x9, __bss_start
     add     x9, x9, :lo12:__bss_start
