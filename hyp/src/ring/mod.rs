@@ -290,7 +290,14 @@ impl Reservation<'_, '_> {
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> bool {
         match offset.checked_add(bytes.len()) {
             Some(end) if end <= self.len => {
-                self.page.write_bytes(self.payload + offset, bytes);
+                // The payload starts word-aligned (records are 4-aligned), so a word-aligned
+                // `offset` (a constant at most call sites) gets word stores.
+                debug_assert!(self.payload.is_multiple_of(4));
+                if offset.is_multiple_of(4) {
+                    self.page.write_aligned(self.payload + offset, bytes);
+                } else {
+                    self.page.write_bytes(self.payload + offset, bytes);
+                }
                 true
             }
             _ => false,

@@ -13,6 +13,9 @@ pub(crate) use real::PageRef;
 mod real {
     use crate::abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE};
 
+    // `write_bytes`'s word stores rely on the data area starting word-aligned.
+    const _: () = assert!(HEADER_SIZE.is_multiple_of(4));
+
     /// A page of the ring, identified by its address in the hypervisor's address space.
     #[derive(Clone, Copy, Debug)]
     pub(crate) struct PageRef(usize);
@@ -50,37 +53,46 @@ mod real {
             unsafe { ((self.0 + HEADER_SIZE + off) as *mut u32).write(v.to_le()) }
         }
 
-        /// Copies `src` to data offset `off` (`off + src.len() <= DATA_SIZE`): in 32-bit
-        /// words where the destination is word-aligned (record payloads always start so),
-        /// bytes only for an unaligned head or a tail shorter than a word. The stores are
-        /// volatile so the compiler cannot turn the loop back into a `memcpy` call, whose
-        /// strict-alignment fallback copies bytes.
+        /// Copies `src` to the word-aligned data offset `off` (`off % 4 == 0`,
+        /// `off + src.len() <= DATA_SIZE`): one 32-bit store per word, bytes only for a tail
+        /// shorter than a word. The words are assembled from `src`'s bytes, so `src` needs no
+        /// alignment; inlined with a constant length, the loops unroll and the words are
+        /// built in registers from the encoded event. The stores are volatile so the compiler
+        /// cannot turn the loop back into a `memcpy` call, whose strict-alignment fallback
+        /// copies bytes.
+        #[inline(always)]
+        pub(crate) fn write_aligned(&self, off: usize, src: &[u8]) {
+            debug_assert!(off.is_multiple_of(4) && off + src.len() <= DATA_SIZE);
+            let dst = (self.0 + HEADER_SIZE + off) as *mut u8;
+            let words = src.len() / 4;
+            for i in 0..words {
+                let w = [src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]];
+                // SAFETY: word `i` is inside [off, off + src.len()) of the data area (in
+                // bounds, checked by the caller), 4-aligned: the page is 4096-aligned,
+                // HEADER_SIZE and `off` are multiples of 4. The writer owns the bytes above
+                // `commit`.
+                unsafe {
+                    dst.cast::<u32>()
+                        .add(i)
+                        .write_volatile(u32::from_le_bytes(w))
+                };
+            }
+            for (i, b) in src.iter().enumerate().skip(4 * words) {
+                // SAFETY: as above, byte `i` of the range.
+                unsafe { dst.add(i).write_volatile(*b) };
+            }
+        }
+
+        /// Copies `src` to data offset `off` (`off + src.len() <= DATA_SIZE`), byte by byte:
+        /// for offsets that are not word-aligned.
         #[inline(always)]
         pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
             debug_assert!(off + src.len() <= DATA_SIZE);
-            let base = self.0 + HEADER_SIZE;
-            let head = ((4 - off % 4) % 4).min(src.len());
-            let (head_bytes, rest) = src.split_at(head);
-            let byte = |at: usize, b: u8| {
-                // SAFETY: `at` is inside [off, off + src.len()), in bounds of the data area
+            let dst = (self.0 + HEADER_SIZE + off) as *mut u8;
+            for (i, b) in src.iter().enumerate() {
+                // SAFETY: byte `i` of [off, off + src.len()), in bounds of the data area
                 // (checked by the caller); the writer owns the bytes above `commit`.
-                unsafe { ((base + at) as *mut u8).write_volatile(b) }
-            };
-            for (i, b) in head_bytes.iter().enumerate() {
-                byte(off + i, *b);
-            }
-            let words = rest.chunks_exact(4);
-            let tail = words.remainder();
-            let mut at = off + head;
-            for word in words {
-                let v = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-                // SAFETY: as above, and 4-aligned: the page is 4096-aligned and `at` is a
-                // multiple of 4 after the head.
-                unsafe { ((base + at) as *mut u32).write_volatile(v) };
-                at += 4;
-            }
-            for (i, b) in tail.iter().enumerate() {
-                byte(at + i, *b);
+                unsafe { dst.add(i).write_volatile(*b) };
             }
         }
     }
@@ -95,24 +107,31 @@ mod tests {
     struct Page([u8; 4096]);
 
     #[test]
-    fn write_bytes_copies_exactly_its_range_at_any_offset_and_length() {
-        let src: Vec<u8> = (1..=40).collect();
-        for off in [0, 1, 2, 3, 4, 5, 7, 8, DATA_SIZE - 40] {
-            for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40] {
-                let mut page = Box::new(Page([0xee; 4096]));
-                // SAFETY: a live, aligned page used only through `PageRef` here.
-                let p = unsafe { PageRef::new(page.0.as_mut_ptr() as usize) };
-                p.write_bytes(off, &src[..len]);
-                let data = &page.0[HEADER_SIZE..HEADER_SIZE + DATA_SIZE];
-                assert_eq!(&data[off..off + len], &src[..len], "off {off} len {len}");
-                assert!(
-                    data[..off].iter().all(|b| *b == 0xee),
-                    "before, off {off} len {len}"
-                );
-                assert!(
-                    data[off + len..].iter().all(|b| *b == 0xee),
-                    "after, off {off} len {len}"
-                );
+    fn writes_copy_exactly_their_range_at_any_offset_and_length() {
+        let all: Vec<u8> = (1..=41).collect();
+        // Sources at any alignment, at aligned and misaligned offsets.
+        for src in [&all[..40], &all[1..]] {
+            for off in [0, 1, 2, 3, 4, 5, 7, 8, DATA_SIZE - 40] {
+                for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40] {
+                    let mut page = Box::new(Page([0xee; 4096]));
+                    // SAFETY: a live, aligned page used only through `PageRef` here.
+                    let p = unsafe { PageRef::new(page.0.as_mut_ptr() as usize) };
+                    if off % 4 == 0 {
+                        p.write_aligned(off, &src[..len]);
+                    } else {
+                        p.write_bytes(off, &src[..len]);
+                    }
+                    let data = &page.0[HEADER_SIZE..HEADER_SIZE + DATA_SIZE];
+                    assert_eq!(&data[off..off + len], &src[..len], "off {off} len {len}");
+                    assert!(
+                        data[..off].iter().all(|b| *b == 0xee),
+                        "before, off {off} len {len}"
+                    );
+                    assert!(
+                        data[off + len..].iter().all(|b| *b == 0xee),
+                        "after, off {off} len {len}"
+                    );
+                }
             }
         }
     }
@@ -226,6 +245,10 @@ mod model {
         pub(crate) fn write_u32(&self, off: usize, v: u32) {
             // SAFETY: the writer owns the words above `commit`; loom checks that claim.
             self.page().data[off / 4].with_mut(|p| unsafe { *p = v });
+        }
+
+        pub(crate) fn write_aligned(&self, off: usize, src: &[u8]) {
+            self.write_bytes(off, src)
         }
 
         pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
