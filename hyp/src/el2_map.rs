@@ -415,9 +415,17 @@ impl<'a> El2Map<'a> {
 
     /// Unmaps `range` (break-before-make: once this returns on a live map, no CPU's TLB holds
     /// a translation of it). Only for host pages: refuses ranges that overlap the image.
+    ///
+    /// An unmap of more than one page also gives back to the pool every table it left empty
+    /// (aarch64-paging detaches it with TLB maintenance first), so tables taken by one trace's
+    /// pages are free for the next one wherever its pages lie.
     pub fn unmap(&mut self, range: &Range<u64>) -> Result<(), El2MapError> {
         self.check_host(range)?;
-        self.map(range, El23Attributes::empty())
+        self.map(range, El23Attributes::empty())?;
+        if range.end - range.start > PAGE_SIZE {
+            self.mapping.compact_subtables();
+        }
+        Ok(())
     }
 
     /// Physical address of the root table (for TTBR0_EL2).

@@ -399,3 +399,31 @@ fn live_changes_get_the_maintenance_they_need_once() {
     assert_eq!(map.permissions(0x4500_1000), Some(RW));
     map.mapping.mark_inactive();
 }
+
+#[test]
+fn tables_emptied_by_an_unmap_go_back_to_the_pool() {
+    let mut pool = Box::new(TablePool::new());
+    let mut map = boot_map(&mut pool);
+    map.mark_live();
+    let boot_tables = map.tables_in_use();
+    // Eight pages, each in a 2 MiB block of its own in the second GiB: a level-2 table and
+    // eight level-3 tables.
+    let ring: Vec<u64> = (0..8u64).map(|b| 0x8000_0000 + b * (2 << 20)).collect();
+    for page in &ring {
+        map.map_host(&(*page..page + PAGE_SIZE), true).unwrap();
+    }
+    assert_eq!(map.tables_in_use(), boot_tables + 9);
+    map.unmap(&(0x8000_0000..0x8000_0000 + 8 * (2 << 20)))
+        .unwrap();
+    assert_eq!(
+        map.tables_in_use(),
+        boot_tables,
+        "every emptied table is free again"
+    );
+    for page in &ring {
+        assert_eq!(map.permissions(*page), None);
+    }
+    // The image's tables are not empty and stay.
+    assert_eq!(map.permissions(layout().text.start), Some(RX));
+    map.mapping.mark_inactive();
+}
