@@ -1,4 +1,6 @@
 //! Assembly shared by both images' entry code (only expanded inside the aarch64 images).
+//! Each macro expands to the text of an assembler `.macro`, to be passed to `global_asm!`
+//! before the code that uses it.
 
 /// Expands to the text of an assembler macro, `dcache_clean_invalidate start, end`: cleans and
 /// invalidates the data cache by virtual address to the point of coherency for every line of
@@ -25,6 +27,42 @@ macro_rules! dcache_clean_invalidate_asm {
     cmp     \start, \end
     b.lo    10b
     dsb     sy
+    .endm
+"#
+    };
+}
+
+/// Expands to the text of an assembler macro, `mmu_on config, el, tlbi_all`: turns this CPU's
+/// MMU and caches on at exception level `el` (`el2` or `el1`) with the four words at symbol
+/// `config` (a [`crate::el2_map::MmuConfig`]: MAIR, TCR, TTBR0, SCTLR), written with the MMU
+/// off so they are in memory. `tlbi_all` is the local TLB invalidation of that regime
+/// (`alle2`, `vmalle1`). Uses x9-x11 and no stack.
+///
+/// The translation registers take effect at the next context synchronization (`ISB`); no
+/// stale translation (from reset or a previous life of this CPU) or instruction-cache line
+/// survives into the MMU-on world (`TLBI`, `IC IALLU`, completed by `DSB NSH`, then `ISB`);
+/// the SCTLR write is a context-changing write, so the final `ISB` makes every later
+/// instruction run with the MMU and caches on.
+#[macro_export]
+macro_rules! mmu_on_asm {
+    () => {
+        r#"
+    .macro mmu_on config, el, tlbi_all
+    adrp    x9, \config
+    add     x9, x9, :lo12:\config
+    ldp     x10, x11, [x9]
+    msr     mair_\el, x10
+    msr     tcr_\el, x11
+    ldr     x10, [x9, #16]
+    msr     ttbr0_\el, x10
+    isb
+    tlbi    \tlbi_all
+    ic      iallu
+    dsb     nsh
+    isb
+    ldr     x11, [x9, #24]
+    msr     sctlr_\el, x11
+    isb
     .endm
 "#
     };

@@ -64,28 +64,13 @@ pub extern "C" fn boot_early(dtb: u64) {
 }
 
 core::arch::global_asm!(
+    hyp::mmu_on_asm!(),
     r#"
     // Turns this CPU's EL1 MMU and caches on with HOST_MMU_CONFIG. Uses x9-x11, no stack.
     .pushsection .text.entry, "ax"
     .global __el1_mmu_on
 __el1_mmu_on:
-    adrp    x9, HOST_MMU_CONFIG
-    add     x9, x9, :lo12:HOST_MMU_CONFIG
-    ldp     x10, x11, [x9]
-    msr     mair_el1, x10
-    msr     tcr_el1, x11
-    ldr     x10, [x9, #16]
-    msr     ttbr0_el1, x10
-    // The new translation registers are in effect (ISB) before stale EL1 translations and
-    // instruction-cache lines are dropped (completed by DSB) and the MMU goes on.
-    isb
-    tlbi    vmalle1
-    ic      iallu
-    dsb     nsh
-    isb
-    ldr     x11, [x9, #24]
-    msr     sctlr_el1, x11
-    isb
+    mmu_on  HOST_MMU_CONFIG, el1, vmalle1
     ret
     .popsection
     "#

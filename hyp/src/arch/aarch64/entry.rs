@@ -15,6 +15,7 @@ use hyp::memmap::{HYP_STACK_GUARD, HYP_STACK_SIZE, MAX_CPUS};
 
 core::arch::global_asm!(
     hyp::dcache_clean_invalidate_asm!(),
+    hyp::mmu_on_asm!(),
     r#"
     // SP = __stacks_start + (x0 + 1) * stride, for CPU index x0.
     .macro set_cpu_stack
@@ -95,29 +96,10 @@ _secondary_entry:
 
     // Turns this CPU's EL2 MMU and caches on with the tables and registers in
     // EL2_MMU_CONFIG (written by the boot CPU with its MMU off, so in memory). Uses x9-x11
-    // and no stack.
+    // and no stack (`hyp::mmu_on_asm`).
     .global __el2_mmu_on
 __el2_mmu_on:
-    adrp    x9, EL2_MMU_CONFIG
-    add     x9, x9, :lo12:EL2_MMU_CONFIG
-    ldp     x10, x11, [x9]
-    msr     mair_el2, x10
-    msr     tcr_el2, x11
-    ldr     x10, [x9, #16]
-    msr     ttbr0_el2, x10
-    // The translation registers take effect at the next context synchronization; no stale
-    // EL2 translation (from reset or a previous life of this CPU) or instruction-cache line
-    // survives into the MMU-on world (TLBI/IC completed by DSB, then ISB).
-    isb
-    tlbi    alle2
-    ic      iallu
-    dsb     nsh
-    isb
-    ldr     x11, [x9, #24]
-    msr     sctlr_el2, x11
-    // SCTLR_EL2 is a context-changing write: the ISB makes every later instruction run
-    // with the MMU and caches on.
-    isb
+    mmu_on  EL2_MMU_CONFIG, el2, alle2
     ret
     .popsection
     "#,
