@@ -344,41 +344,79 @@ impl<'a> El2Map<'a> {
         needed
     }
 
+    /// Tables left in the pool.
+    fn tables_free(&self) -> usize {
+        TABLE_POOL_PAGES - self.tables_in_use()
+    }
+
+    /// Maps `range` with `flags` (valid), allocating the tables it needs.
+    ///
+    /// On a live map aarch64-paging invalidates every page it touches, one broadcast TLBI each.
+    /// Entries that were all invalid need no TLB maintenance at all (invalid entries are never
+    /// cached), only the stores made visible to the walkers: such a change is written as on an
+    /// inactive map, then published once. Any other change goes through aarch64-paging's own
+    /// checks and maintenance.
     fn map(&mut self, range: &Range<u64>, flags: El23Attributes) -> Result<(), El2MapError> {
         let region = region(range)?;
-        if self.tables_needed(&region) > TABLE_POOL_PAGES - self.tables_in_use() {
-            return Err(El2MapError::OutOfTables);
+        if self.tables_needed(&region) > self.tables_free() {
+            // Tables emptied by earlier unmaps are still allocated: give them back (with the
+            // TLB maintenance a live map needs) and count again.
+            self.mapping.compact_subtables();
+            if self.tables_needed(&region) > self.tables_free() {
+                return Err(El2MapError::OutOfTables);
+            }
         }
-        let valid = flags.contains(El23Attributes::VALID);
-        let live = self.mapping.active();
-        // On a live map aarch64-paging invalidates every page it touches, one broadcast TLBI
-        // each. Two changes need less, and get it here: entries that were all invalid need no
-        // TLB maintenance at all (invalid entries are never cached), only the stores made
-        // visible to the walkers; an unmap of more than one page needs one full invalidation
-        // instead of one per page (as Linux's flush_tlb_range falls back to flush_tlb_all).
-        let batched = live
-            && if valid {
-                self.all_unmapped(&region)
-            } else {
-                range.end - range.start > PAGE_SIZE
-            };
         let pa = PhysicalAddress(range.start as usize);
         let constraints = Constraints::NO_BLOCK_MAPPINGS;
-        if !batched {
+        if !(self.mapping.active() && self.all_unmapped(&region)) {
             return self
                 .mapping
                 .map_range(&region, pa, flags, constraints)
                 .map_err(El2MapError::Paging);
         }
-        // Written as on an inactive map (no per-page maintenance, no break-before-make check,
-        // which `all_unmapped` and the valid-to-invalid direction make moot), then the one
-        // maintenance step the change needs. The caller's lock keeps other changes out.
+        // No valid entry is replaced (checked just above, with the caller's lock keeping
+        // other changes out), so break-before-make has nothing to break.
         self.mapping.mark_inactive();
         let result = self.mapping.map_range(&region, pa, flags, constraints);
         self.mapping.mark_active();
-        if valid {
-            self.tlb.publish();
-        } else {
+        self.tlb.publish();
+        result.map_err(El2MapError::Paging)
+    }
+
+    /// Makes every page of `range` invalid, allocating nothing: 2 MiB pieces without a
+    /// level-3 table hold no mapping and are skipped. One page goes through aarch64-paging's
+    /// own break-before-make (`TLBI VAE2IS`); more pages on a live map are written as on an
+    /// inactive map, then invalidated with one `TLBI ALLE2IS` (as Linux's `flush_tlb_range`
+    /// falls back to a full flush), before this returns.
+    fn invalidate(&mut self, range: &Range<u64>) -> Result<(), El2MapError> {
+        region(range)?;
+        let batched = self.mapping.active() && range.end - range.start > PAGE_SIZE;
+        if batched {
+            self.mapping.mark_inactive();
+        }
+        let mut result = Ok(());
+        let mut start = range.start;
+        while start < range.end && result.is_ok() {
+            let end = ((start | (L2_BLOCK as u64 - 1)) + 1).min(range.end);
+            let piece = MemoryRegion::new(start as usize, end as usize);
+            if self.tables_needed(&piece) == 0 {
+                result = self.mapping.map_range(
+                    &piece,
+                    PhysicalAddress(0),
+                    El23Attributes::empty(),
+                    Constraints::NO_BLOCK_MAPPINGS,
+                );
+            }
+            start = end;
+        }
+        if batched {
+            // Until the invalidation completes other CPUs may still use the old entries, and
+            // their walk caches may still point at a level-3 table aarch64-paging detached
+            // and handed back to the pool (it does so when a piece covers a whole 2 MiB
+            // block). Nothing reuses such a table before this invalidation completes: this
+            // call allocates nothing, and the caller's lock keeps every other change out
+            // until it returns. `TLBI ALLE2IS` drops cached walks as well as leaf entries.
+            self.mapping.mark_active();
             self.tlb.invalidate_all();
         }
         result.map_err(El2MapError::Paging)
@@ -399,6 +437,15 @@ impl<'a> El2Map<'a> {
         self.map(&(page..page.saturating_add(PAGE_SIZE)), DEVICE)
     }
 
+    /// Unmaps the MMIO page `page` (one page: break-before-make by aarch64-paging).
+    pub fn unmap_device(&mut self, page: u64) -> Result<(), El2MapError> {
+        self.check_host(&(page..page.saturating_add(PAGE_SIZE)))?;
+        self.map(
+            &(page..page.saturating_add(PAGE_SIZE)),
+            El23Attributes::empty(),
+        )
+    }
+
     /// Maps host pages `range` as Normal write-back, never executable; writable or read-only.
     /// Refuses ranges that overlap the hypervisor's image.
     pub fn map_host(&mut self, range: &Range<u64>, writable: bool) -> Result<(), El2MapError> {
@@ -415,17 +462,12 @@ impl<'a> El2Map<'a> {
 
     /// Unmaps `range` (break-before-make: once this returns on a live map, no CPU's TLB holds
     /// a translation of it). Only for host pages: refuses ranges that overlap the image.
-    ///
-    /// An unmap of more than one page also gives back to the pool every table it left empty
-    /// (aarch64-paging detaches it with TLB maintenance first), so tables taken by one trace's
-    /// pages are free for the next one wherever its pages lie.
+    /// Tables it leaves empty stay allocated until a later mapping needs them (it then
+    /// compacts the tables first), so one trace's tables are free for the next wherever its
+    /// pages lie. Unmapping never fails for lack of tables.
     pub fn unmap(&mut self, range: &Range<u64>) -> Result<(), El2MapError> {
         self.check_host(range)?;
-        self.map(range, El23Attributes::empty())?;
-        if range.end - range.start > PAGE_SIZE {
-            self.mapping.compact_subtables();
-        }
-        Ok(())
+        self.invalidate(range)
     }
 
     /// Physical address of the root table (for TTBR0_EL2).

@@ -14,6 +14,7 @@
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
 //! - [`el2_map`]: the hypervisor's own stage-1 tables: what EL2 maps, with which permissions.
 //! - [`table_pool`]: a fixed pool of page tables for aarch64-paging, for code without a heap.
+//! - [`fgt`]: the fine-grained trap registers' values for a hypervisor that traps nothing.
 //! - [`stage2`]: the host's stage-2 identity map, without the hypervisor's memory.
 //! - [`cpus`]: the CPU table discovered from the DTB and per-CPU power state.
 //! - [`dtb`]: reading CPUs, RAM and the console from the devicetree.
@@ -32,6 +33,7 @@ pub mod cpus;
 pub mod dtb;
 pub mod el2_map;
 pub mod esr;
+pub mod fgt;
 // The service and the dispatcher keep their state in `static`s, whose `const` constructors
 // do not exist under loom; the loom build checks the `ring` protocols only.
 #[cfg(not(loom))]

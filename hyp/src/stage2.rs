@@ -33,9 +33,12 @@ pub const IPA_LIMIT: u64 = 1 << 39;
 /// Most GiB of RAM the tables can describe (one level-2 table each, see [`STAGE2_TABLE_PAGES`]).
 pub const MAX_RAM_GIB: usize = 4;
 
+/// Most device pages the host may be given.
+pub const MAX_DEVICES: usize = 4;
+
 /// Tables the stage-2 map needs at most: the root, a level-2 table per GiB of RAM and for the
-/// MMIO GiB, and a level-3 table for the device pages.
-pub const STAGE2_TABLE_PAGES: usize = 1 + MAX_RAM_GIB + 2;
+/// MMIO GiB, and a level-3 table per device page (each may sit in a 2 MiB block of its own).
+pub const STAGE2_TABLE_PAGES: usize = 1 + MAX_RAM_GIB + 1 + MAX_DEVICES;
 
 /// The stage-2 tables' pool (a `static` of it lives in BSS).
 pub type Stage2Pool = TablePool<Stage2Attributes, STAGE2_TABLE_PAGES>;
@@ -64,7 +67,8 @@ pub enum Stage2Error {
     RamLayout,
     /// RAM or the hypervisor region is not 2 MiB aligned.
     Alignment,
-    /// A device page is misaligned or not below RAM's first GiB.
+    /// A device page is misaligned or not below RAM's first GiB, or there are more than
+    /// [`MAX_DEVICES`].
     DeviceLayout,
 }
 
@@ -106,9 +110,10 @@ impl<'a> Stage2Tables<'a> {
         if (ram.end - 1) / L1_SIZE - ram.start / L1_SIZE >= MAX_RAM_GIB as u64 {
             return Err(Stage2Error::RamLayout);
         }
-        if devices
-            .iter()
-            .any(|d| !d.is_multiple_of(4096) || *d >= L1_SIZE)
+        if devices.len() > MAX_DEVICES
+            || devices
+                .iter()
+                .any(|d| !d.is_multiple_of(4096) || *d >= L1_SIZE)
         {
             return Err(Stage2Error::DeviceLayout);
         }
@@ -294,11 +299,25 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_ram_fits_the_pool() {
+    fn the_largest_layout_fits_the_pool() {
         let mut pool = Box::new(Stage2Pool::new());
-        let four_gib = 0x4000_0000..0x1_4000_0000;
-        let t = Stage2Tables::build(&mut pool, &four_gib, &HYP, &[0x0900_0000]).unwrap();
-        assert_eq!(t.access(0x1_3fe0_0000), Access::Normal);
+        // RAM over four GiBs (a level-2 table each) and devices in blocks of their own.
+        let four_gib = 0x4020_0000..0x1_4000_0000;
+        let hyp = 0x4040_0000..0x4100_0000;
+        let devices = [0x0900_0000, 0x0a00_0000, 0x0c00_0000, 0x1000_0000];
+        let t = Stage2Tables::build(&mut pool, &four_gib, &hyp, &devices).unwrap();
+        assert_eq!(t.access(0x1_3fff_f000), Access::Normal);
+        assert!(devices.iter().all(|d| t.access(*d) == Access::Device));
+        let five = [
+            0x0900_0000,
+            0x0a00_0000,
+            0x0c00_0000,
+            0x1000_0000,
+            0x2000_0000,
+        ];
+        let mut other = Box::new(Stage2Pool::new());
+        let r = Stage2Tables::build(&mut other, &RAM, &HYP, &five).map(|_| ());
+        assert_eq!(r, Err(Stage2Error::DeviceLayout));
     }
 
     #[test]

@@ -293,6 +293,11 @@ fn registers_say_what_the_issue_asks() {
     assert_eq!((tcr >> 12) & 0b11, 0b11, "SH0");
     assert_eq!((tcr >> 14) & 0b11, 0b00, "TG0");
     assert_eq!((tcr >> 16) & 0b111, 2, "PS");
+    assert_eq!(
+        tcr & ((1 << 31) | (1 << 23)),
+        (1 << 31) | (1 << 23),
+        "RES1 bits 31 and 23"
+    );
     assert_eq!((tcr_el2(6) >> 16) & 0b111, 5, "52-bit PA capped at 48");
     for bit in [0, 1, 2, 3, 12, 19] {
         assert_ne!(SCTLR_EL2_ON & (1 << bit), 0, "SCTLR_EL2 bit {bit}");
@@ -401,29 +406,56 @@ fn live_changes_get_the_maintenance_they_need_once() {
 }
 
 #[test]
-fn tables_emptied_by_an_unmap_go_back_to_the_pool() {
+fn tables_emptied_by_unmaps_are_reused_wherever_the_next_pages_lie() {
     let mut pool = Box::new(TablePool::new());
     let mut map = boot_map(&mut pool);
     map.mark_live();
-    let boot_tables = map.tables_in_use();
-    // Eight pages, each in a 2 MiB block of its own in the second GiB: a level-2 table and
-    // eight level-3 tables.
-    let ring: Vec<u64> = (0..8u64).map(|b| 0x8000_0000 + b * (2 << 20)).collect();
-    for page in &ring {
-        map.map_host(&(*page..page + PAGE_SIZE), true).unwrap();
+    // Fill the pool with single pages, one per 2 MiB block (single-page unmaps, as for
+    // scattered host pages): 1 GiB from 0x8000_0000 on, until no table is left.
+    let block = 2u64 << 20;
+    let mut shared = Vec::new();
+    for b in 0..1024u64 {
+        let page = 0x8000_0000 + b * block;
+        match map.map_host(&(page..page + PAGE_SIZE), true) {
+            Ok(()) => shared.push(page),
+            Err(e) => {
+                assert_eq!(e, El2MapError::OutOfTables);
+                break;
+            }
+        }
     }
-    assert_eq!(map.tables_in_use(), boot_tables + 9);
-    map.unmap(&(0x8000_0000..0x8000_0000 + 8 * (2 << 20)))
-        .unwrap();
-    assert_eq!(
-        map.tables_in_use(),
-        boot_tables,
-        "every emptied table is free again"
-    );
-    for page in &ring {
+    assert_eq!(map.tables_in_use(), TABLE_POOL_PAGES, "the pool is full");
+    for page in &shared {
+        map.unmap(&(*page..page + PAGE_SIZE)).unwrap();
         assert_eq!(map.permissions(*page), None);
     }
+    // A trace elsewhere (another GiB) gets the emptied tables back.
+    for b in 0..100u64 {
+        let page = 0x1_0000_0000 + b * block;
+        map.map_host(&(page..page + PAGE_SIZE), true)
+            .unwrap_or_else(|e| panic!("block {b} after compaction: {e}"));
+    }
+    assert!(
+        map.tables_in_use() < TABLE_POOL_PAGES / 2,
+        "{}",
+        map.tables_in_use()
+    );
     // The image's tables are not empty and stay.
     assert_eq!(map.permissions(layout().text.start), Some(RX));
+    map.mapping.mark_inactive();
+}
+
+#[test]
+fn unmapping_a_range_with_holes_allocates_nothing() {
+    let mut pool = Box::new(TablePool::new());
+    let mut map = boot_map(&mut pool);
+    map.mark_live();
+    map.map_host(&(0x4300_0000..0x4300_2000), true).unwrap();
+    let before = map.tables_in_use();
+    // 64 MiB over mostly unmapped blocks (and a GiB without a level-2 table).
+    map.unmap(&(0x4300_0000..0x4700_0000)).unwrap();
+    map.unmap(&(0x1_0000_0000..0x1_0400_0000)).unwrap();
+    assert!(map.tables_in_use() <= before, "no table allocated");
+    assert_eq!(map.permissions(0x4300_1000), None);
     map.mapping.mark_inactive();
 }

@@ -487,3 +487,58 @@ fn ring_pages_are_mapped_at_el2_only_while_loaded() {
     assert_eq!(r, Err(HypError::PageDuplicate));
     unmapped_everywhere("after a refused load");
 }
+
+/// Host memory that keeps a list of what is mapped and refuses the `fail_at`-th map call.
+struct FailingMemory {
+    calls: std::sync::atomic::AtomicUsize,
+    fail_at: usize,
+    mapped: std::sync::Mutex<Vec<core::ops::Range<u64>>>,
+}
+
+impl host_memory::HostMemory for FailingMemory {
+    fn map(&self, range: core::ops::Range<u64>, _writable: bool) -> Result<(), HypError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n == self.fail_at {
+            return Err(HypError::NoMemory);
+        }
+        self.mapped.lock().unwrap().push(range);
+        Ok(())
+    }
+
+    fn unmap(&self, range: core::ops::Range<u64>) {
+        let mut mapped = self.mapped.lock().unwrap();
+        let at = mapped.iter().position(|r| *r == range);
+        mapped.remove(at.unwrap_or_else(|| panic!("unmapping {range:x?}, never mapped")));
+    }
+}
+
+#[test]
+fn a_mapping_failure_part_way_through_a_load_leaves_nothing_mapped_or_shared() {
+    static STORAGE: TracingStorage = TracingStorage::new();
+    // Call 1 maps the pack; the ring pages follow one per call (listed out of order, so no
+    // two are adjacent): the 6th call, a ring page, fails.
+    let memory: &'static FailingMemory = Box::leak(Box::new(FailingMemory {
+        calls: Default::default(),
+        fail_at: 6,
+        mapped: Default::default(),
+    }));
+    let s: &'static TracingService = Box::leak(Box::new(TracingService::new(&STORAGE, memory)));
+    let mut host = Host::new(8);
+    let pack = host.pack(&[(0, 7, vec![5, 3, 1]), (1, 6, vec![4, 2, 0])]);
+    // SAFETY: the test's pages and pack are live heap memory inside `rules().ram`.
+    let r = unsafe { s.load(pack.0, pack.1, &rules(), 2) };
+    assert_eq!(r, Err(HypError::NoMemory));
+    assert!(
+        memory.calls.load(std::sync::atomic::Ordering::Relaxed) >= 6,
+        "it got that far"
+    );
+    assert!(
+        memory.mapped.lock().unwrap().is_empty(),
+        "everything mapped was unmapped"
+    );
+    assert_eq!(s.shared_pages(), 0, "nothing stays shared");
+    assert_eq!(s.teardown(), Err(HypError::NotLoaded));
+}

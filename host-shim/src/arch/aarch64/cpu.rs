@@ -88,3 +88,22 @@ pub fn pacga(value: u64, modifier: u64) -> u64 {
     };
     pac
 }
+
+/// Whether the host's own stage 1 translates `addr` for a read (`AT S1E1R`: PAR_EL1.F clear).
+/// An abort at such an address came from the hypervisor's stage 2.
+pub fn stage1_translates(addr: u64) -> bool {
+    let par: u64;
+    // SAFETY: an address translation only writes PAR_EL1 and accesses no memory but the
+    // host's own page tables; the ISB makes PAR_EL1 hold its result before it is read.
+    unsafe {
+        core::arch::asm!(
+            "at s1e1r, {addr}",
+            "isb",
+            "mrs {par}, par_el1",
+            addr = in(reg) addr,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    par & 1 == 0
+}

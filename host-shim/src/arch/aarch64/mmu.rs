@@ -49,7 +49,6 @@ pub extern "C" fn boot_early(dtb: u64) {
     let layout = HostLayout {
         ram: machine.ram.clone(),
         text: text(),
-        uart: machine.uart,
     };
     // SAFETY: only the boot CPU runs, once, before anything else uses the pool.
     let pool = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_POOL) };

@@ -5,7 +5,7 @@ use aarch64_cpu::registers::*;
 use hyp::cpus::MPIDR_AFFINITY_MASK;
 use hyp::memmap::{DTB_BASE, HOST_BASE};
 
-use super::console::{hyp_println, CONSOLE};
+use super::console::hyp_println;
 use super::fatal::fatal;
 use super::mmu::{finish_boot_map, take_boot_map};
 use super::platform::{build_stage2, discover, platform, stage2_root, POWER};
@@ -37,10 +37,8 @@ pub extern "C" fn boot_main() -> ! {
     let boot_mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
     // The DTB is mapped read-only until `finish_boot_map`.
     let p = discover(boot_mpidr).unwrap_or_else(|why| fatal(format_args!("{why}")));
+    // Maps the DTB's console (and moves CONSOLE there) and unmaps the DTB.
     finish_boot_map(p.uart).unwrap_or_else(|why| fatal(format_args!("{why}")));
-    // SAFETY: the DTB names the PL011, and `finish_boot_map` mapped its page as device
-    // memory at its own address.
-    unsafe { CONSOLE.set_base(p.uart as usize) };
     // Built with the MMU and caches on: the stage-2 walker reads the tables through the
     // same inner-shareable write-back caches (VTCR_EL2.IRGN0/ORGN0/SH0), so no cleaning is
     // needed for it to see them.

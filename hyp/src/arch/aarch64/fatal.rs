@@ -2,8 +2,11 @@
 //! a failure status through semihosting, so nothing ever hangs silently.
 
 use aarch64_cpu::registers::*;
+use core::sync::atomic::{AtomicBool, Ordering};
 use hyp::el2_map::El2Fault;
 use hyp::esr::{Esr, VectorSlot};
+
+use hyp::memmap::MAX_CPUS;
 use qemu_exit::QEMUExit;
 
 use super::console::CONSOLE;
@@ -18,8 +21,24 @@ pub const EXIT_HYP_PANIC: u32 = 4;
 /// DTB, a CPU started without a pending CPU_ON, ...).
 pub const EXIT_HYP_FATAL: u32 = 8;
 
+/// Per CPU: a fatal report is being printed. A second fatal entry on the same CPU (a fault
+/// while reporting, e.g. in the console) ends QEMU at once instead of looping. Plain loads
+/// and stores only: no exclusive, which may run before the MMU is on.
+static REPORTING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Marks this CPU as reporting; if it already was, ends QEMU with `status` right away.
+fn enter_report(status: u32) {
+    let cpu = cpu_index() % MAX_CPUS;
+    // Relaxed: only this CPU reads and writes its own flag.
+    if REPORTING[cpu].load(Ordering::Relaxed) {
+        qemu_exit::AArch64::new().exit(status)
+    }
+    REPORTING[cpu].store(true, Ordering::Relaxed);
+}
+
 /// Reports an exception the hypervisor does not handle and ends QEMU.
 pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
+    enter_report(EXIT_HYP_EXCEPTION);
     let esr = Esr(ESR_EL2.get());
     let far = FAR_EL2.get();
     let slot_name = VectorSlot::from_index(slot).map_or("unknown vector slot", VectorSlot::name);
@@ -62,6 +81,7 @@ pub fn exit_early() -> ! {
 
 /// Reports a fatal condition found by the hypervisor itself and ends QEMU.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
+    enter_report(EXIT_HYP_FATAL);
     CONSOLE.print_fatal(format_args!(
         "hyp: FATAL on CPU {}: {}\n",
         cpu_index(),
@@ -72,6 +92,7 @@ pub fn fatal(args: core::fmt::Arguments) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    enter_report(EXIT_HYP_PANIC);
     CONSOLE.print_fatal(format_args!(
         "hyp: CPU {} panicked: {}\n",
         cpu_index(),

@@ -19,6 +19,7 @@ use hyp::abi::HypError;
 use hyp::el2_map::{El2Map, ImageLayout, MmuConfig, TablePool, TlbMaintenance};
 use hyp::memmap::{DTB_BASE, DTB_RESERVED, HYP_STACK_GUARD, HYP_STACK_SIZE, PAGE_SIZE};
 use hyp::tracing::host_memory::HostMemory;
+use hyp::uart::QEMU_VIRT_UART;
 use spin::{Mutex, Once};
 
 /// The pool every EL2 page table comes from (BSS, inside the hypervisor's region).
@@ -74,7 +75,10 @@ pub extern "C" fn boot_early() {
     // SAFETY: only the boot CPU runs, once, before anything else uses the pool or the map;
     // the pool is hypervisor memory nothing else refers to.
     let pool = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_POOL) };
-    let map = El2Map::boot(pool, &El2Tlb, &image_layout(), &[])
+    // The early console (QEMU virt's PL011, where the console starts) is mapped so a fatal
+    // report before the DTB is read still prints; `finish_boot_map` moves it.
+    let early_console = QEMU_VIRT_UART as u64;
+    let map = El2Map::boot(pool, &El2Tlb, &image_layout(), &[early_console])
         .and_then(|mut map| map.map_host(&DTB_WINDOW, false).map(|()| map));
     let Ok(map) = map else {
         // Nothing can be printed yet (no console, MMU off): end QEMU with the fatal status.
@@ -106,14 +110,30 @@ fn el2_map() -> &'static Mutex<El2Map<'static>> {
         .unwrap_or_else(|| super::fatal::fatal(format_args!("EL2 map used before boot")))
 }
 
-/// Maps the console's page (Device-nGnRE) and unmaps the DTB window: the boot map's last
-/// changes, once the DTB has been read. No host RAM stays mapped.
+/// Maps the console the DTB names (Device-nGnRE) in place of the early one, and unmaps the
+/// DTB window: the boot map's last changes, once the DTB has been read. No host RAM stays
+/// mapped.
 pub fn finish_boot_map(uart: u64) -> Result<(), &'static str> {
+    let page = uart & !(PAGE_SIZE - 1);
+    let early = QEMU_VIRT_UART as u64;
     let mut map = el2_map().lock();
-    map.map_device(uart & !(PAGE_SIZE - 1))
-        .map_err(|_| "the console cannot be mapped at EL2")?;
+    if page != early {
+        map.map_device(page)
+            .map_err(|_| "the console cannot be mapped at EL2")?;
+    }
     map.unmap(&DTB_WINDOW)
-        .map_err(|_| "the DTB window cannot be unmapped")
+        .map_err(|_| "the DTB window cannot be unmapped")?;
+    if page != early {
+        // The console moves before its old page goes.
+        drop(map);
+        // SAFETY: `page` was just mapped as device memory at its own address, for good.
+        unsafe { super::console::CONSOLE.set_base(uart as usize) };
+        el2_map()
+            .lock()
+            .unmap_device(early)
+            .map_err(|_| "the early console cannot be unmapped")?;
+    }
+    Ok(())
 }
 
 /// The barriers and TLB invalidations of batched changes to the live EL2 map.

@@ -96,24 +96,32 @@ pub fn init_el2(cpu_index: usize, vectors: u64) {
     barrier::isb(barrier::SY);
 }
 
-/// With FEAT_FGT (ID_AA64MMFR0_EL1.FGT, bits 59:56) the fine-grained trap registers exist and
-/// reset to UNKNOWN values: make them trap nothing. Their ordinary bits trap when set, so they
-/// are written zero; the negative-polarity `n*` bits trap when *clear* and are RES0 unless their
-/// feature is implemented, so each is set only when its feature is: with SME, HFGRTR_EL2 and
-/// HFGWTR_EL2 nSMPRI_EL1 (bit 54) and nTPIDR2_EL0 (bit 55). The later n-bits (nACCDATA_EL1,
-/// nGCS_*, nRCWMASK_EL1, nPIR*/nPOR*, nS2POR_EL1, nMAIR2/nAMAIR2_EL1) belong to Armv8.7+
-/// features none of the supported CPU models implements; a port to one must add them here.
+/// With FEAT_FGT the fine-grained trap registers exist and reset to UNKNOWN values: write
+/// the values [`hyp::fgt::trap_nothing`] computes from this CPU's ID registers.
 fn init_fine_grained_traps() {
-    if id_field(ID_AA64MMFR0_EL1.get(), 56) == 0 {
+    let mmfr3: u64;
+    // SAFETY: reading ID_AA64MMFR3_EL1 (S3_0_C0_C7_3) has no side effect; it reads as zero on
+    // CPUs that predate it.
+    unsafe { core::arch::asm!("mrs {}, S3_0_C0_C7_3", out(reg) mmfr3, options(nomem, nostack)) };
+    let ids = hyp::fgt::IdRegs {
+        mmfr0: ID_AA64MMFR0_EL1.get(),
+        mmfr3,
+        pfr0: ID_AA64PFR0_EL1.get(),
+        pfr1: ID_AA64PFR1_EL1.get(),
+        isar1: ID_AA64ISAR1_EL1.get(),
+        dfr0: ID_AA64DFR0_EL1.get(),
+    };
+    let Some(v) = hyp::fgt::trap_nothing(&ids) else {
         return;
+    };
+    write_sysreg!("S3_4_C1_C1_4", v.hfgrtr); // HFGRTR_EL2
+    write_sysreg!("S3_4_C1_C1_5", v.hfgwtr); // HFGWTR_EL2
+    write_sysreg!("S3_4_C1_C1_6", v.hfgitr); // HFGITR_EL2
+    write_sysreg!("S3_4_C3_C1_4", v.hdfgrtr); // HDFGRTR_EL2
+    write_sysreg!("S3_4_C3_C1_5", v.hdfgwtr); // HDFGWTR_EL2
+    if let Some(hafgrtr) = v.hafgrtr {
+        write_sysreg!("S3_4_C3_C1_6", hafgrtr); // HAFGRTR_EL2
     }
-    let sme = id_field(ID_AA64PFR1_EL1.get(), 24) != 0;
-    let n_bits: u64 = if sme { (1 << 54) | (1 << 55) } else { 0 };
-    write_sysreg!("S3_4_C1_C1_4", n_bits); // HFGRTR_EL2
-    write_sysreg!("S3_4_C1_C1_5", n_bits); // HFGWTR_EL2
-    write_sysreg!("S3_4_C1_C1_6", 0u64); // HFGITR_EL2
-    write_sysreg!("S3_4_C3_C1_4", 0u64); // HDFGRTR_EL2
-    write_sysreg!("S3_4_C3_C1_5", 0u64); // HDFGWTR_EL2
 }
 
 /// Turns on the host's stage-2 translation on this CPU with the tables at `root` (VMID 0).
