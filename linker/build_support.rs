@@ -29,6 +29,7 @@ fn link_bare_metal_image(script: &str) {
         ("MAX_CPUS", memmap::MAX_CPUS as u64),
         ("HYP_STACK_SIZE", memmap::HYP_STACK_SIZE),
         ("HYP_STACK_GUARD", memmap::HYP_STACK_GUARD),
+        ("HYP_EMERGENCY_SLOT", 1u64 << memmap::HYP_EMERGENCY_SLOT_SHIFT),
     ];
     let text: String = symbols
         .iter()

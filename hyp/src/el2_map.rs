@@ -180,6 +180,48 @@ impl fmt::Display for El2MapError {
 
 impl core::error::Error for El2MapError {}
 
+/// An area of per-CPU stacks: `slots` holds one slot per CPU, each a guard of `guard_size`
+/// bytes (never mapped) below `stack_size` bytes of stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackArea {
+    /// All slots.
+    pub slots: Range<u64>,
+    /// Bytes of one stack.
+    pub stack_size: u64,
+    /// Bytes of the guard below each stack.
+    pub guard_size: u64,
+}
+
+impl StackArea {
+    /// Bytes from one slot to the next.
+    pub fn stride(&self) -> u64 {
+        self.guard_size + self.stack_size
+    }
+
+    /// Number of slots.
+    pub fn count(&self) -> usize {
+        ((self.slots.end - self.slots.start) / self.stride()) as usize
+    }
+
+    /// CPU `cpu`'s stack (above its guard).
+    pub fn stack(&self, cpu: usize) -> Range<u64> {
+        let start = self.slots.start + cpu as u64 * self.stride() + self.guard_size;
+        start..start + self.stack_size
+    }
+
+    /// For `addr` in the area: its CPU, and whether it is in that CPU's guard.
+    fn locate(&self, addr: u64) -> Option<(usize, bool)> {
+        if !self.slots.contains(&addr) {
+            return None;
+        }
+        let offset = addr - self.slots.start;
+        Some((
+            (offset / self.stride()) as usize,
+            offset % self.stride() < self.guard_size,
+        ))
+    }
+}
+
 /// Where the linker placed the image's parts (all page-aligned), and the stack layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageLayout {
@@ -189,12 +231,10 @@ pub struct ImageLayout {
     pub rodata: Range<u64>,
     /// `.data` and `.bss`, including the pools and these page tables.
     pub data: Range<u64>,
-    /// The stack slots: `cpus` times (a guard page, then `stack_size` bytes of stack).
-    pub stacks: Range<u64>,
-    /// Bytes of one stack.
-    pub stack_size: u64,
-    /// Bytes of the guard below each stack.
-    pub guard_size: u64,
+    /// The per-CPU stacks.
+    pub stacks: StackArea,
+    /// The per-CPU emergency stacks exceptions taken at EL2 are reported on.
+    pub emergency_stacks: StackArea,
 }
 
 /// What an address of the hypervisor's own image is, for fault reports.
@@ -210,6 +250,10 @@ pub enum ImagePart {
     Stack(usize),
     /// The unmapped guard page below CPU `n`'s stack.
     StackGuard(usize),
+    /// CPU `n`'s emergency stack.
+    EmergencyStack(usize),
+    /// The unmapped guard page below CPU `n`'s emergency stack.
+    EmergencyStackGuard(usize),
 }
 
 impl fmt::Display for ImagePart {
@@ -220,25 +264,18 @@ impl fmt::Display for ImagePart {
             Self::Data => f.write_str(".data/.bss"),
             Self::Stack(cpu) => write!(f, "CPU {cpu}'s stack"),
             Self::StackGuard(cpu) => write!(f, "the guard page below CPU {cpu}'s stack"),
+            Self::EmergencyStack(cpu) => write!(f, "CPU {cpu}'s emergency stack"),
+            Self::EmergencyStackGuard(cpu) => {
+                write!(f, "the guard page below CPU {cpu}'s emergency stack")
+            }
         }
     }
 }
 
 impl ImageLayout {
-    /// Bytes from one stack slot to the next.
-    pub fn stack_stride(&self) -> u64 {
-        self.guard_size + self.stack_size
-    }
-
-    /// Number of stack slots.
-    pub fn stack_slots(&self) -> usize {
-        ((self.stacks.end - self.stacks.start) / self.stack_stride()) as usize
-    }
-
-    /// CPU `cpu`'s stack (above its guard).
-    pub fn stack(&self, cpu: usize) -> Range<u64> {
-        let start = self.stacks.start + cpu as u64 * self.stack_stride() + self.guard_size;
-        start..start + self.stack_size
+    /// The whole image, first to last byte.
+    pub fn range(&self) -> Range<u64> {
+        self.text.start..self.stacks.slots.end.max(self.emergency_stacks.slots.end)
     }
 
     /// The part of the image `addr` is in, if any.
@@ -249,16 +286,19 @@ impl ImageLayout {
             Some(ImagePart::Rodata)
         } else if self.data.contains(&addr) {
             Some(ImagePart::Data)
-        } else if self.stacks.contains(&addr) {
-            let offset = addr - self.stacks.start;
-            let cpu = (offset / self.stack_stride()) as usize;
-            if offset % self.stack_stride() < self.guard_size {
-                Some(ImagePart::StackGuard(cpu))
+        } else if let Some((cpu, guard)) = self.stacks.locate(addr) {
+            Some(if guard {
+                ImagePart::StackGuard(cpu)
             } else {
-                Some(ImagePart::Stack(cpu))
-            }
+                ImagePart::Stack(cpu)
+            })
         } else {
-            None
+            let (cpu, guard) = self.emergency_stacks.locate(addr)?;
+            Some(if guard {
+                ImagePart::EmergencyStackGuard(cpu)
+            } else {
+                ImagePart::EmergencyStack(cpu)
+            })
         }
     }
 }
@@ -314,13 +354,15 @@ impl<'a> El2Map<'a> {
         map.map(&image.text, TEXT)?;
         map.map(&image.rodata, RODATA)?;
         map.map(&image.data, DATA)?;
-        for cpu in 0..image.stack_slots() {
-            map.map(&image.stack(cpu), DATA)?;
+        for area in [&image.stacks, &image.emergency_stacks] {
+            for cpu in 0..area.count() {
+                map.map(&area.stack(cpu), DATA)?;
+            }
         }
         for device in devices {
             map.map_device(*device)?;
         }
-        map.image = image.text.start..image.stacks.end;
+        map.image = image.range();
         Ok(map)
     }
 
@@ -518,10 +560,13 @@ const EC_INSN_ABORT_SAME: u8 = 0x21;
 /// Why an EL2 abort happened, in the words a fault report uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum El2Fault {
-    /// An access to the guard page below CPU `cpu`'s stack.
+    /// An access to the guard page below CPU `cpu`'s stack (or, `emergency`, below its
+    /// emergency stack).
     StackOverflow {
         /// The CPU whose stack overflowed.
         cpu: usize,
+        /// Whether it was the emergency stack.
+        emergency: bool,
     },
     /// A permission fault: a write to read-only memory or a fetch from never-executable memory.
     Permission {
@@ -580,8 +625,20 @@ impl El2Fault {
             _ => return None,
         };
         // FAR is valid for these fault statuses (ESR.FnV is only set for external aborts).
-        if let Some(ImagePart::StackGuard(cpu)) = image.part_of(far) {
-            return Some(Self::StackOverflow { cpu });
+        match image.part_of(far) {
+            Some(ImagePart::StackGuard(cpu)) => {
+                return Some(Self::StackOverflow {
+                    cpu,
+                    emergency: false,
+                })
+            }
+            Some(ImagePart::EmergencyStackGuard(cpu)) => {
+                return Some(Self::StackOverflow {
+                    cpu,
+                    emergency: true,
+                })
+            }
+            _ => {}
         }
         match fsc {
             // Translation fault, level 0..3.
@@ -601,7 +658,14 @@ impl El2Fault {
 impl fmt::Display for El2Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::StackOverflow { cpu } => write!(f, "stack overflow on CPU {cpu}"),
+            Self::StackOverflow {
+                cpu,
+                emergency: false,
+            } => write!(f, "stack overflow on CPU {cpu}"),
+            Self::StackOverflow {
+                cpu,
+                emergency: true,
+            } => write!(f, "emergency stack overflow on CPU {cpu}"),
             Self::Permission {
                 access,
                 addr,

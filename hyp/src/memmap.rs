@@ -41,3 +41,8 @@ pub const HYP_STACK_SIZE: u64 = 0x8000;
 /// Guard below every EL2 stack: never mapped at EL2, so an overflow faults instead of running
 /// into the neighbouring stack.
 pub const HYP_STACK_GUARD: u64 = 0x1000;
+
+/// log2 of the bytes of each CPU's emergency-stack slot: a guard page of [`HYP_STACK_GUARD`]
+/// bytes below the emergency stack that exceptions taken at EL2 are reported on. A power of
+/// two, so the vector slots find a CPU's stack with a shift.
+pub const HYP_EMERGENCY_SLOT_SHIFT: u32 = 14;

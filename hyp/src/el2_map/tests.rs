@@ -8,9 +8,16 @@ fn layout() -> ImageLayout {
         text: base..base + 0xc000,
         rodata: base + 0xc000..base + 0xf000,
         data: base + 0xf000..base + 0x60_0000,
-        stacks: base + 0x60_0000..base + 0x60_0000 + 8 * 0x9000,
-        stack_size: 0x8000,
-        guard_size: 0x1000,
+        stacks: StackArea {
+            slots: base + 0x60_0000..base + 0x60_0000 + 8 * 0x9000,
+            stack_size: 0x8000,
+            guard_size: 0x1000,
+        },
+        emergency_stacks: StackArea {
+            slots: base + 0x64_8000..base + 0x64_8000 + 8 * 0x4000,
+            stack_size: 0x3000,
+            guard_size: 0x1000,
+        },
     }
 }
 
@@ -90,7 +97,7 @@ fn every_part_of_the_image_has_its_permissions() {
         }
     }
     for cpu in 0..8 {
-        for page in pages(&l.stack(cpu)) {
+        for page in pages(&l.stacks.stack(cpu)) {
             assert_eq!(
                 map.permissions(page),
                 Some(RW),
@@ -106,7 +113,7 @@ fn no_page_is_both_writable_and_executable() {
     let map = boot_map(&mut pool);
     let l = layout();
     let mut mapped = 0;
-    for page in pages(&(l.text.start..l.stacks.end)).chain([UART]) {
+    for page in pages(&(l.range())).chain([UART]) {
         if let Some(p) = map.permissions(page) {
             mapped += 1;
             assert!(
@@ -124,7 +131,24 @@ fn the_page_below_every_stack_is_unmapped() {
     let map = boot_map(&mut pool);
     let l = layout();
     for cpu in 0..8 {
-        let guard = l.stack(cpu).start - PAGE_SIZE;
+        let stack = l.emergency_stacks.stack(cpu);
+        assert_eq!(
+            map.permissions(stack.start - PAGE_SIZE),
+            None,
+            "emergency guard {cpu}"
+        );
+        assert_eq!(
+            map.permissions(stack.start),
+            Some(RW),
+            "emergency stack {cpu}"
+        );
+        assert_eq!(
+            l.part_of(stack.start - 1),
+            Some(ImagePart::EmergencyStackGuard(cpu))
+        );
+    }
+    for cpu in 0..8 {
+        let guard = l.stacks.stack(cpu).start - PAGE_SIZE;
         assert_eq!(map.permissions(guard), None, "guard of CPU {cpu}");
         assert_eq!(l.part_of(guard), Some(ImagePart::StackGuard(cpu)));
         assert_eq!(l.part_of(guard + PAGE_SIZE), Some(ImagePart::Stack(cpu)));
@@ -159,7 +183,7 @@ fn no_host_ram_is_mapped_in_the_boot_map() {
     // Every RAM page of a 1 GiB machine outside the image: DTB, host image, page pool.
     let ram = 0x4000_0000..0x8000_0000u64;
     let mapped: Vec<u64> = pages(&ram)
-        .filter(|p| !(l.text.start..l.stacks.end).contains(p))
+        .filter(|p| !(l.range()).contains(p))
         .filter(|p| map.permissions(*p).is_some())
         .collect();
     assert!(mapped.is_empty(), "host pages mapped at boot: {mapped:x?}");
@@ -194,8 +218,13 @@ fn host_mappings_never_touch_the_image() {
     let mut pool = Box::new(TablePool::new());
     let mut map = boot_map(&mut pool);
     let l = layout();
-    let straddling = l.stacks.end - PAGE_SIZE..l.stacks.end + PAGE_SIZE;
-    for range in [l.text.clone(), l.rodata.clone(), straddling, l.stack(3)] {
+    let straddling = l.stacks.slots.end - PAGE_SIZE..l.stacks.slots.end + PAGE_SIZE;
+    for range in [
+        l.text.clone(),
+        l.rodata.clone(),
+        straddling,
+        l.stacks.stack(3),
+    ] {
         let before = map.permissions(range.start);
         assert_eq!(
             map.map_host(&range, true),
@@ -212,7 +241,7 @@ fn the_pool_is_never_overrun() {
     let mut map = boot_map(&mut pool);
     let boot_tables = map.tables_in_use();
     // One page in every 2 MiB block of 1 GiB of RAM: a level-3 table each.
-    let image = layout().text.start..layout().stacks.end;
+    let image = layout().text.start..layout().range().end;
     let mut shared = 0;
     for block in 0..512u64 {
         let page = 0x4000_0000 + block * (2 << 20) + 0x1000;
@@ -311,8 +340,16 @@ fn image_parts_are_named_for_fault_reports() {
     assert_eq!(l.part_of(l.text.start), Some(ImagePart::Text));
     assert_eq!(l.part_of(l.rodata.start + 8), Some(ImagePart::Rodata));
     assert_eq!(l.part_of(l.data.end - 1), Some(ImagePart::Data));
-    assert_eq!(l.part_of(l.stacks.end - 1), Some(ImagePart::Stack(7)));
-    assert_eq!(l.part_of(l.stacks.end), None);
+    assert_eq!(l.part_of(l.stacks.slots.end - 1), Some(ImagePart::Stack(7)));
+    assert_eq!(
+        l.part_of(l.stacks.slots.end),
+        Some(ImagePart::EmergencyStackGuard(0))
+    );
+    assert_eq!(
+        l.part_of(l.range().end - 1),
+        Some(ImagePart::EmergencyStack(7))
+    );
+    assert_eq!(l.part_of(l.range().end), None);
     assert_eq!(l.part_of(0x4300_0000), None);
     assert_eq!(
         ImagePart::StackGuard(2).to_string(),
@@ -328,11 +365,20 @@ fn data_abort(write: bool, dfsc: u64) -> u64 {
 #[test]
 fn el2_faults_are_named_by_cause() {
     let l = layout();
-    let guard = l.stack(5).start - 8;
+    let guard = l.stacks.stack(5).start - 8;
     // A push into the guard page: translation fault, level 3.
     let f = El2Fault::classify(data_abort(true, 0b000111), guard, &l).unwrap();
-    assert_eq!(f, El2Fault::StackOverflow { cpu: 5 });
+    assert_eq!(
+        f,
+        El2Fault::StackOverflow {
+            cpu: 5,
+            emergency: false
+        }
+    );
     assert_eq!(f.to_string(), "stack overflow on CPU 5");
+    let emergency_guard = l.emergency_stacks.stack(2).start - 8;
+    let f = El2Fault::classify(data_abort(true, 0b000111), emergency_guard, &l).unwrap();
+    assert_eq!(f.to_string(), "emergency stack overflow on CPU 2");
     // A write to the image's code: permission fault, level 3.
     let f = El2Fault::classify(data_abort(true, 0b001111), l.text.start + 0x40, &l).unwrap();
     assert_eq!(

@@ -16,8 +16,10 @@ use core::ops::Range;
 
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
 use hyp::abi::HypError;
-use hyp::el2_map::{El2Map, ImageLayout, MmuConfig, TablePool, TlbMaintenance};
-use hyp::memmap::{DTB_BASE, DTB_RESERVED, HYP_STACK_GUARD, HYP_STACK_SIZE, PAGE_SIZE};
+use hyp::el2_map::{El2Map, ImageLayout, MmuConfig, StackArea, TablePool, TlbMaintenance};
+use hyp::memmap::{
+    DTB_BASE, DTB_RESERVED, HYP_EMERGENCY_SLOT_SHIFT, HYP_STACK_GUARD, HYP_STACK_SIZE, PAGE_SIZE,
+};
 use hyp::tracing::host_memory::HostMemory;
 use hyp::uart::QEMU_VIRT_UART;
 use spin::{Mutex, Once};
@@ -53,6 +55,8 @@ pub fn image_layout() -> ImageLayout {
         static __data_end: u8;
         static __stacks_start: u8;
         static __stacks_end: u8;
+        static __emergency_stacks_start: u8;
+        static __emergency_stacks_end: u8;
     }
     let addr = |p: *const u8| p as u64;
     // Only the symbols' addresses are used.
@@ -60,9 +64,17 @@ pub fn image_layout() -> ImageLayout {
         text: addr(&raw const __text_start)..addr(&raw const __text_end),
         rodata: addr(&raw const __rodata_start)..addr(&raw const __rodata_end),
         data: addr(&raw const __data_start)..addr(&raw const __data_end),
-        stacks: addr(&raw const __stacks_start)..addr(&raw const __stacks_end),
-        stack_size: HYP_STACK_SIZE,
-        guard_size: HYP_STACK_GUARD,
+        stacks: StackArea {
+            slots: addr(&raw const __stacks_start)..addr(&raw const __stacks_end),
+            stack_size: HYP_STACK_SIZE,
+            guard_size: HYP_STACK_GUARD,
+        },
+        emergency_stacks: StackArea {
+            slots: addr(&raw const __emergency_stacks_start)
+                ..addr(&raw const __emergency_stacks_end),
+            stack_size: (1 << HYP_EMERGENCY_SLOT_SHIFT) - HYP_STACK_GUARD,
+            guard_size: HYP_STACK_GUARD,
+        },
     }
 }
 
