@@ -13,8 +13,11 @@ pub(crate) use real::PageRef;
 mod real {
     use crate::abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE};
 
-    // `write_bytes`'s word stores rely on the data area starting word-aligned.
+    // `write_aligned`'s word stores rely on the data area starting word-aligned.
     const _: () = assert!(HEADER_SIZE.is_multiple_of(4));
+
+    /// Longest copy `write_aligned` makes in word stores.
+    pub(crate) const WORD_COPY_MAX: usize = 64;
 
     /// A page of the ring, identified by its address in the hypervisor's address space.
     #[derive(Clone, Copy, Debug)]
@@ -54,16 +57,24 @@ mod real {
         }
 
         /// Copies `src` to the word-aligned data offset `off` (`off % 4 == 0`,
-        /// `off + src.len() <= DATA_SIZE`): one 32-bit store per word, bytes only for a tail
-        /// shorter than a word. The words are assembled from `src`'s bytes, so `src` needs no
-        /// alignment; inlined with a constant length, the loops unroll and the words are
-        /// built in registers from the encoded event. The stores are volatile so the compiler
-        /// cannot turn the loop back into a `memcpy` call, whose strict-alignment fallback
-        /// copies bytes.
+        /// `off + src.len() <= DATA_SIZE`). Up to [`WORD_COPY_MAX`] bytes (every hyptrace
+        /// event): one 32-bit store per word, bytes only for a tail shorter than a word. The
+        /// words are assembled from `src`'s bytes, so `src` needs no alignment; inlined with a
+        /// constant length, the loops unroll and the words are built in registers from the
+        /// encoded event, where the strict-alignment target would inline a `memcpy` of
+        /// unknown alignment as one byte store per byte. The stores are volatile so the
+        /// compiler cannot turn the loop back into that. Longer payloads go to `memcpy`,
+        /// whose library copy is word-wise (and vectorised on the development machine).
         #[inline(always)]
         pub(crate) fn write_aligned(&self, off: usize, src: &[u8]) {
             debug_assert!(off.is_multiple_of(4) && off + src.len() <= DATA_SIZE);
             let dst = (self.0 + HEADER_SIZE + off) as *mut u8;
+            if src.len() > WORD_COPY_MAX {
+                // SAFETY: in bounds (checked by the caller); `src` is not page memory, so
+                // they cannot overlap; the writer owns the bytes above `commit`.
+                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+                return;
+            }
             let words = src.len() / 4;
             for i in 0..words {
                 let w = [src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]];
@@ -108,11 +119,11 @@ mod tests {
 
     #[test]
     fn writes_copy_exactly_their_range_at_any_offset_and_length() {
-        let all: Vec<u8> = (1..=41).collect();
+        let all: Vec<u8> = (1..=201).map(|b| b as u8).collect();
         // Sources at any alignment, at aligned and misaligned offsets.
-        for src in [&all[..40], &all[1..]] {
-            for off in [0, 1, 2, 3, 4, 5, 7, 8, DATA_SIZE - 40] {
-                for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40] {
+        for src in [&all[..200], &all[1..]] {
+            for off in [0, 1, 2, 3, 4, 5, 7, 8, DATA_SIZE - 200] {
+                for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40, 64, 65, 200] {
                     let mut page = Box::new(Page([0xee; 4096]));
                     // SAFETY: a live, aligned page used only through `PageRef` here.
                     let p = unsafe { PageRef::new(page.0.as_mut_ptr() as usize) };
