@@ -26,7 +26,8 @@
 
 #![cfg_attr(not(test), no_std)]
 
-pub mod abi;
+/// The contract with the host: the `hyptrace-abi` crate (`hyp/abi`).
+pub use hyptrace_abi as abi;
 pub mod boot_asm;
 pub mod clock;
 pub mod cpus;

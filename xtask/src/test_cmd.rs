@@ -2,7 +2,8 @@
 //!
 //! 1. `cargo fmt --all --check`
 //! 2. clippy on the host (all targets), then on both bare-metal images, `-D warnings`
-//! 3. `cargo test --workspace` (host unit and property tests)
+//! 3. `cargo test --workspace` (host unit and property tests, doctests), then `cargo package`
+//!    of every library crate ([`LIBRARY_CRATES`])
 //! 4. loom model checks (see [`loom_command`])
 //! 5. build the images, then the in-QEMU harness once per (CPU model, CPU count) of
 //!    [`TestArgs::harness_matrix`]
@@ -46,6 +47,9 @@ const SOAK_STEP: &str = "soak (1 min, 4 CPUs)";
 /// How many console lines a failed harness run repeats.
 const FAILURE_TAIL_LINES: usize = 40;
 
+/// The library crates, each checked with `cargo package` (they must be publishable).
+const LIBRARY_CRATES: &[&str] = &["hyptrace-abi"];
+
 /// Cargo arguments of the loom model checks (run with `--cfg loom`). The ring-buffer code owns
 /// what runs under loom: narrow it here, e.g. with a test-name filter after `--`.
 const LOOM_CARGO_ARGS: &[&str] = &["test", "-p", "hyp", "--release", "--lib"];
@@ -68,7 +72,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
 
 fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>) -> Result<()> {
     if args.skip_host {
-        for name in ["fmt", "clippy", "host tests", "loom"] {
+        for name in ["fmt", "clippy", "host tests", "package", "loom"] {
             log.skip(name, "--skip-host");
         }
     } else {
@@ -204,6 +208,15 @@ fn host_steps(log: &mut StepLog) -> Result<()> {
     log.run("host tests", || {
         workspace::run_checked(cargo(&["test", "--workspace"]), "host tests")
     })?;
+    for krate in LIBRARY_CRATES {
+        let name = format!("package ({krate})");
+        log.run(&name, || {
+            // Builds the crate from its packaged sources alone: metadata complete, no
+            // path-only dependency. Nothing is published.
+            let command = cargo(&["package", "-p", krate, "--allow-dirty", "--quiet"]);
+            workspace::run_checked(command, &name)
+        })?;
+    }
     log.run("loom", || {
         workspace::run_checked(loom_command(), "loom model checks")
     })?;

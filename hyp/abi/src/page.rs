@@ -10,7 +10,8 @@
 //! | 4064 | 32 | [`PageFooter`] |
 //!
 //! The structs only describe the layout. The protocols that access these fields (which
-//! ordering, who writes what) live in [`crate::ring`]; the host's reader follows the same rules.
+//! ordering, who writes what) live in the ring writer (`hyp::ring`); the host's reader follows
+//! the same rules.
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};

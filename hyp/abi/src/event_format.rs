@@ -169,17 +169,17 @@ macro_rules! define_events {
                 )*
             }
 
-            impl $crate::abi::event_format::Event for $ty {
-                const DESC: $crate::abi::event_format::EventDesc =
-                    $crate::abi::event_format::EventDesc {
+            impl $crate::event_format::Event for $ty {
+                const DESC: $crate::event_format::EventDesc =
+                    $crate::event_format::EventDesc {
                         id: $id,
                         name: stringify!($name),
                         fields: &[$(
-                            $crate::abi::event_format::FieldDesc {
+                            $crate::event_format::FieldDesc {
                                 name: stringify!($field),
-                                c_type: <$fty as $crate::abi::event_format::FieldType>::C_TYPE,
-                                size: <$fty as $crate::abi::event_format::FieldType>::SIZE,
-                                signed: <$fty as $crate::abi::event_format::FieldType>::SIGNED,
+                                c_type: <$fty as $crate::event_format::FieldType>::C_TYPE,
+                                size: <$fty as $crate::event_format::FieldType>::SIZE,
+                                signed: <$fty as $crate::event_format::FieldType>::SIGNED,
                             },
                         )*],
                         print_fmt: $fmt,
@@ -189,21 +189,21 @@ macro_rules! define_events {
                 #[allow(unused_mut, unused_variables, unused_assignments)]
                 fn encode(&self, out: &mut [u8]) {
                     out[..2].copy_from_slice(&($id as u16).to_le_bytes());
-                    let mut offset = $crate::abi::event_format::COMMON_SIZE;
+                    let mut offset = $crate::event_format::COMMON_SIZE;
                     $(
-                        $crate::abi::event_format::FieldType::write_le(
+                        $crate::event_format::FieldType::write_le(
                             self.$field,
                             &mut out[offset..],
                         );
-                        offset += <$fty as $crate::abi::event_format::FieldType>::SIZE;
+                        offset += <$fty as $crate::event_format::FieldType>::SIZE;
                     )*
                 }
             }
         )*
 
         /// Every event, in declaration order.
-        pub const ALL: &[$crate::abi::event_format::EventDesc] = &[
-            $(<$ty as $crate::abi::event_format::Event>::DESC,)*
+        pub const ALL: &[$crate::event_format::EventDesc] = &[
+            $(<$ty as $crate::event_format::Event>::DESC,)*
         ];
     };
 }

@@ -26,12 +26,12 @@ crate::define_events! {
 }
 
 /// The event with this ID.
-pub fn by_id(id: u16) -> Option<&'static crate::abi::event_format::EventDesc> {
+pub fn by_id(id: u16) -> Option<&'static crate::event_format::EventDesc> {
     ALL.iter().find(|e| e.id == id)
 }
 
 /// The event with this name.
-pub fn by_name(name: &str) -> Option<&'static crate::abi::event_format::EventDesc> {
+pub fn by_name(name: &str) -> Option<&'static crate::event_format::EventDesc> {
     ALL.iter().find(|e| e.name == name)
 }
 
@@ -44,7 +44,7 @@ pub const fn selftest_payload(seq: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::event_format::{Event, FieldValue};
+    use crate::event_format::{Event, FieldValue};
 
     #[test]
     fn ids_unique_and_dense() {
