@@ -57,7 +57,8 @@ impl From<Result<[u64; 3], HypError>> for HvcOutcome {
 /// # Safety
 ///
 /// As [`TracingService::load`]: every page-aligned address inside `ctx.rules.ram` and outside
-/// `ctx.rules.hyp` must be mapped readable and writable at the same address.
+/// `ctx.rules.hyp` must be host memory that the tracing service's `HostMemory` makes
+/// accessible at the same address while it is mapped.
 pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
     let Some(id) = HypercallId::from_x0(x[0]) else {
         return HvcOutcome::Err(SMCCC_NOT_SUPPORTED);

@@ -81,7 +81,8 @@ pub fn image_layout() -> ImageLayout {
 /// The window QEMU puts the DTB in; mapped read-only until the boot CPU has read it.
 const DTB_WINDOW: Range<u64> = DTB_BASE..DTB_BASE + DTB_RESERVED;
 
-/// Builds the boot map (the image, and the DTB read-only) with the MMU off and records the
+/// Builds the boot map (the image, the early console, and the DTB read-only) with the MMU off
+/// and records the
 /// registers that turn it on. Called once, by the boot CPU, from `_start`.
 pub extern "C" fn boot_early() {
     // SAFETY: only the boot CPU runs, once, before anything else uses the pool or the map;
