@@ -82,8 +82,7 @@ pub fn image_layout() -> ImageLayout {
 const DTB_WINDOW: Range<u64> = DTB_BASE..DTB_BASE + DTB_RESERVED;
 
 /// Builds the boot map (the image, the early console, and the DTB read-only) with the MMU off
-/// and records the
-/// registers that turn it on. Called once, by the boot CPU, from `_start`.
+/// and records the registers that turn it on. Called once, by the boot CPU, from `_start`.
 pub extern "C" fn boot_early() {
     // SAFETY: only the boot CPU runs, once, before anything else uses the pool or the map;
     // the pool is hypervisor memory nothing else refers to.
