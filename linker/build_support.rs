@@ -1,12 +1,12 @@
 // Shared by the build scripts of `hyp` and `host-shim` (pulled in with `include!`).
 //
-// Writes `memmap.ld` into OUT_DIR from `hyp/src/memmap.rs`, so the linker scripts and the Rust
+// Writes `memmap.ld` into OUT_DIR from `hyp/platform/src/memmap.rs`, so the linker scripts and the Rust
 // code read the same numbers, and passes the image's linker script to the binary only when
 // building for bare metal (host builds and tests never see it).
 
 #[allow(dead_code)]
 mod memmap {
-    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/../hyp/src/memmap.rs"));
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/../hyp/platform/src/memmap.rs"));
 }
 
 fn link_bare_metal_image(script: &str) {
@@ -15,7 +15,7 @@ fn link_bare_metal_image(script: &str) {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let linker_dir = manifest.join("../linker");
     println!("cargo:rerun-if-changed={}", linker_dir.join(script).display());
-    println!("cargo:rerun-if-changed={}", manifest.join("../hyp/src/memmap.rs").display());
+    println!("cargo:rerun-if-changed={}", manifest.join("../hyp/platform/src/memmap.rs").display());
     println!("cargo:rerun-if-changed={}", linker_dir.join("build_support.rs").display());
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -7,7 +7,7 @@
 
 use alloc::string::String;
 use core::fmt::{self, Write};
-use hyp::abi::FaultKind;
+use hyptrace_abi::FaultKind;
 
 /// What a test returns: `Err` carries the reason printed after `FAILED: `.
 pub type TestResult = Result<(), String>;

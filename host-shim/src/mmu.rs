@@ -18,8 +18,8 @@ use core::ops::Range;
 use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, VaRange};
 use aarch64_paging::{MapError, Mapping};
-use hyp::el2_map::MmuConfig;
-use hyp::table_pool::{PoolTranslation, TablePool};
+use hyptrace_platform::mmu::MmuConfig;
+use hyptrace_platform::table_pool::{PoolTranslation, TablePool};
 
 /// Tables the host map needs: root, a level-2 table per GiB (MMIO and RAM, RAM up to 4 GiB),
 /// a level-3 table for the console and one per 2 MiB of the host's code.
@@ -36,7 +36,7 @@ pub const SCTLR_EL1_ON: u64 =
     SCTLR_EL1_RES1 | 1 | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12) | (1 << 19);
 
 /// MAIR_EL1: the hypervisor's attribute indexes (0 Device-nGnRE, 1 Normal write-back RWA).
-pub const MAIR_EL1: u64 = hyp::el2_map::MAIR_EL2;
+pub const MAIR_EL1: u64 = hyptrace_platform::mmu::MAIR;
 
 /// TCR_EL1 for a 39-bit TTBR0 identity map with `pa_range` from `ID_AA64MMFR0_EL1`: T0SZ 25,
 /// inner-shareable write-back walks, 4 KiB granule, no TTBR1 walks (EPD1; T1SZ 25 and
@@ -131,7 +131,7 @@ impl<'a> HostMap<'a> {
 
     /// The leaf attributes at `addr`, or `None` when it is unmapped.
     pub fn attributes(&self, addr: u64) -> Option<El1Attributes> {
-        hyp::table_pool::leaf_attributes(&self.mapping, addr)
+        hyptrace_platform::table_pool::leaf_attributes(&self.mapping, addr)
     }
 }
 

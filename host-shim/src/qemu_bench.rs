@@ -9,9 +9,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hyp::abi::event_format::Event;
-use hyp::abi::events::{HypEnter, HypExit, Selftest};
-use hyp::abi::HypercallId;
+use hyptrace_abi::event_format::Event;
+use hyptrace_abi::events::{HypEnter, HypExit, Selftest};
+use hyptrace_abi::HypercallId;
 
 use crate::arch::boot::machine;
 use crate::arch::console::println;

@@ -13,13 +13,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use host_shim::harness::RunOptions;
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
-use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl, SwapInfo};
+use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl};
 use host_shim::trace_buffer::ExtBuffer;
 use host_shim::tracedat::{self, CpuData, CpuStats as FileStats};
-use hyp::abi::events;
-use hyp::abi::{HypError, HypercallId};
-use hyp::clock::ClockParams;
-use hyp::memmap::{HOST_POOL_BASE, MAX_CPUS};
+use hyptrace_abi::events;
+use hyptrace_abi::{HypError, HypercallId, SwapResult};
+use hyptrace_platform::memmap::{HOST_POOL_BASE, MAX_CPUS};
+use hyptrace_ring::clock::ClockParams;
 
 use crate::arch::boot::machine;
 use crate::arch::calls::hypercall_args;
@@ -42,13 +42,8 @@ pub fn call(id: HypercallId, args: &[u64]) -> Result<[u64; 3], HypError> {
 pub struct HvcControl;
 
 impl RingControl for HvcControl {
-    fn swap_reader(&mut self, cpu: u32) -> Result<SwapInfo, HypError> {
-        let [reader_page, lost, swapped] = call(HypercallId::SwapReader, &[cpu as u64, 0, 0])?;
-        Ok(SwapInfo {
-            swapped: swapped != 0,
-            reader_page,
-            lost,
-        })
+    fn swap_reader(&mut self, cpu: u32) -> Result<SwapResult, HypError> {
+        SwapResult::from_regs(call(HypercallId::SwapReader, &[cpu as u64, 0, 0])?)
     }
 
     fn update_footers(&mut self, cpu: u32) -> Result<(), HypError> {
@@ -287,7 +282,7 @@ pub fn workload_slice(cpu: usize) -> Result<(), String> {
     crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
     // A read of hypervisor memory: stage 2 refuses it (traced as host_mem_abort) and the
     // abort comes back to our EL1 handler, which skips the load.
-    if crate::arch::exceptions::probe_read(hyp::memmap::HYP_BASE).is_ok() {
+    if crate::arch::exceptions::probe_read(hyptrace_platform::memmap::HYP_BASE).is_ok() {
         return Err("read hypervisor memory: stage 2 is not protecting it".into());
     }
     let first = selftest_base(cpu) + SELFTEST_WRITTEN[cpu].load(Ordering::Relaxed);

@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 use host_shim::harness::RunOptions;
 use host_shim::reader::PageBuf;
 use host_shim::rng::SplitMix64;
-use hyp::abi::{HypError, HypercallId};
+use hyptrace_abi::{HypError, HypercallId};
 
 use crate::arch::boot::machine;
 use crate::arch::console::println;
@@ -61,7 +61,7 @@ fn soak(opts: &RunOptions, seed: u64) -> Result<(), String> {
     let mut s = Session::start(&mut pool, (opts.buffer_kb * 1024) as usize)?;
     s.enable_events(opts.events)?;
     let mut rng = SplitMix64::new(seed);
-    let mut totals = [Totals::default(); hyp::memmap::MAX_CPUS];
+    let mut totals = [Totals::default(); hyptrace_platform::memmap::MAX_CPUS];
     let mut buf = PageBuf::zeroed();
     println!(
         "soak: {} s on {n} CPUs, {} KiB per CPU, seed {seed}",

@@ -9,8 +9,8 @@
 
 use alloc::vec::Vec;
 
-use hyp::abi::pack::{CpuPages, PackBuilder, PackError};
-use hyp::abi::page::DATA_SIZE;
+use hyptrace_abi::pack::{CpuPages, PackBuilder, PackError};
+use hyptrace_abi::page::DATA_SIZE;
 
 use crate::page_pool::{PagePool, PoolError, PAGE_SIZE};
 
@@ -167,7 +167,7 @@ impl ExtBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyp::abi::pack::TraceBufferPack;
+    use hyptrace_abi::pack::TraceBufferPack;
 
     #[test]
     fn sizes_follow_the_data_per_page() {

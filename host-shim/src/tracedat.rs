@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use hyp::abi::event_format::EventDesc;
+use hyptrace_abi::event_format::EventDesc;
 
 /// Page size of the recorded buffers.
 pub const PAGE_SIZE: usize = 4096;
@@ -214,7 +214,7 @@ pub fn write_trace_dat<S: Sink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyp::abi::events;
+    use hyptrace_abi::events;
 
     fn page_with(records: &[u8], ts: u64) -> Vec<u8> {
         let mut p = vec![0u8; PAGE_SIZE];

@@ -31,15 +31,9 @@ use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El2, MemoryRegion};
 use aarch64_paging::{MapError, Mapping};
 
-use crate::memmap::PAGE_SIZE;
+use crate::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 
-/// MAIR_EL2 attribute index of Device-nGnRE memory (MMIO).
-pub const MAIR_INDEX_DEVICE: u64 = 0;
-/// MAIR_EL2 attribute index of Normal memory, inner and outer write-back, read- and
-/// write-allocate, non-transient (RAM).
-pub const MAIR_INDEX_NORMAL: u64 = 1;
-/// MAIR_EL2: attribute 0 = Device-nGnRE (`0x04`), attribute 1 = Normal write-back RWA (`0xff`).
-pub const MAIR_EL2: u64 = 0x04 | (0xff << 8);
+pub use hyptrace_platform::mmu::{MmuConfig, MAIR, MAIR_INDEX_DEVICE, MAIR_INDEX_NORMAL};
 
 /// Bytes one level-2 entry spans.
 const L2_BLOCK: usize = 2 << 20;
@@ -94,23 +88,6 @@ pub const fn tcr_el2(pa_range: u64) -> u64 {
     const TG0_4K: u64 = 0b00 << 14;
     RES1 | T0SZ | IRGN0_WBWA | ORGN0_WBWA | SH0_INNER | TG0_4K | (ps << 16)
 }
-
-/// The register values that turn this CPU's EL2 MMU on; the arch layer writes them in this
-/// order (MAIR, TCR, TTBR0, then SCTLR).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MmuConfig {
-    /// MAIR_EL2.
-    pub mair: u64,
-    /// TCR_EL2.
-    pub tcr: u64,
-    /// TTBR0_EL2: the root table's physical address.
-    pub ttbr0: u64,
-    /// SCTLR_EL2.
-    pub sctlr: u64,
-}
-const _: () = assert!(core::mem::size_of::<MmuConfig>() == 32);
-const _: () = assert!(core::mem::offset_of!(MmuConfig, ttbr0) == 16);
 
 /// Attributes every valid EL2 leaf has: accessed, AP[1] (RES1 at EL2).
 const LEAF: El23Attributes = El23Attributes::VALID
@@ -527,7 +504,7 @@ impl<'a> El2Map<'a> {
     /// `ID_AA64MMFR0_EL1`).
     pub fn mmu_config(&self, pa_range: u64) -> MmuConfig {
         MmuConfig {
-            mair: MAIR_EL2,
+            mair: MAIR,
             tcr: tcr_el2(pa_range),
             ttbr0: self.root_address(),
             sctlr: SCTLR_EL2_ON,

@@ -6,7 +6,7 @@
 //! as they were.
 
 use crate::abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use crate::abi::{HypError, HypercallId};
+use crate::abi::{HypError, HypercallId, Info, RingCounters, SwapResult};
 use crate::tracing::memory_rules::MemoryRules;
 use crate::tracing::TracingService;
 
@@ -67,17 +67,18 @@ pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
     let done = |r: Result<(), HypError>| r.map(|()| [0; 3]);
     let result = match id {
         HypercallId::Null => Ok([x[1], x[2], x[3]]),
-        HypercallId::Info => Ok([ABI_VERSION, ctx.nr_cpus as u64, ctx.cpu as u64]),
+        HypercallId::Info => Ok(Info {
+            abi_version: ABI_VERSION,
+            nr_cpus: ctx.nr_cpus as u64,
+            cpu: ctx.cpu as u64,
+        }
+        .to_regs()),
         // SAFETY: forwarded from this function's contract.
         HypercallId::LoadTracing => done(unsafe { t.load(x[1], x[2], ctx.rules, ctx.nr_cpus) }),
         HypercallId::TeardownTracing => done(t.teardown()),
         HypercallId::EnableTracing => done(t.enable(x[1])),
-        HypercallId::SwapReader => t
-            .swap_reader(x[1])
-            .map(|s| [s.reader_page, s.lost, s.swapped as u64]),
-        HypercallId::UpdateFooters => t
-            .update_footers(x[1])
-            .map(|s| [s.entries, s.overrun, s.pages_touched]),
+        HypercallId::SwapReader => t.swap_reader(x[1]).map(SwapResult::to_regs),
+        HypercallId::UpdateFooters => t.update_footers(x[1]).map(RingCounters::to_regs),
         HypercallId::EnableEvent => done(t.enable_event(x[1], x[2])),
         HypercallId::UpdateClock => done(t.update_clock(x[1], x[2], x[3], x[4])),
         HypercallId::ResetTracing => done(t.reset(x[1])),

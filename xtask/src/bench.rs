@@ -43,8 +43,8 @@ const GOAL_LTTNG_RATIO: f64 = 4.0;
 pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {
         Some(BenchTarget::Ring) => workspace::run_checked(
-            workspace::cargo(&["bench", "-p", "hyp", "--bench", "ring"]),
-            "bench ring (hyp/benches/ring.rs)",
+            workspace::cargo(&["bench", "-p", "hyptrace-ring", "--bench", "ring"]),
+            "bench ring (hyp/ring/benches/ring.rs)",
         ),
         None => suite(args.quiet),
     }
@@ -263,12 +263,12 @@ fn pin_prefix() -> (Vec<String>, String) {
     }
 }
 
-/// Builds hyp's `native` bench and returns its executable.
+/// Builds hyptrace-ring's `native` bench and returns its executable.
 fn build_native() -> Result<PathBuf> {
     let mut command = workspace::cargo(&[
         "bench",
         "-p",
-        "hyp",
+        "hyptrace-ring",
         "--bench",
         "native",
         "--no-run",

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::build::Profile;
 
 /// The most CPUs a QEMU run may have: the hypervisor's per-CPU tables are this large.
-const MAX_CPUS: i64 = hyp::memmap::MAX_CPUS as i64;
+const MAX_CPUS: i64 = hyptrace_platform::memmap::MAX_CPUS as i64;
 
 /// hyptrace's build, run, test and bench driver.
 #[derive(Debug, Parser)]
@@ -104,7 +104,7 @@ pub struct RunArgs {
     /// How often the host drains every CPU's buffer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub period_ms: u64,
-    /// Events to enable, comma-separated (default: all). Names: see `hyp::abi::events::ALL`.
+    /// Events to enable, comma-separated (default: all). Names: see `hyptrace_abi::events::ALL`.
     #[arg(long, value_name = "NAME,NAME,...", value_parser = parse_events)]
     pub events: Option<EventList>,
     /// Where trace.dat goes: absolute, or relative to the workspace root.
@@ -188,10 +188,10 @@ fn parse_duration_ms(text: &str) -> Result<DurationMs, String> {
     Ok(DurationMs(((secs * 1000.0).round() as u64).max(1)))
 }
 
-/// Parses `--events`: names of `hyp::abi::events::ALL`, comma-separated, no duplicates.
+/// Parses `--events`: names of `hyptrace_abi::events::ALL`, comma-separated, no duplicates.
 fn parse_events(text: &str) -> Result<EventList, String> {
     let valid = || {
-        hyp::abi::events::ALL
+        hyptrace_abi::events::ALL
             .iter()
             .map(|e| e.name)
             .collect::<Vec<_>>()
@@ -206,7 +206,7 @@ fn parse_events(text: &str) -> Result<EventList, String> {
                 valid()
             ));
         }
-        if hyp::abi::events::by_name(name).is_none() {
+        if hyptrace_abi::events::by_name(name).is_none() {
             return Err(format!("unknown event `{name}`; valid names: {}", valid()));
         }
         if names.iter().any(|n| n == name) {
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn event_names_are_checked_against_the_abi() {
-        let all: Vec<&str> = hyp::abi::events::ALL.iter().map(|e| e.name).collect();
+        let all: Vec<&str> = hyptrace_abi::events::ALL.iter().map(|e| e.name).collect();
         assert_eq!(
             parse_events(&all.join(",")),
             Ok(EventList(all.iter().map(|n| n.to_string()).collect()))

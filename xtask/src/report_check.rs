@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use hyp::abi::events::selftest_payload;
+use hyptrace_abi::events::selftest_payload;
 
 use crate::supervise::RunEnd;
 use crate::trace_summary::GuestTrace;

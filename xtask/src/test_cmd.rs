@@ -48,11 +48,11 @@ const SOAK_STEP: &str = "soak (1 min, 4 CPUs)";
 const FAILURE_TAIL_LINES: usize = 40;
 
 /// The library crates, each checked with `cargo package` (they must be publishable).
-const LIBRARY_CRATES: &[&str] = &["hyptrace-abi"];
+const LIBRARY_CRATES: &[&str] = &["hyptrace-abi", "hyptrace-ring"];
 
 /// Cargo arguments of the loom model checks (run with `--cfg loom`). The ring-buffer code owns
 /// what runs under loom: narrow it here, e.g. with a test-name filter after `--`.
-const LOOM_CARGO_ARGS: &[&str] = &["test", "-p", "hyp", "--release", "--lib"];
+const LOOM_CARGO_ARGS: &[&str] = &["test", "-p", "hyptrace-ring", "--release", "--lib"];
 
 /// Runs `cargo xtask test`. On failure the error has already been printed (before the summary,
 /// so that the `harness:` line stays last) and [`crate::Reported`] is returned.
@@ -208,15 +208,18 @@ fn host_steps(log: &mut StepLog) -> Result<()> {
     log.run("host tests", || {
         workspace::run_checked(cargo(&["test", "--workspace"]), "host tests")
     })?;
-    for krate in LIBRARY_CRATES {
-        let name = format!("package ({krate})");
-        log.run(&name, || {
-            // Builds the crate from its packaged sources alone: metadata complete, no
-            // path-only dependency. Nothing is published.
-            let command = cargo(&["package", "-p", krate, "--allow-dirty", "--quiet"]);
-            workspace::run_checked(command, &name)
-        })?;
-    }
+    let name = format!("package ({})", LIBRARY_CRATES.join(", "));
+    log.run(&name, || {
+        // Builds every library crate from its packaged sources alone: metadata complete, no
+        // path-only dependency. Packaged together, so that a crate depending on another one
+        // resolves it from the others' packages (cargo's local registry overlay) rather than
+        // from crates.io. Nothing is published.
+        let mut args = vec!["package", "--allow-dirty", "--quiet"];
+        for krate in LIBRARY_CRATES {
+            args.extend(["-p", krate]);
+        }
+        workspace::run_checked(cargo(&args), &name)
+    })?;
     log.run("loom", || {
         workspace::run_checked(loom_command(), "loom model checks")
     })?;

@@ -3,7 +3,7 @@
 //! Works on a private copy of a page (a [`PageBuf`]) or on any byte slice: every read is
 //! bounds-checked, so a page the host (or anyone) scribbled on yields an error, never a panic.
 
-use hyp::abi::page::{
+use hyptrace_abi::page::{
     record, COMMIT_LENGTH_MASK, COMMIT_MISSED_EVENTS, COMMIT_MISSED_STORED, EXPORT_DATA_SIZE,
     HEADER_SIZE, PAGE_SIZE,
 };

@@ -27,24 +27,15 @@ pub use decode::{
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
-use hyp::abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE, PAGE_SIZE};
-use hyp::abi::HypError;
-
-/// What `swap_reader` tells the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SwapInfo {
-    /// Whether the reader page changed (false: the writer is still on the reader page).
-    pub swapped: bool,
-    /// Host address of the (new) reader page.
-    pub reader_page: u64,
-    /// Events lost to overwrite since the previous swap.
-    pub lost: u64,
-}
+use hyptrace_abi::page::{
+    PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE, PAGE_SIZE,
+};
+use hyptrace_abi::{HypError, SwapResult};
 
 /// The hypervisor's control calls for one buffer, as the host issues them.
 pub trait RingControl {
     /// Swaps `cpu`'s reader page with its head page.
-    fn swap_reader(&mut self, cpu: u32) -> Result<SwapInfo, HypError>;
+    fn swap_reader(&mut self, cpu: u32) -> Result<SwapResult, HypError>;
     /// Refreshes `cpu`'s footers (HEAD flag, reader-page statistics).
     fn update_footers(&mut self, cpu: u32) -> Result<(), HypError>;
 }
@@ -92,7 +83,9 @@ pub struct CpuStats {
     pub entries: u64,
     /// Tail moves (reader-page footer).
     pub pages_touched: u64,
-    /// Events lost to overwrite as of the last swap (reader-page footer).
+    /// Events lost to overwrite so far: the writer's live count, which `update_footers` writes
+    /// into the reader-page footer. Once the reader has drained a stopped writer it equals
+    /// [`lost`](Self::lost).
     pub overrun: u64,
     /// Events this reader consumed.
     pub read: u64,
@@ -200,8 +193,8 @@ impl<C: RingControl, M: PageMemory> CpuReader<C, M> {
         // the `commit` loaded next is then the page's final one.
         let left = footer.writer_status.load(Ordering::Acquire) == 0;
         // Acquire: pairs with the writer's Release store of `commit` after the payload.
-        let commit = ((header.commit.load(Ordering::Acquire) & hyp::abi::page::COMMIT_LENGTH_MASK)
-            as usize)
+        let commit = ((header.commit.load(Ordering::Acquire)
+            & hyptrace_abi::page::COMMIT_LENGTH_MASK) as usize)
             .min(DATA_SIZE);
         if commit > self.copied {
             if self.copied == 0 {

@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 
 use host_shim::harness::{TestCase, TestResult};
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
-use hyp::abi::{HypError, HypercallId};
-use hyp::memmap::{HYP_BASE, HYP_SIZE};
-use hyp::tracing::DESC_POOL;
+use hyptrace_abi::limits::MAX_LOAD_PAGES;
+use hyptrace_abi::{HypError, HypercallId};
+use hyptrace_platform::memmap::{HYP_BASE, HYP_SIZE};
 
 use super::{expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -269,7 +269,12 @@ cases! {
         let (ra, rb) = (f.page[0], f.page[3]);
         load(f.raw(2, 6, &[(0, ra, 2, &a), (0, rb, 2, &b)]))
     };
-    cpu_out_of_range: Unloaded, PackCpu, |f| { let (r, p) = (f.page[0], [f.page[1], f.page[2]]); load(f.raw(1, 3, &[(1, r, 2, &p)])) };
+    // A CPU number only has to name one of the hypervisor's CPUs (any subset may be listed):
+    // the first number beyond them is refused.
+    cpu_out_of_range: Unloaded, PackCpu, |f| {
+        let (r, p) = (f.page[0], [f.page[1], f.page[2]]);
+        load(f.raw(1, 3, &[(machine().cpus.count() as u32, r, 2, &p)]))
+    };
     cpu_negative: Unloaded, PackCpu, |f| { let (r, p) = (f.page[0], [f.page[1], f.page[2]]); load(f.raw(1, 3, &[(u32::MAX, r, 2, &p)])) };
     cpu_record_missing: Unloaded, two_cpus_or(PackCpu), |f| { let (r, p) = (f.page[0], [f.page[1], f.page[2]]); load(f.raw(2, 3, &[(0, r, 2, &p)])) };
     nr_pages_zero: Unloaded, PackPageCount, |f| { let r = f.page[0]; load(f.raw(1, 1, &[(0, r, 0, &[])])) };
@@ -277,7 +282,7 @@ cases! {
     nr_pages_huge: Unloaded, PackTruncated, |f| { let (r, p) = (f.page[0], [f.page[1], f.page[2]]); load(f.raw(1, 3, &[(0, r, u64::MAX, &p)])) };
     nr_pages_times_eight_overflows: Unloaded, PackTruncated, |f| { let (r, p) = (f.page[0], [f.page[1], f.page[2]]); load(f.raw(1, 3, &[(0, r, 1 << 61, &p)])) };
     more_pages_than_the_pool: Unloaded, NoMemory, |f| {
-        let n = DESC_POOL; // plus the reader page: one more than the pool holds
+        let n = MAX_LOAD_PAGES; // plus the reader page: one more than the pool holds
         let ring: Vec<u64> = (0..n).map(|i| f.page[1 + i % 2]).collect();
         let r = f.page[0];
         load(f.raw(1, n as u64 + 1, &[(0, r, n as u64, &ring)]))

@@ -1,7 +1,7 @@
 //! `boot::` — every CPU reached EL1, and the hypervisor sees the machine the DTB describes.
 
 use host_shim::harness::{TestCase, TestResult};
-use hyp::abi::HypercallId;
+use hyptrace_abi::HypercallId;
 
 use super::{expect_eq, Ctx};
 use crate::arch::boot::machine;
@@ -42,7 +42,7 @@ fn every_cpu_at_el1(_: &Ctx) -> TestResult {
 fn hyp_cpu_count_matches_dtb(_: &Ctx) -> TestResult {
     let [status, version, nr_cpus, _] = hypercall(HypercallId::Info, [0; 3]);
     expect_eq("info status", status as i64, 0)?;
-    expect_eq("ABI version", version, hyp::abi::hypercall::ABI_VERSION)?;
+    expect_eq("ABI version", version, hyptrace_abi::hypercall::ABI_VERSION)?;
     expect_eq(
         "hypervisor CPU count vs DTB",
         nr_cpus,

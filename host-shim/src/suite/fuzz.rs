@@ -17,9 +17,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use host_shim::harness::{TestCase, TestResult};
 use host_shim::page_pool::PAGE_SIZE;
 use host_shim::rng::SplitMix64;
-use hyp::abi::hypercall::HYPTRACE_FID_BASE;
-use hyp::abi::{HypError, HypercallId};
-use hyp::memmap::{HYP_BASE, MAX_CPUS};
+use hyptrace_abi::hypercall::HYPTRACE_FID_BASE;
+use hyptrace_abi::{HypError, HypercallId};
+use hyptrace_platform::memmap::{HYP_BASE, MAX_CPUS};
 
 use super::tracing_support::{selftest, with_session, SeqCheck, SELFTEST};
 use super::{check, expect_eq, Ctx};

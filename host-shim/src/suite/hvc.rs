@@ -3,8 +3,8 @@
 use alloc::format;
 use host_shim::harness::{TestCase, TestResult};
 use host_shim::rng::SplitMix64;
-use hyp::abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use hyp::abi::{HypError, HypercallId};
+use hyptrace_abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
+use hyptrace_abi::{HypError, HypercallId};
 
 use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;

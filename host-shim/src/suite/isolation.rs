@@ -7,10 +7,10 @@ use alloc::format;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use host_shim::harness::{TestCase, TestResult};
-use hyp::abi::event_format::Event;
-use hyp::abi::events::{HostMemAbort, Selftest};
-use hyp::abi::HypercallId;
-use hyp::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
+use hyptrace_abi::event_format::Event;
+use hyptrace_abi::events::{HostMemAbort, Selftest};
+use hyptrace_abi::HypercallId;
+use hyptrace_platform::memmap::{DTB_BASE, HYP_BASE, HYP_SIZE};
 
 use super::tracing_support::{each_event, field, selftest, selftest_seqs, with_session};
 use super::{check, expect_eq, Ctx};

@@ -16,7 +16,7 @@ mod tracing_support;
 
 use alloc::format;
 use host_shim::harness::{Cmdline, ResultLine, Tally, TestCase, TestResult};
-use hyp::abi::HypercallId;
+use hyptrace_abi::HypercallId;
 
 use crate::arch::console::println;
 use crate::arch::cpu;

@@ -4,7 +4,7 @@ use alloc::format;
 use core::sync::atomic::Ordering;
 
 use host_shim::harness::{TestCase, TestResult};
-use hyp::memmap::HYP_BASE;
+use hyptrace_platform::memmap::HYP_BASE;
 use smccc::psci::error::{ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED};
 use smccc::psci::{
     PSCI_CPU_OFF, PSCI_CPU_ON_32, PSCI_CPU_ON_64, PSCI_CPU_SUSPEND_64, PSCI_FEATURES,
@@ -190,7 +190,7 @@ fn cpu_off_then_on(_: &Ctx) -> TestResult {
 fn non_psci_smc_not_supported(_: &Ctx) -> TestResult {
     let refused = [
         // hyptrace's own IDs are hypercalls, not firmware calls.
-        hyp::abi::HypercallId::Null.function_id() as u64,
+        hyptrace_abi::HypercallId::Null.function_id() as u64,
         // SiP, OEM, standard-secure non-PSCI, unrelayed PSCI (CPU_SUSPEND, SYSTEM_SUSPEND).
         0x8200_0000,
         0x8300_0000,

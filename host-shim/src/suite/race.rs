@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use host_shim::harness::{TestCase, TestResult};
-use hyp::abi::{HypError, HypercallId};
+use hyptrace_abi::{HypError, HypercallId};
 
 use super::tracing_support::{
     base, selftest, selftest_buffer, start_writers, teardown_under_writers, with_session, SeqCheck,

@@ -7,10 +7,10 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use host_shim::harness::{TestCase, TestResult};
-use hyp::abi::event_format::Event;
-use hyp::abi::events::{self, HostHcall, HostSmc, PsciCpuOn};
-use hyp::abi::{HypError, HypercallId};
-use hyp::memmap::MAX_CPUS;
+use hyptrace_abi::event_format::Event;
+use hyptrace_abi::events::{self, HostHcall, HostSmc, PsciCpuOn};
+use hyptrace_abi::{HypError, HypercallId};
+use hyptrace_platform::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
 use super::tracing_support::{

@@ -8,9 +8,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use host_shim::harness::TestResult;
 use host_shim::reader::{CpuReader, IdentityMemory};
-use hyp::abi::event_format::{Event, EventDesc, FieldValue};
-use hyp::abi::events::{self, Selftest};
-use hyp::abi::{HypError, HypercallId};
+use hyptrace_abi::event_format::{Event, EventDesc, FieldValue};
+use hyptrace_abi::events::{self, Selftest};
+use hyptrace_abi::{HypError, HypercallId};
 
 use super::check;
 use crate::arch::boot::machine;

@@ -126,6 +126,8 @@ impl fmt::Display for HypError {
     }
 }
 
+impl core::error::Error for HypError {}
+
 /// Status-register image of a result: 0 for success, the error code otherwise.
 pub fn status_x0(result: Result<(), HypError>) -> u64 {
     match result {

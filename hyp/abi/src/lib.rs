@@ -4,7 +4,10 @@
 //!
 //! - [`hypercall`]: function IDs in the SMCCC vendor-specific hypervisor range and the wire
 //!   convention (X0 = status, X1..X3 = results);
+//! - [`results`]: the results of the calls that return values, each with one register
+//!   encoding (`to_regs` / `from_regs`);
 //! - [`error`]: the error codes ([`HypError`]) with their wire values;
+//! - [`limits`]: the sizes of the hypervisor's private pools, which bound what a host asks for;
 //! - [`page`]: the ftrace ring-buffer page — header, data, footer — and its event records;
 //! - [`pack`]: the `trace_buffer_pack` the host hands over, with a builder and a validating
 //!   parser;
@@ -46,8 +49,11 @@ pub mod error;
 pub mod event_format;
 pub mod events;
 pub mod hypercall;
+pub mod limits;
 pub mod pack;
 pub mod page;
+pub mod results;
 
 pub use error::HypError;
 pub use hypercall::{FaultKind, HypercallId, FAULT_INJECTION_FID};
+pub use results::{Info, RingCounters, SwapResult};

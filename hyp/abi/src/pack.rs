@@ -20,6 +20,7 @@
 //! [`PackBuilder`] is the host side: size and serialize a pack into a caller-supplied buffer.
 
 use super::HypError;
+use core::fmt;
 use core::mem::{offset_of, size_of};
 
 /// Size of the `trace_buffer_pack` header.
@@ -84,6 +85,27 @@ pub enum PackError {
     TotalPages,
 }
 
+impl PackError {
+    /// Short description for humans.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::Truncated => "a record runs past the end, or non-zero bytes follow the last",
+            Self::CpuCount => "nr_cpus is zero or above the CPU count",
+            Self::Cpu => "a CPU number is out of range or appears twice",
+            Self::PageCount => "a CPU has fewer than two ring pages, or page counts overflow",
+            Self::TotalPages => "total_pages differs from the pages described",
+        }
+    }
+}
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl core::error::Error for PackError {}
+
 impl From<PackError> for HypError {
     fn from(e: PackError) -> Self {
         match e {
@@ -121,7 +143,8 @@ impl<'a> TraceBufferPack<'a> {
     /// Parses and validates `bytes` (the pack proper, starting at `nr_cpus`).
     ///
     /// Rules: `1 <= nr_cpus <= max_cpus`; each CPU record fits in what is left; `cpu <
-    /// nr_cpus` and no CPU twice; `nr_pages >= 2`; `total_pages == sum(nr_pages + 1)`; bytes
+    /// max_cpus` and no CPU twice (so any subset of the hypervisor's CPUs, e.g. CPUs 0 and 3
+    /// of 4 on a host with CPUs offline, as Android's gen-1 hypervisor accepts); `nr_pages >= 2`; `total_pages == sum(nr_pages + 1)`; bytes
     /// after the last record (page-size padding) must be zero. `max_cpus` above
     /// [`MAX_PACK_CPUS`] is treated as [`MAX_PACK_CPUS`].
     pub fn parse(bytes: &'a [u8], max_cpus: usize) -> Result<Self, PackError> {
@@ -142,7 +165,7 @@ impl<'a> TraceBufferPack<'a> {
             }
             let cpu = read_u32(rest, 0).ok_or(PackError::Truncated)?;
             let nr_pages = read_u64(rest, 16).ok_or(PackError::Truncated)?;
-            if cpu >= nr_cpus {
+            if cpu as usize >= max_cpus {
                 return Err(PackError::Cpu);
             }
             let (word, bit) = (cpu as usize / 64, cpu % 64);
@@ -234,7 +257,7 @@ impl<'a> Iterator for CpuPacks<'a> {
 /// One CPU's `ring_buffer_pack`, borrowed from a validated pack.
 #[derive(Clone, Copy, Debug)]
 pub struct RingBufferPack<'a> {
-    /// CPU number (< `nr_cpus`).
+    /// CPU number (below the hypervisor's CPU count; any subset of the CPUs may be listed).
     pub cpu: u32,
     /// Host address of the initial reader page.
     pub reader_page_va: u64,
@@ -417,6 +440,29 @@ mod tests {
     }
 
     #[test]
+    fn any_subset_of_the_cpus_is_accepted() {
+        // CPUs 0 and 3 of 4, in any order: a host with CPUs 1 and 2 offline.
+        let ring = [0x2000, 0x3000];
+        for order in [[0u32, 3], [3, 0]] {
+            let cpus = order.map(|cpu| CpuPages {
+                cpu,
+                reader_page_va: 0x1000,
+                page_vas: &ring,
+            });
+            let p = build(&cpus, 0);
+            let pack = TraceBufferPack::parse(&p, 4).unwrap();
+            assert_eq!(pack.nr_cpus(), 2);
+            let got: Vec<u32> = pack.cpus().map(|c| c.cpu).collect();
+            assert_eq!(got, order);
+            // CPU 3 does not exist on a two-CPU hypervisor.
+            assert_eq!(
+                TraceBufferPack::parse(&p, 3).map(|_| ()),
+                Err(PackError::Cpu)
+            );
+        }
+    }
+
+    #[test]
     fn every_error_path() {
         let good = two_cpus();
         let parse = |p: &[u8], max| TraceBufferPack::parse(p, max).map(|_| ());
@@ -431,9 +477,13 @@ mod tests {
         assert_eq!(parse(&good, 1), Err(PackError::CpuCount));
         set_u32(&mut p, 0, u32::MAX);
         assert_eq!(parse(&p, usize::MAX), Err(PackError::CpuCount));
-        // CPU out of range (including a negative int) and duplicate.
+        // CPU out of range (including a negative int) and duplicate. A CPU number at or above
+        // nr_cpus is fine while it is below max_cpus (a subset of the CPUs).
         let mut p = good.clone();
         set_u32(&mut p, 16, 2);
+        assert_eq!(parse(&p, 3), Ok(()));
+        assert_eq!(parse(&p, 2), Err(PackError::Cpu));
+        set_u32(&mut p, 16, 8);
         assert_eq!(parse(&p, 8), Err(PackError::Cpu));
         set_u32(&mut p, 16, -1i32 as u32);
         assert_eq!(parse(&p, 8), Err(PackError::Cpu));
@@ -495,8 +545,10 @@ mod tests {
             if let Ok(pack) = TraceBufferPack::parse(&bytes, max) {
                 let mut sum = 0u64;
                 let mut n = 0;
+                let mut seen = std::collections::BTreeSet::new();
                 for c in pack.cpus() {
-                    prop_assert!(c.cpu < pack.nr_cpus());
+                    prop_assert!((c.cpu as usize) < max.min(MAX_PACK_CPUS));
+                    prop_assert!(seen.insert(c.cpu), "CPU {} twice", c.cpu);
                     prop_assert!(c.nr_pages() >= 2);
                     sum += c.nr_pages() as u64 + 1;
                     n += 1;

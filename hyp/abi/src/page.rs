@@ -18,6 +18,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 
 /// Size of a ring-buffer page.
 pub const PAGE_SIZE: usize = 4096;
+/// [`PAGE_SIZE`] as a physical-address quantity, for address arithmetic in `u64`.
+pub const PAGE_SIZE_U64: u64 = PAGE_SIZE as u64;
 /// Size of the ftrace page header (`time_stamp` + `commit`).
 pub const HEADER_SIZE: usize = 16;
 /// Size of the gen-1 page footer.
@@ -43,13 +45,6 @@ pub const COMMIT_MISSED_EVENTS: u64 = 1 << 31;
 pub const COMMIT_MISSED_STORED: u64 = 1 << 30;
 /// Mask of the byte count in `commit` (the kernel's `RB_MISSED_FLAGS` complement).
 pub const COMMIT_LENGTH_MASK: u64 = (1 << 27) - 1;
-
-/// Per-CPU writer status: not writable (initial, disabled, torn down).
-pub const WRITER_NONWRITABLE: u32 = 0;
-/// Per-CPU writer status: writable and idle.
-pub const WRITER_WRITABLE: u32 = 1;
-/// Per-CPU writer status: a write is in flight.
-pub const WRITER_WRITING: u32 = 2;
 
 /// The ftrace page header (16 bytes at offset 0).
 #[repr(C)]
@@ -150,10 +145,6 @@ mod tests {
         assert_eq!(FOOTER_COMMIT, 4);
         assert_eq!(COMMIT_MISSED_EVENTS, 0x8000_0000);
         assert_eq!(COMMIT_MISSED_STORED, 0x4000_0000);
-        assert_eq!(
-            (WRITER_NONWRITABLE, WRITER_WRITABLE, WRITER_WRITING),
-            (0, 1, 2)
-        );
     }
 
     #[test]

@@ -312,8 +312,8 @@ fn bad_ranges_are_refused() {
 #[test]
 fn registers_say_what_the_issue_asks() {
     // Device-nGnRE at index 0, Normal WB RWA at index 1.
-    assert_eq!(MAIR_EL2 & 0xff, 0x04);
-    assert_eq!((MAIR_EL2 >> 8) & 0xff, 0xff);
+    assert_eq!(MAIR & 0xff, 0x04);
+    assert_eq!((MAIR >> 8) & 0xff, 0xff);
     // 40-bit PA (PARange 2), T0SZ 25, inner-shareable write-back walks, 4 KiB granule.
     let tcr = tcr_el2(2);
     assert_eq!(tcr & 0x3f, 25);

@@ -8,6 +8,7 @@
 //! simply always there ([`IdentityMapped`]).
 
 use core::ops::Range;
+use core::ptr::NonNull;
 
 use crate::abi::HypError;
 use crate::el2_map::{El2Map, El2MapError};
@@ -21,6 +22,14 @@ pub trait HostMemory: Sync {
 
     /// Unmaps `range`; when this returns no CPU can reach it any more (TLBs invalidated).
     fn unmap(&self, range: Range<u64>);
+
+    /// The pointer through which the hypervisor reaches the (mapped) page at host address
+    /// `pa`: the same address, with the provenance the host's memory has in this address
+    /// space (every implementation here maps host pages at their own address). `None` for
+    /// address 0, which no host RAM has.
+    fn pointer(&self, pa: u64) -> Option<NonNull<u8>> {
+        NonNull::new(core::ptr::with_exposed_provenance_mut(pa as usize))
+    }
 }
 
 /// Host memory that is always accessible at its own address (host tests; a system without
@@ -74,7 +83,7 @@ pub fn map_pages(memory: &dyn HostMemory, pages: &[u64]) -> Result<(), HypError>
             unmap_pages(memory, &pages[..mapped]);
             return Err(e);
         }
-        mapped += ((run.end - run.start) / crate::memmap::PAGE_SIZE) as usize;
+        mapped += ((run.end - run.start) / crate::abi::page::PAGE_SIZE_U64) as usize;
     }
     Ok(())
 }
@@ -89,7 +98,7 @@ pub fn unmap_pages(memory: &dyn HostMemory, pages: &[u64]) {
 /// Consecutive entries of `pages` that are adjacent pages, as ranges (in order, covering every
 /// entry once).
 fn runs(pages: &[u64]) -> impl Iterator<Item = Range<u64>> + '_ {
-    use crate::memmap::PAGE_SIZE;
+    use crate::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
     let mut i = 0;
     core::iter::from_fn(move || {
         let start = *pages.get(i)?;

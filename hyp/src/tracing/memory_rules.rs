@@ -9,11 +9,9 @@
 
 use core::ops::Range;
 
+use crate::abi::limits::MAX_PACK_SIZE;
+use crate::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 use crate::abi::HypError;
-use crate::memmap::PAGE_SIZE;
-
-/// Largest pack `load_tracing` accepts (the hypervisor validates a private copy of it).
-pub const MAX_PACK_SIZE: u64 = 1 << 20;
 
 /// The memory facts validation needs.
 #[derive(Clone, Debug, PartialEq, Eq)]

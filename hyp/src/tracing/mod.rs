@@ -20,26 +20,23 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::abi::event_format::Event;
 use crate::abi::events;
+use crate::abi::limits::{MAX_LOAD_PAGES, MAX_PACK_SIZE, MAX_SELFTEST_BATCH};
 use crate::abi::pack::TraceBufferPack;
-use crate::abi::HypError;
+use crate::abi::{HypError, RingCounters, SwapResult};
 use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
-use crate::ring::{PageDesc, RingBuffer, RingStats, Swap};
+use crate::ring::{PageDesc, RingBuffer};
 use host_memory::{map_pages, unmap_pages, HostMemory};
-use memory_rules::{MemoryRules, MAX_PACK_SIZE};
+use memory_rules::MemoryRules;
 use ownership::PageStates;
 
-/// Page descriptors in the hypervisor's pool: the most pages (ring and reader pages of all
-/// CPUs together) one load may describe. 64 MiB of event data per CPU on 4 CPUs fits:
-/// ceil(64 MiB / 4048 data bytes per page) = 16579 ring pages + 1 reader page per CPU.
-pub const DESC_POOL: usize = 4 * (16_579 + 1) + 64;
+/// Page descriptors in the hypervisor's pool: [`MAX_LOAD_PAGES`], the most pages (ring and
+/// reader pages of all CPUs together) one load may describe.
+const DESC_POOL: usize = MAX_LOAD_PAGES;
 
 /// Number of event-enable slots (IDs are 1..=ALL.len()).
 const EVENT_SLOTS: usize = events::ALL.len() + 1;
-
-/// Largest `count` of one `write_selftest` call (bounds the time spent in the hypervisor).
-pub const MAX_SELFTEST_BATCH: u64 = 1 << 16;
 
 /// Scratch space of `load`, and the pages of the loaded buffer (shared until teardown).
 struct Scratch {
@@ -81,6 +78,9 @@ impl TracingStorage {
 struct Control {
     loaded: bool,
     has_buffer: [bool; MAX_CPUS],
+    /// Where each CPU's pages start in `Scratch::pages` (and its descriptors in the pool):
+    /// the host address of descriptor `i` of CPU `c` is `pages[first_page[c] + i]`.
+    first_page: [usize; MAX_CPUS],
 }
 
 /// The hypervisor's tracing state. See the module documentation.
@@ -91,27 +91,6 @@ pub struct TracingService {
     memory: &'static dyn HostMemory,
     events: [AtomicBool; EVENT_SLOTS],
     clock: ClockBanks,
-}
-
-/// What `swap_reader` returns in X1..X3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SwapResult {
-    /// Address of the reader page after the call.
-    pub reader_page: u64,
-    /// Events lost to overwrite since the previous swap.
-    pub lost: u64,
-    /// Whether pages were swapped (false: the writer is still on the reader page).
-    pub swapped: bool,
-}
-
-impl From<Swap> for SwapResult {
-    fn from(s: Swap) -> Self {
-        Self {
-            reader_page: s.reader_page as u64,
-            lost: s.lost,
-            swapped: s.swapped,
-        }
-    }
 }
 
 fn boolean(v: u64) -> Result<bool, HypError> {
@@ -130,6 +109,7 @@ impl TracingService {
             control: spin::Mutex::new(Control {
                 loaded: false,
                 has_buffer: [false; MAX_CPUS],
+                first_page: [0; MAX_CPUS],
             }),
             rings: [const { RingBuffer::new() }; MAX_CPUS],
             storage,
@@ -203,16 +183,28 @@ impl TracingService {
             let index = cpu.cpu as usize;
             let count = cpu.nr_pages() + 1;
             let descs = &self.storage.descs[next..next + count];
+            let ptrs = &scratch.pages[next..next + count];
+            ctl.first_page[index] = next;
             next += count;
-            // SAFETY: every page was checked to be a distinct page of host RAM, which the
-            // caller guarantees stays mapped while loaded; teardown runs before it is given
-            // back. The descriptors are hypervisor memory, disjoint per CPU.
-            let result = unsafe {
-                self.rings[index].load(
-                    descs,
-                    cpu.reader_page_va as usize,
-                    cpu.page_vas().map(|va| va as usize),
-                )
+            let memory = self.memory;
+            let result = match memory.pointer(ptrs[0]) {
+                // Every address was checked to be a page of host RAM, so none is 0; checked
+                // again here so that no page can silently drop out of the ring.
+                Some(reader) if ptrs.iter().all(|pa| memory.pointer(*pa).is_some()) => {
+                    // SAFETY: every page was checked to be a distinct page of host RAM,
+                    // mapped above and (the caller guarantees) reachable at `pointer`'s
+                    // address while mapped; teardown runs before it is unmapped and given
+                    // back. The descriptors are hypervisor memory, disjoint per CPU.
+                    unsafe {
+                        self.rings[index].load(
+                            descs,
+                            reader,
+                            ptrs[1..].iter().filter_map(|pa| memory.pointer(*pa)),
+                        )
+                    }
+                    .map_err(HypError::from)
+                }
+                _ => Err(HypError::PageNotRam),
             };
             if let Err(e) = result {
                 Self::unload(&self.rings, ctl);
@@ -295,22 +287,31 @@ impl TracingService {
         Ok(())
     }
 
-    /// `swap_reader(cpu)`.
+    /// `swap_reader(cpu)`. The reader page is answered with the host's own address for it,
+    /// the one the pack named.
     pub fn swap_reader(&self, cpu: u64) -> Result<SwapResult, HypError> {
         let ctl = self.control.lock();
-        Ok(self.loaded_ring(&ctl, cpu)?.swap_reader()?.into())
+        let swap = self.loaded_ring(&ctl, cpu)?.swap_reader()?;
+        // `loaded_ring` checked `cpu`; the ring's descriptor index is below its page count.
+        let first = ctl.first_page[cpu as usize];
+        let reader_page = self.storage.scratch.lock().pages[first + swap.reader_index];
+        Ok(SwapResult {
+            reader_page,
+            lost: swap.lost,
+            swapped: swap.swapped,
+        })
     }
 
     /// `update_footers(cpu)`: returns the writer's counters as written into the footers.
-    pub fn update_footers(&self, cpu: u64) -> Result<RingStats, HypError> {
+    pub fn update_footers(&self, cpu: u64) -> Result<RingCounters, HypError> {
         let ctl = self.control.lock();
-        self.loaded_ring(&ctl, cpu)?.update_footers()
+        Ok(self.loaded_ring(&ctl, cpu)?.update_footers()?)
     }
 
     /// `reset_tracing(cpu)`: empties one CPU's buffer without teardown.
     pub fn reset(&self, cpu: u64) -> Result<(), HypError> {
         let ctl = self.control.lock();
-        self.loaded_ring(&ctl, cpu)?.reset()
+        Ok(self.loaded_ring(&ctl, cpu)?.reset()?)
     }
 
     /// `enable_event(id, enable)`.

@@ -11,8 +11,8 @@
 
 use core::ops::Range;
 
+use crate::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 use crate::abi::HypError;
-use crate::memmap::PAGE_SIZE;
 
 /// Pages of RAM the table can track (4 GiB).
 pub const TRACKED_PAGES: usize = 1 << 20;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::abi::pack::{CpuPages, PackBuilder};
 use crate::abi::page::PageHeader;
-use crate::memmap::PAGE_SIZE;
+use crate::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 use std::vec::Vec;
 
 /// "Host RAM" of these tests: one arena of pages, handed out by a bump allocator and never
@@ -234,15 +234,38 @@ fn bad_packs_are_refused_whole() {
     refused(s, &mut host, p, HypError::PageDuplicate);
     let p = host.pack(&[(0, 0, vec![1, 0])]);
     refused(s, &mut host, p, HypError::PageDuplicate);
-    // Too few ring pages, a CPU twice, a CPU beyond nr_cpus.
+    // Too few ring pages, a CPU twice, a CPU beyond the hypervisor's.
     let p = host.pack(&[(0, 0, vec![1])]);
     refused(s, &mut host, p, HypError::PackPageCount);
     let p = host.pack(&[(0, 0, vec![1, 2]), (0, 3, vec![4, 5])]);
+    refused(s, &mut host, p, HypError::PackCpu);
+    let p = host.pack(&[(4, 0, vec![1, 2])]);
     refused(s, &mut host, p, HypError::PackCpu);
     // More CPUs than the hypervisor has (4 here).
     let cpus: Vec<(u32, usize, Vec<usize>)> = (0..5).map(|c| (c, 0, vec![1, 2])).collect();
     let p = host.pack(&cpus);
     refused(s, &mut host, p, HypError::PackCpuCount);
+}
+
+#[test]
+fn a_subset_of_the_cpus_loads_and_traces() {
+    let s = service!();
+    let mut host = Host::new(12);
+    // CPUs 3 and 1 of 4, as a host with CPUs 0 and 2 offline would describe them.
+    let p = host.pack(&[(3, 0, vec![1, 2]), (1, 3, vec![4, 5])]);
+    // SAFETY: the pack and pages are the test host's live heap memory.
+    unsafe { s.load(p.0, p.1, &rules(), 4) }.unwrap();
+    s.enable(1).unwrap();
+    for cpu in [0, 2] {
+        assert_eq!(s.swap_reader(cpu), Err(HypError::InvalidCpu), "cpu {cpu}");
+    }
+    // The swap answers with the host's address of the page it named.
+    let swap = s.swap_reader(3).unwrap();
+    assert_eq!((swap.swapped, swap.reader_page), (true, host.addr(1)));
+    let swap = s.swap_reader(1).unwrap();
+    assert_eq!((swap.swapped, swap.reader_page), (true, host.addr(4)));
+    assert_eq!(s.swap_reader(4), Err(HypError::InvalidCpu));
+    s.teardown().unwrap();
 }
 
 #[test]

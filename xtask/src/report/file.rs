@@ -278,10 +278,10 @@ impl<'a> TraceFile<'a> {
             )));
         }
         let page_size = c.u32("page size")? as usize;
-        if page_size != hyp::abi::page::PAGE_SIZE {
+        if page_size != hyptrace_abi::page::PAGE_SIZE {
             return Err(FileError::Unsupported(format!(
                 "page size {page_size}: only {} is supported",
-                hyp::abi::page::PAGE_SIZE
+                hyptrace_abi::page::PAGE_SIZE
             )));
         }
 

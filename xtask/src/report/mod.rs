@@ -9,7 +9,7 @@
 //!   test`).
 //!
 //! Event formats are taken from the file's own format texts (not from
-//! `hyp::abi::events::ALL`), so a file written by another hyptrace version still decodes, and
+//! `hyptrace_abi::events::ALL`), so a file written by another hyptrace version still decodes, and
 //! a format this reader cannot render is refused when the file is opened.
 
 pub mod compare;

@@ -2,9 +2,9 @@
 //! (`host_shim::tracedat::write_trace_dat`), pages built by hand or by the real ring writer.
 
 use host_shim::tracedat::{write_trace_dat, CpuData, CpuStats, PAGE_SIZE};
-use hyp::abi::event_format::Event;
-use hyp::abi::events::{self, HostHcall, HostMemAbort, HostSmc, HypEnter, PsciCpuOn, Selftest};
-use hyp::abi::page::record::{header, MAX_DELTA, TIME_EXTEND};
+use hyptrace_abi::event_format::Event;
+use hyptrace_abi::events::{self, HostHcall, HostMemAbort, HostSmc, HypEnter, PsciCpuOn, Selftest};
+use hyptrace_abi::page::record::{header, MAX_DELTA, TIME_EXTEND};
 
 use super::compare::{LineComparer, Mismatch};
 use super::file::{FileError, TraceFile};
@@ -675,19 +675,18 @@ fn stat_text_is_trace_cmds() {
 
 #[test]
 fn pages_of_the_real_ring_writer_decode() {
-    use hyp::ring::{PageDesc, RingBuffer};
+    use hyptrace_ring::{PageDesc, RingBuffer};
     use std::alloc::{alloc_zeroed, Layout};
 
     let layout = Layout::from_size_align(PAGE_SIZE, PAGE_SIZE).unwrap();
     let new_page = || {
         // SAFETY: non-zero size; leaked on purpose (test only).
         let p = unsafe { alloc_zeroed(layout) };
-        assert!(!p.is_null());
-        p as usize
+        std::ptr::NonNull::new(p).expect("allocation failed")
     };
     let descs: &'static [PageDesc] = Box::leak((0..4).map(|_| PageDesc::new()).collect());
     let ring: &'static RingBuffer<'static> = Box::leak(Box::new(RingBuffer::new()));
-    let pages: Vec<usize> = (0..4).map(|_| new_page()).collect();
+    let pages: Vec<std::ptr::NonNull<u8>> = (0..4).map(|_| new_page()).collect();
     // SAFETY: leaked, aligned, distinct pages that live for the rest of the process.
     unsafe { ring.load(descs, pages[0], pages[1..].iter().copied()) }.unwrap();
     ring.enable().unwrap();
@@ -705,12 +704,12 @@ fn pages_of_the_real_ring_writer_decode() {
     let mut data = Vec::new();
     for &p in &pages[1..] {
         // SAFETY: the test's own page; no writer runs now.
-        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, PAGE_SIZE) };
+        let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), PAGE_SIZE) };
         if bytes[8..16] == [0; 8] {
             continue;
         }
         let mut copy = bytes.to_vec();
-        copy[hyp::abi::page::FOOTER_OFFSET..].fill(0);
+        copy[hyptrace_abi::page::FOOTER_OFFSET..].fill(0);
         data.extend(copy);
     }
     let out = all(&file(&[data], "mono"));

@@ -1,8 +1,8 @@
 //! The host's boot CPU: from `_start` to the harness or the workload.
 
 use host_shim::harness::{Cmdline, Mode};
-use hyp::dtb::Machine;
-use hyp::memmap::HOST_BASE;
+use hyptrace_platform::dtb::Machine;
+use hyptrace_platform::memmap::HOST_BASE;
 use spin::Once;
 
 use super::console::{println, CONSOLE};
@@ -97,7 +97,7 @@ static mut UNSHARED_PAGE: UnsharedPage = UnsharedPage([0; 4096]);
 
 /// `fault` mode: asks a hypervisor built with `fault-injection` to commit `kind` at EL2. Its
 /// fatal report ends QEMU; returning means it did not fault.
-fn fault(kind: Option<hyp::abi::FaultKind>) -> u32 {
+fn fault(kind: Option<hyptrace_abi::FaultKind>) -> u32 {
     let Some(kind) = kind else {
         println!("host: fault mode needs kind=NAME");
         return EXIT_BOOT_FAILED;
@@ -110,7 +110,7 @@ fn fault(kind: Option<hyp::abi::FaultKind>) -> u32 {
     let mut args = [0u64; 17];
     args[0] = kind as u64;
     args[1] = page;
-    let r = smccc::hvc64(hyp::abi::FAULT_INJECTION_FID, args);
+    let r = smccc::hvc64(hyptrace_abi::FAULT_INJECTION_FID, args);
     println!(
         "host: the hypervisor answered {:#x} and did not fault (is it built with the \
          fault-injection feature?)",

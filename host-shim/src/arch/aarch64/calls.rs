@@ -1,6 +1,6 @@
 //! Calls from the host to the hypervisor (HVC) and to the firmware through it (SMC).
 
-use hyp::abi::HypercallId;
+use hyptrace_abi::HypercallId;
 
 /// Defines a function that issues `$insn` with X0..X17 = its argument and returns X0..X17.
 macro_rules! raw_call {

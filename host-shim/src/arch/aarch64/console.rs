@@ -1,6 +1,6 @@
-//! The host's console (see [`hyp::uart::Console`]).
+//! The host's console (see [`hyptrace_platform::uart::Console`]).
 
-use hyp::uart::Console;
+use hyptrace_platform::uart::Console;
 
 /// The host's console.
 pub static CONSOLE: Console = Console::new();

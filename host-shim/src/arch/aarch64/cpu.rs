@@ -10,7 +10,7 @@ pub fn current_el() -> u64 {
 
 /// MPIDR_EL1's affinity fields (what the hypervisor put in VMPIDR_EL2).
 pub fn mpidr() -> u64 {
-    MPIDR_EL1.get() & hyp::cpus::MPIDR_AFFINITY_MASK
+    MPIDR_EL1.get() & hyptrace_platform::cpus::MPIDR_AFFINITY_MASK
 }
 
 /// This CPU's index (set in TPIDR_EL1 when the CPU started).

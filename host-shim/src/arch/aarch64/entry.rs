@@ -5,7 +5,7 @@
 //! relies on memory.
 
 core::arch::global_asm!(
-    hyp::dcache_clean_invalidate_asm!(),
+    hyptrace_platform::dcache_clean_invalidate_asm!(),
     r#"
     .section .text.entry, "ax"
     .global _start
@@ -13,7 +13,7 @@ _start:
     msr     daifset, #0xf
     mov     x19, x0
     // MMU-off writes follow (BSS, the page tables, HOST_MMU_CONFIG): no stale cache line of
-    // the image may survive them (see `hyp::dcache_clean_invalidate_asm`).
+    // the image may survive them (see `hyptrace_platform::dcache_clean_invalidate_asm`).
     adrp    x9, __host_start
     add     x9, x9, :lo12:__host_start
     adrp    x10, __host_image_end

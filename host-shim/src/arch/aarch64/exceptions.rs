@@ -9,9 +9,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
-use hyp::esr::{Esr, VectorSlot};
-use hyp::memmap::MAX_CPUS;
-use hyp::trap_frame::TrapFrame;
+use hyptrace_platform::esr::{Esr, VectorSlot};
+use hyptrace_platform::memmap::MAX_CPUS;
+use hyptrace_platform::trap_frame::TrapFrame;
 
 use super::console::CONSOLE;
 use super::cpu;
@@ -22,7 +22,7 @@ pub const EXIT_HOST_EXCEPTION: u32 = 5;
 /// Semihosting exit status for a host panic.
 pub const EXIT_HOST_PANIC: u32 = 6;
 
-hyp::exception_vectors!("__host_vectors", "el1", host_trap);
+hyptrace_platform::exception_vectors!("__host_vectors", "el1", host_trap);
 
 /// Installs the EL1 vector table on this CPU.
 pub fn install() {
@@ -99,10 +99,15 @@ extern "C" fn host_trap(slot: u64, frame: &mut TrapFrame) {
     let esr = Esr(ESR_EL1.get());
     let far = FAR_EL1.get();
     let cpu = cpu::index();
-    let same_el_sync =
-        VectorSlot::from_index(slot) == Some(VectorSlot::CurrentSpx(hyp::esr::ExceptionKind::Sync));
+    let same_el_sync = VectorSlot::from_index(slot)
+        == Some(VectorSlot::CurrentSpx(
+            hyptrace_platform::esr::ExceptionKind::Sync,
+        ));
     let expected_pc = EXPECT_PC[cpu].load(Ordering::Relaxed);
-    if same_el_sync && esr.ec() == hyp::esr::EC_DATA_ABORT_SAME && frame.elr == expected_pc {
+    if same_el_sync
+        && esr.ec() == hyptrace_platform::esr::EC_DATA_ABORT_SAME
+        && frame.elr == expected_pc
+    {
         ABORT_ESR[cpu].store(esr.0, Ordering::Relaxed);
         ABORT_FAR[cpu].store(far, Ordering::Relaxed);
         ABORTED[cpu].store(true, Ordering::Relaxed);

@@ -3,9 +3,9 @@
 
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
 use host_shim::mmu::{HostLayout, HostMap, HostTablePool};
-use hyp::dtb::Machine;
-use hyp::el2_map::MmuConfig;
-use hyp::memmap::HOST_BASE;
+use hyptrace_platform::dtb::Machine;
+use hyptrace_platform::memmap::HOST_BASE;
+use hyptrace_platform::mmu::MmuConfig;
 
 use super::semihosting;
 
@@ -63,7 +63,7 @@ pub extern "C" fn boot_early(dtb: u64) {
 }
 
 core::arch::global_asm!(
-    hyp::mmu_on_asm!(),
+    hyptrace_platform::mmu_on_asm!(),
     r#"
     // Turns this CPU's EL1 MMU and caches on with HOST_MMU_CONFIG. Uses x9-x11, no stack.
     .pushsection .text.entry, "ax"

@@ -9,7 +9,7 @@ use alloc::format;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use host_shim::harness::TestResult;
-use hyp::memmap::MAX_CPUS;
+use hyptrace_platform::memmap::MAX_CPUS;
 use smccc::psci::{PSCI_AFFINITY_INFO_64, PSCI_CPU_OFF, PSCI_CPU_ON_64};
 use spin::Mutex;
 

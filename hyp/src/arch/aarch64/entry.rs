@@ -14,8 +14,8 @@ use hyp::el2_map::SCTLR_EL2_RES1;
 use hyp::memmap::{HYP_STACK_GUARD, HYP_STACK_SIZE, MAX_CPUS};
 
 core::arch::global_asm!(
-    hyp::dcache_clean_invalidate_asm!(),
-    hyp::mmu_on_asm!(),
+    hyptrace_platform::dcache_clean_invalidate_asm!(),
+    hyptrace_platform::mmu_on_asm!(),
     r#"
     // SP = __stacks_start + (x0 + 1) * stride, for CPU index x0.
     .macro set_cpu_stack

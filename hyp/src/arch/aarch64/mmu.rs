@@ -15,10 +15,11 @@
 use core::ops::Range;
 
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+use hyp::abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 use hyp::abi::HypError;
 use hyp::el2_map::{El2Map, ImageLayout, MmuConfig, StackArea, TablePool, TlbMaintenance};
 use hyp::memmap::{
-    DTB_BASE, DTB_RESERVED, HYP_EMERGENCY_SLOT_SHIFT, HYP_STACK_GUARD, HYP_STACK_SIZE, PAGE_SIZE,
+    DTB_BASE, DTB_RESERVED, HYP_EMERGENCY_SLOT_SHIFT, HYP_STACK_GUARD, HYP_STACK_SIZE,
 };
 use hyp::tracing::host_memory::HostMemory;
 use hyp::uart::QEMU_VIRT_UART;

@@ -10,7 +10,7 @@ extern "C" {
     static __emergency_stacks_start: u8;
 }
 
-hyp::exception_vectors!(
+hyptrace_platform::exception_vectors!(
     "__hyp_vectors",
     "el2",
     super::trap::hyp_trap,

@@ -34,7 +34,7 @@ macro_rules! dcache_clean_invalidate_asm {
 
 /// Expands to the text of an assembler macro, `mmu_on config, el, tlbi_all`: turns this CPU's
 /// MMU and caches on at exception level `el` (`el2` or `el1`) with the four words at symbol
-/// `config` (a [`crate::el2_map::MmuConfig`]: MAIR, TCR, TTBR0, SCTLR), written with the MMU
+/// `config` (a [`crate::mmu::MmuConfig`]: MAIR, TCR, TTBR0, SCTLR), written with the MMU
 /// off so they are in memory. `tlbi_all` is the local TLB invalidation of that regime
 /// (`alle2`, `vmalle1`). Uses x9-x11 and no stack.
 ///

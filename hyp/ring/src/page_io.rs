@@ -1,7 +1,7 @@
 //! Access to the shared data pages: write-only from the writer's point of view.
 //!
 //! Nothing here ever reads page memory: the ring's control state lives in hypervisor memory
-//! and the pages are data only. [`PageRef`] is the only place that turns a page address into
+//! and the pages are data only. [`PageRef`] is the only place that turns a page pointer into
 //! a reference. Under `--cfg loom` a "page" is a [`LoomPage`] whose header and footer are loom
 //! atomics and whose data words are loom cells, so the model checker sees every access (a
 //! reader touching a word the writer has not published yet is reported as a data race).
@@ -11,7 +11,7 @@ pub(crate) use real::PageRef;
 
 #[cfg(not(loom))]
 mod real {
-    use crate::abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE};
+    use hyptrace_abi::page::{PageFooter, PageHeader, DATA_SIZE, FOOTER_OFFSET, HEADER_SIZE};
 
     // `write_aligned`'s word stores rely on the data area starting word-aligned.
     const _: () = assert!(HEADER_SIZE.is_multiple_of(4));
@@ -19,31 +19,31 @@ mod real {
     /// Longest copy `write_aligned` makes in word stores.
     pub(crate) const WORD_COPY_MAX: usize = 64;
 
-    /// A page of the ring, identified by its address in the hypervisor's address space.
+    /// A page of the ring: a pointer (with the provenance `load` was given) to it.
     #[derive(Clone, Copy, Debug)]
-    pub(crate) struct PageRef(usize);
+    pub(crate) struct PageRef(*mut u8);
 
     impl PageRef {
         /// # Safety
-        /// `addr` must be the 4096-aligned address of a page that is mapped readable and
-        /// writable, is not used as any Rust object other than through [`PageHeader`] /
-        /// [`PageFooter`] atomics and raw writes, and stays so while the ring is loaded.
+        /// `page` must point to a 4096-aligned page that is valid for reads and writes, is
+        /// not used as any Rust object other than through [`PageHeader`] / [`PageFooter`]
+        /// atomics and raw writes, and stays so while the ring is loaded.
         #[inline(always)]
-        pub(crate) unsafe fn new(addr: usize) -> Self {
-            Self(addr)
+        pub(crate) unsafe fn new(page: *mut u8) -> Self {
+            Self(page)
         }
 
         #[inline(always)]
         pub(crate) fn header(&self) -> &PageHeader {
             // SAFETY: `new`'s contract: a valid, aligned page; the header is two atomics at
             // offset 0, so shared references to them are sound even if the host writes too.
-            unsafe { &*(self.0 as *const PageHeader) }
+            unsafe { &*self.0.cast::<PageHeader>() }
         }
 
         #[inline(always)]
         pub(crate) fn footer(&self) -> &PageFooter {
             // SAFETY: as for `header`; the footer is atomics at offset 4064, 8-aligned.
-            unsafe { &*((self.0 + FOOTER_OFFSET) as *const PageFooter) }
+            unsafe { &*self.0.add(FOOTER_OFFSET).cast::<PageFooter>() }
         }
 
         /// Writes one record word at data offset `off` (4-aligned, `off + 4 <= DATA_SIZE`).
@@ -53,7 +53,7 @@ mod real {
             // SAFETY: in bounds of the data area (callers keep `off + 4 <= DATA_SIZE`),
             // 4-aligned because the page is 4096-aligned and `off` is a multiple of 4. The
             // writer owns the bytes above `commit`; nobody else in Rust reads them yet.
-            unsafe { ((self.0 + HEADER_SIZE + off) as *mut u32).write(v.to_le()) }
+            unsafe { self.0.add(HEADER_SIZE + off).cast::<u32>().write(v.to_le()) }
         }
 
         /// Copies `src` to the word-aligned data offset `off` (`off % 4 == 0`,
@@ -68,7 +68,8 @@ mod real {
         #[inline(always)]
         pub(crate) fn write_aligned(&self, off: usize, src: &[u8]) {
             debug_assert!(off.is_multiple_of(4) && off + src.len() <= DATA_SIZE);
-            let dst = (self.0 + HEADER_SIZE + off) as *mut u8;
+            // SAFETY: in bounds of the page (checked by the caller).
+            let dst = unsafe { self.0.add(HEADER_SIZE + off) };
             if src.len() > WORD_COPY_MAX {
                 // SAFETY: in bounds (checked by the caller); `src` is not page memory, so
                 // they cannot overlap; the writer owns the bytes above `commit`.
@@ -99,7 +100,8 @@ mod real {
         #[inline(always)]
         pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
             debug_assert!(off + src.len() <= DATA_SIZE);
-            let dst = (self.0 + HEADER_SIZE + off) as *mut u8;
+            // SAFETY: in bounds of the page (checked by the caller).
+            let dst = unsafe { self.0.add(HEADER_SIZE + off) };
             for (i, b) in src.iter().enumerate() {
                 // SAFETY: byte `i` of [off, off + src.len()), in bounds of the data area
                 // (checked by the caller); the writer owns the bytes above `commit`.
@@ -112,7 +114,7 @@ mod real {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::PageRef;
-    use crate::abi::page::{DATA_SIZE, HEADER_SIZE};
+    use hyptrace_abi::page::{DATA_SIZE, HEADER_SIZE};
 
     #[repr(C, align(4096))]
     struct Page([u8; 4096]);
@@ -126,7 +128,7 @@ mod tests {
                 for len in [0, 1, 2, 3, 4, 5, 8, 13, 16, 40, 64, 65, 200] {
                     let mut page = Box::new(Page([0xee; 4096]));
                     // SAFETY: a live, aligned page used only through `PageRef` here.
-                    let p = unsafe { PageRef::new(page.0.as_mut_ptr() as usize) };
+                    let p = unsafe { PageRef::new(page.0.as_mut_ptr()) };
                     if off % 4 == 0 {
                         p.write_aligned(off, &src[..len]);
                     } else {
@@ -155,8 +157,8 @@ pub(crate) use model::PageRef;
 
 #[cfg(loom)]
 mod model {
-    use super::super::CAPACITY;
-    use crate::ring::sync::{AtomicU32, AtomicU64, UnsafeCell};
+    use crate::sync::{AtomicU32, AtomicU64, UnsafeCell};
+    use crate::CAPACITY;
 
     /// Header of a modelled page (same field names as [`crate::abi::page::PageHeader`]).
     #[derive(Debug)]
@@ -231,18 +233,18 @@ mod model {
     }
 
     #[derive(Clone, Copy, Debug)]
-    pub(crate) struct PageRef(usize);
+    pub(crate) struct PageRef(*mut u8);
 
     impl PageRef {
         /// # Safety
-        /// `addr` is the address of a live [`LoomPage`] that outlives the ring's use of it.
-        pub(crate) unsafe fn new(addr: usize) -> Self {
-            Self(addr)
+        /// `page` points to a live [`LoomPage`] that outlives the ring's use of it.
+        pub(crate) unsafe fn new(page: *mut u8) -> Self {
+            Self(page)
         }
 
         fn page(&self) -> &LoomPage {
             // SAFETY: `new`'s contract.
-            unsafe { &*(self.0 as *const LoomPage) }
+            unsafe { &*self.0.cast::<LoomPage>() }
         }
 
         pub(crate) fn header(&self) -> &Header {

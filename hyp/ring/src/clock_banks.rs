@@ -11,8 +11,8 @@
 //! for a lock: a retry happens only when an update *completed* during its few-instruction read
 //! window, and every update is a hypercall that takes far longer than that window.
 
-use super::sync::{AtomicU64, Ordering};
 use crate::clock::ClockParams;
+use crate::sync::{AtomicU64, Ordering};
 
 #[derive(Debug)]
 struct Bank {
@@ -23,7 +23,7 @@ struct Bank {
 }
 
 impl Bank {
-    super::sync::const_unless_loom! {
+    crate::sync::const_unless_loom! {
         fn new() -> Self {
             Self {
                 mult: AtomicU64::new(0),
@@ -50,7 +50,7 @@ impl Default for ClockBanks {
 }
 
 impl ClockBanks {
-    super::sync::const_unless_loom! {
+    crate::sync::const_unless_loom! {
         /// Banks holding the all-zero set.
         pub fn new() -> Self {
             Self {
@@ -67,7 +67,7 @@ impl ClockBanks {
         // Release fence: pairs with the Acquire fence in `read`. A reader that sees any value
         // stored below also sees every `seq` store before this fence (the previous update's
         // increment), so its re-check of `seq` fails if it read this bank under the old `seq`.
-        super::sync::fence(Ordering::Release);
+        crate::sync::fence(Ordering::Release);
         let idle = &self.banks[((seq + 1) & 1) as usize];
         // Relaxed: ordered for readers by the fence above and the Release store below.
         idle.mult.store(p.mult as u64, Ordering::Relaxed);
@@ -93,12 +93,12 @@ impl ClockBanks {
                 epoch_cyc: bank.epoch_cyc.load(Ordering::Relaxed),
             };
             // Acquire fence: pairs with the Release fence in `update` (see there).
-            super::sync::fence(Ordering::Acquire);
+            crate::sync::fence(Ordering::Acquire);
             // Relaxed: ordered after the bank reads by the fence.
             if self.seq.load(Ordering::Relaxed) == seq {
                 return p;
             }
-            super::sync::spin_loop();
+            crate::sync::spin_loop();
         }
     }
 

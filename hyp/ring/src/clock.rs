@@ -5,9 +5,28 @@
 //! rather than wrapping at the edges. The host derives `mult`/`shift` from CNTFRQ_EL0 with
 //! [`ClockParams::for_frequency`] and timestamps its own records with the same conversion, so
 //! host and hypervisor events share one timeline. How the hypervisor publishes a new set
-//! without a writer ever seeing a torn one is in [`crate::ring::clock_banks`].
+//! without a writer ever seeing a torn one is in [`crate::clock_banks`].
 
-use crate::abi::HypError;
+use core::fmt;
+
+/// Clock parameters refused by [`ClockParams::new`]: `mult` zero or above 32 bits, or
+/// `shift` of 64 or more. Converts into `HypError::InvalidClock`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidClock;
+
+impl fmt::Display for InvalidClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("clock parameters out of range (mult 0 or above 32 bits, or shift >= 64)")
+    }
+}
+
+impl core::error::Error for InvalidClock {}
+
+impl From<InvalidClock> for hyptrace_abi::HypError {
+    fn from(_: InvalidClock) -> Self {
+        Self::InvalidClock
+    }
+}
 
 /// The four values of `update_clock(mult, shift, epoch_ns, epoch_cyc)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +42,15 @@ pub struct ClockParams {
 }
 
 impl ClockParams {
-    /// Checks parameters that come from the host: `mult` must be non-zero and `shift` < 64.
-    pub fn new(mult: u64, shift: u64, epoch_ns: u64, epoch_cyc: u64) -> Result<Self, HypError> {
-        let mult = u32::try_from(mult).map_err(|_| HypError::InvalidClock)?;
+    /// Checks parameters that come from the host: `mult` must be non-zero and fit in 32
+    /// bits, and `shift` < 64.
+    ///
+    /// # Errors
+    /// [`InvalidClock`] when they do not.
+    pub fn new(mult: u64, shift: u64, epoch_ns: u64, epoch_cyc: u64) -> Result<Self, InvalidClock> {
+        let mult = u32::try_from(mult).map_err(|_| InvalidClock)?;
         if mult == 0 || shift >= 64 {
-            return Err(HypError::InvalidClock);
+            return Err(InvalidClock);
         }
         Ok(Self {
             mult,
@@ -107,12 +130,9 @@ mod tests {
 
     #[test]
     fn host_values_are_checked() {
-        assert_eq!(ClockParams::new(0, 0, 0, 0), Err(HypError::InvalidClock));
-        assert_eq!(ClockParams::new(1, 64, 0, 0), Err(HypError::InvalidClock));
-        assert_eq!(
-            ClockParams::new(1 << 32, 0, 0, 0),
-            Err(HypError::InvalidClock)
-        );
+        assert_eq!(ClockParams::new(0, 0, 0, 0), Err(InvalidClock));
+        assert_eq!(ClockParams::new(1, 64, 0, 0), Err(InvalidClock));
+        assert_eq!(ClockParams::new(1 << 32, 0, 0, 0), Err(InvalidClock));
         assert!(ClockParams::new(16, 63, 0, 0).is_ok());
     }
 

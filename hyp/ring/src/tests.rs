@@ -1,60 +1,65 @@
 //! Unit tests of the writer, swap, footers and error paths, on heap pages.
 
 use super::*;
-use crate::abi::page::{
+use crate::desc::LINK_FLAGS;
+use core::ptr::NonNull;
+use hyptrace_abi::page::{
     record::{header, MAX_DELTA, TIME_EXTEND},
-    FOOTER_OFFSET, HEADER_SIZE,
+    FOOTER_COMMIT, FOOTER_HEAD, FOOTER_OFFSET, FOOTER_READER, HEADER_SIZE, PAGE_SIZE,
 };
 use std::alloc::{alloc_zeroed, Layout};
+
+/// A test page: a pointer with the provenance of its allocation (no integer casts, so the
+/// tests run under Miri with `-Zmiri-strict-provenance`).
+type Page = NonNull<u8>;
 
 /// A loaded ring on leaked, 4096-aligned heap pages. `pages[0]` is the initial reader page.
 struct Fixture {
     ring: &'static RingBuffer<'static>,
-    pages: Vec<usize>,
+    pages: Vec<Page>,
 }
 
-fn new_page() -> usize {
+fn new_page() -> Page {
     let layout = Layout::from_size_align(PAGE_SIZE, PAGE_SIZE).unwrap();
     // SAFETY: non-zero size; the page is leaked on purpose (tests only).
     let p = unsafe { alloc_zeroed(layout) };
-    assert!(!p.is_null());
-    p as usize
+    NonNull::new(p).expect("allocation failed")
 }
 
 fn fixture(nr_pages: usize) -> Fixture {
     let descs: &'static [PageDesc] =
         Box::leak((0..nr_pages + 1).map(|_| PageDesc::new()).collect());
     let ring: &'static RingBuffer<'static> = Box::leak(Box::new(RingBuffer::new()));
-    let pages: Vec<usize> = (0..=nr_pages).map(|_| new_page()).collect();
+    let pages: Vec<Page> = (0..=nr_pages).map(|_| new_page()).collect();
     // SAFETY: leaked, aligned, distinct pages that live for the rest of the test process.
     unsafe { ring.load(descs, pages[0], pages[1..].iter().copied()) }.unwrap();
     ring.enable().unwrap();
     Fixture { ring, pages }
 }
 
-fn read_u32(page: usize, data_off: usize) -> u32 {
-    // SAFETY: tests read their own heap pages while no writer runs.
-    unsafe { ((page + HEADER_SIZE + data_off) as *const u32).read() }
+fn read_u32(page: Page, data_off: usize) -> u32 {
+    // SAFETY: tests read their own heap pages while no writer runs; in bounds and aligned.
+    unsafe { page.add(HEADER_SIZE + data_off).cast::<u32>().read() }
 }
-fn read_u64_at(page: usize, off: usize) -> u64 {
+fn read_u64_at(page: Page, off: usize) -> u64 {
     // SAFETY: as above; `off` is 8-aligned within the page.
-    unsafe { ((page + off) as *const u64).read() }
+    unsafe { page.add(off).cast::<u64>().read() }
 }
-fn commit(page: usize) -> u64 {
+fn commit(page: Page) -> u64 {
     read_u64_at(page, 8)
 }
-fn time_stamp(page: usize) -> u64 {
+fn time_stamp(page: Page) -> u64 {
     read_u64_at(page, 0)
 }
-fn writer_status(page: usize) -> u32 {
+fn writer_status(page: Page) -> u32 {
     // SAFETY: as above.
-    unsafe { ((page + FOOTER_OFFSET) as *const u32).read() }
+    unsafe { page.add(FOOTER_OFFSET).cast::<u32>().read() }
 }
-fn reader_status(page: usize) -> u32 {
+fn reader_status(page: Page) -> u32 {
     // SAFETY: as above.
-    unsafe { ((page + FOOTER_OFFSET + 4) as *const u32).read() }
+    unsafe { page.add(FOOTER_OFFSET + 4).cast::<u32>().read() }
 }
-fn footer_stat(page: usize, i: usize) -> u64 {
+fn footer_stat(page: Page, i: usize) -> u64 {
     read_u64_at(page, FOOTER_OFFSET + 8 + 8 * i)
 }
 
@@ -95,7 +100,7 @@ fn payload_is_padded_with_zeros_to_four_bytes() {
     let p = f.pages[1];
     // Dirty the page first: padding must be zeroed, not left over.
     // SAFETY: test-owned page, no writer running.
-    unsafe { core::ptr::write_bytes((p + HEADER_SIZE) as *mut u8, 0xff, 64) };
+    unsafe { core::ptr::write_bytes(p.as_ptr().add(HEADER_SIZE), 0xff, 64) };
     assert!(f.ring.write(1, b"abcdefg"));
     assert_eq!(read_u32(p, 0), header(2, 0));
     assert_eq!(read_u32(p, 4), u32::from_le_bytes(*b"abcd"));
@@ -108,7 +113,7 @@ fn zero_length_payload_is_one_zero_word() {
     let f = fixture(2);
     let p = f.pages[1];
     // SAFETY: test-owned page, no writer running.
-    unsafe { core::ptr::write_bytes((p + HEADER_SIZE) as *mut u8, 0xff, 16) };
+    unsafe { core::ptr::write_bytes(p.as_ptr().add(HEADER_SIZE), 0xff, 16) };
     assert!(f.ring.write(3, &[]));
     assert_eq!(read_u32(p, 0), header(1, 0));
     assert_eq!(read_u32(p, 4), 0);
@@ -198,12 +203,12 @@ fn reservation_bounds_and_discard() {
 fn writes_refused_unless_loaded_and_enabled() {
     let ring = RingBuffer::new();
     assert!(!ring.write(1, &[0; 4]));
-    assert_eq!(ring.enable(), Err(HypError::NotLoaded));
-    assert_eq!(ring.disable(), Err(HypError::NotLoaded));
-    assert_eq!(ring.swap_reader(), Err(HypError::NotLoaded));
-    assert_eq!(ring.update_footers(), Err(HypError::NotLoaded));
-    assert_eq!(ring.reset(), Err(HypError::NotLoaded));
-    assert_eq!(ring.teardown(), Err(HypError::NotLoaded));
+    assert_eq!(ring.enable(), Err(RingError::NotLoaded));
+    assert_eq!(ring.disable(), Err(RingError::NotLoaded));
+    assert_eq!(ring.swap_reader(), Err(RingError::NotLoaded));
+    assert_eq!(ring.update_footers(), Err(RingError::NotLoaded));
+    assert_eq!(ring.reset(), Err(RingError::NotLoaded));
+    assert_eq!(ring.teardown(), Err(RingError::NotLoaded));
     assert_eq!(ring.reader_page(), None);
     let f = fixture(2);
     assert_eq!(f.ring.disable(), Ok(true));
@@ -219,32 +224,29 @@ fn writes_refused_unless_loaded_and_enabled() {
 fn load_errors() {
     let descs: &'static [PageDesc] = Box::leak((0..4).map(|_| PageDesc::new()).collect());
     let ring = RingBuffer::new();
-    let pages: Vec<usize> = (0..4).map(|_| new_page()).collect();
+    let pages: Vec<Page> = (0..4).map(|_| new_page()).collect();
+    let off_page = |p: Page, by: usize| NonNull::new(p.as_ptr().wrapping_add(by)).unwrap();
     // SAFETY: every call passes leaked, 4096-aligned test pages (or rejected addresses).
     unsafe {
         assert_eq!(
             ring.load(descs, pages[0], [pages[1]]),
-            Err(HypError::PackPageCount)
+            Err(RingError::TooFewPages)
         );
         assert_eq!(
             ring.load(&descs[..2], pages[0], pages[1..3].iter().copied()),
-            Err(HypError::NoMemory)
+            Err(RingError::TooManyPages)
         );
         assert_eq!(
             ring.load(&[], pages[0], pages[1..3].iter().copied()),
-            Err(HypError::NoMemory)
+            Err(RingError::TooManyPages)
         );
         assert_eq!(
-            ring.load(descs, pages[0] + 8, pages[1..3].iter().copied()),
-            Err(HypError::PageMisaligned)
+            ring.load(descs, off_page(pages[0], 8), pages[1..3].iter().copied()),
+            Err(RingError::PageMisaligned)
         );
         assert_eq!(
-            ring.load(descs, pages[0], [pages[1], 0]),
-            Err(HypError::PageMisaligned)
-        );
-        assert_eq!(
-            ring.load(descs, pages[0], [pages[1], pages[2] + 4096 + 1]),
-            Err(HypError::PageMisaligned)
+            ring.load(descs, pages[0], [pages[1], off_page(pages[2], 4096 + 1)]),
+            Err(RingError::PageMisaligned)
         );
         // More descriptors than needed is fine.
         ring.load(descs, pages[0], pages[1..3].iter().copied())
@@ -252,7 +254,7 @@ fn load_errors() {
         assert_eq!(ring.nr_pages(), 2);
         assert_eq!(
             ring.load(descs, pages[0], pages[1..3].iter().copied()),
-            Err(HypError::AlreadyLoaded)
+            Err(RingError::AlreadyLoaded)
         );
     }
 }
@@ -398,8 +400,14 @@ fn update_footers_moves_head_flag_and_stats() {
     assert_eq!(reader_status(f.pages[2]), FOOTER_HEAD);
     assert_eq!(footer_stat(f.pages[0], 0), 2 * n + 1);
     assert_eq!(footer_stat(f.pages[0], 1), 2);
-    // Overrun in the footer is the swap snapshot, still 0.
-    assert_eq!(footer_stat(f.pages[0], 2), 0);
+    // Overrun in the footer is the live value, as in the gen-1 hypervisor: one page of `n`
+    // events was pushed.
+    assert_eq!(st.overrun, n);
+    assert_eq!(footer_stat(f.pages[0], 2), n);
+    // A swap writes into its new reader page the overrun its lost count was taken from.
+    let s = f.ring.swap_reader().unwrap();
+    assert_eq!((s.swapped, s.lost), (true, n));
+    assert_eq!(footer_stat(s.reader_page, 2), n);
 }
 
 #[test]
@@ -434,8 +442,8 @@ fn teardown_stops_everything_and_allows_reload() {
     f.ring.write(1, &[1; 4]);
     f.ring.teardown().unwrap();
     assert!(!f.ring.write(2, &[1; 4]));
-    assert_eq!(f.ring.swap_reader(), Err(HypError::NotLoaded));
-    assert_eq!(f.ring.enable(), Err(HypError::NotLoaded));
+    assert_eq!(f.ring.swap_reader(), Err(RingError::NotLoaded));
+    assert_eq!(f.ring.enable(), Err(RingError::NotLoaded));
     assert_eq!(f.ring.nr_pages(), 0);
     // Final footer update ran: entries in the reader page footer.
     assert_eq!(footer_stat(f.pages[0], 0), 1);
@@ -457,8 +465,8 @@ fn busy_when_no_head_can_be_found() {
             d.link.store(l & !LINK_FLAGS, Ordering::Relaxed);
         }
     }
-    assert_eq!(f.ring.swap_reader(), Err(HypError::Busy));
-    assert_eq!(f.ring.update_footers(), Err(HypError::Busy));
+    assert_eq!(f.ring.swap_reader(), Err(RingError::Busy));
+    assert_eq!(f.ring.update_footers(), Err(RingError::Busy));
 }
 
 #[test]
@@ -466,7 +474,7 @@ fn success_on_the_last_attempt_is_success() {
     let f = fixture(2);
     f.ring.write(1, &[1; 4]);
     let mut ctl = f.ring.control.0.lock();
-    assert_eq!(f.ring.swap_locked(&mut ctl, 0), Err(HypError::Busy));
+    assert_eq!(f.ring.swap_locked(&mut ctl, 0), Err(RingError::Busy));
     let s = f.ring.swap_locked(&mut ctl, 1).unwrap();
     assert!(s.swapped);
 }
@@ -483,8 +491,8 @@ fn host_scribbles_cannot_steer_the_writer() {
         for &p in &dirty.pages {
             // SAFETY: test-owned pages; no writer runs during the scribble.
             unsafe {
-                core::ptr::write_bytes((p + 8) as *mut u8, 0xee, 8);
-                core::ptr::write_bytes((p + FOOTER_OFFSET) as *mut u8, 0x5a, 32);
+                core::ptr::write_bytes(p.as_ptr().add(8), 0xee, 8);
+                core::ptr::write_bytes(p.as_ptr().add(FOOTER_OFFSET), 0x5a, 32);
             }
         }
         let len = (round % 40) as usize;

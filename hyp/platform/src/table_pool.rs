@@ -11,7 +11,7 @@ use aarch64_paging::descriptor::{PagingAttributes, PhysicalAddress};
 use aarch64_paging::paging::{MemoryRegion, PageTable, Translation, TranslationRegime};
 use aarch64_paging::Mapping;
 
-use crate::memmap::PAGE_SIZE;
+use hyptrace_abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 
 /// `N` page tables and which of them are in use.
 #[repr(C, align(4096))]

@@ -1,6 +1,6 @@
 //! Writer cost per event against the floor (timestamp read + copying the same bytes).
 //!
-//! `cargo bench -p hyp --bench ring`. Prints a table; asserts nothing about speed.
+//! `cargo bench -p hyptrace-ring --bench ring`. Prints a table; asserts nothing about speed.
 //!
 //! Method (docs/ring-buffer.md, "Benchmark"): a 1 MiB ring (256 ring pages), 2 M events per
 //! run, after one warm-up pass that wraps the ring (steady-state overwrite). For each payload
@@ -17,8 +17,8 @@
 mod common;
 
 use common::{floor_buffer, ring, RING_PAGES};
-use hyp::abi::page::{PageHeader, PAGE_SIZE};
-use hyp::ring::RingBuffer;
+use hyptrace_abi::page::{PageHeader, HEADER_SIZE, PAGE_SIZE};
+use hyptrace_ring::{RingBuffer, RingError};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -42,7 +42,7 @@ fn reader(ring: &RingBuffer<'_>, stop: &AtomicBool) -> (u64, u64) {
         // this thread was descheduled mid-swap) is an answer, not a failure: try again.
         let s = match ring.swap_reader() {
             Ok(s) => s,
-            Err(hyp::abi::HypError::Busy) => continue,
+            Err(RingError::Busy) => continue,
             Err(e) => panic!("swap_reader: {e}"),
         };
         if !s.swapped {
@@ -52,12 +52,16 @@ fn reader(ring: &RingBuffer<'_>, stop: &AtomicBool) -> (u64, u64) {
         swaps += 1;
         lost += s.lost;
         // SAFETY: the reader page is ours until the next swap; the header is two atomics.
-        let h = unsafe { &*(s.reader_page as *const PageHeader) };
-        let c = (h.commit.load(Ordering::Acquire) as usize).min(PAGE_SIZE - 16);
+        let h = unsafe { s.reader_page.cast::<PageHeader>().as_ref() };
+        let c = (h.commit.load(Ordering::Acquire) as usize).min(PAGE_SIZE - HEADER_SIZE);
         // SAFETY: bytes below `commit` are published and not written again while this is
         // the reader page (except appends above `commit` if the writer is still on it).
         unsafe {
-            std::ptr::copy_nonoverlapping((s.reader_page + 16) as *const u8, copy.as_mut_ptr(), c)
+            std::ptr::copy_nonoverlapping(
+                s.reader_page.as_ptr().add(HEADER_SIZE),
+                copy.as_mut_ptr(),
+                c,
+            )
         };
         black_box(&copy);
     }

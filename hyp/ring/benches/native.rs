@@ -1,7 +1,7 @@
 //! One round of `cargo xtask bench`'s native comparison (docs/performance.md): hyptrace's
 //! writer against the floor, on the development machine.
 //!
-//! `cargo bench -p hyp --bench native [-- --events N]`. xtask runs this binary once per
+//! `cargo bench -p hyptrace-ring --bench native [-- --events N]`. xtask runs this binary once per
 //! round, alternating with the LTTng-UST driver, and takes medians over rounds; on its own
 //! it prints one round. Asserts nothing about speed.
 //!

@@ -29,9 +29,6 @@ pub const HOST_IMAGE_SIZE: u64 = 0x100_0000;
 /// Start of the host's page pool (ring-buffer pages, packs): from here to the end of RAM.
 pub const HOST_POOL_BASE: u64 = HOST_BASE + HOST_IMAGE_SIZE;
 
-/// Page size used by every layout in hyptrace.
-pub const PAGE_SIZE: u64 = 4096;
-
 /// Most CPUs hyptrace supports (per-CPU stacks and state are sized by it).
 pub const MAX_CPUS: usize = 8;
 

@@ -1,12 +1,14 @@
 //! Loom models of the real ring code (pages of 24 bytes, two ring pages).
 //!
 //! Run with:
-//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test -p hyp --release --lib`
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p hyptrace-ring --release --lib`
 //!
 //! Every data word of a page is a loom cell, so a reader that reads a word the writer has not
 //! published (or a writer that writes after teardown returned) is reported as a data race.
 
 use super::*;
+use core::ptr::NonNull;
+use hyptrace_abi::page::FOOTER_HEAD;
 use loom::thread;
 
 /// Payload size of every modelled event: 8 bytes (a 12-byte record, two per page).
@@ -14,14 +16,14 @@ const LEN: usize = 8;
 
 struct Model {
     ring: &'static RingBuffer<'static>,
-    pages: Vec<usize>,
+    pages: Vec<NonNull<u8>>,
 }
 
 fn model(nr_pages: usize) -> Model {
     let descs: &'static [PageDesc] = Box::leak((0..=nr_pages).map(|_| PageDesc::new()).collect());
     let ring: &'static RingBuffer<'static> = Box::leak(Box::new(RingBuffer::new()));
-    let pages: Vec<usize> = (0..=nr_pages)
-        .map(|_| Box::leak(Box::new(LoomPage::new())) as *const LoomPage as usize)
+    let pages: Vec<NonNull<u8>> = (0..=nr_pages)
+        .map(|_| NonNull::from(Box::leak(Box::new(LoomPage::new()))).cast())
         .collect();
     // SAFETY: leaked, 4096-aligned `LoomPage`s that outlive the model.
     unsafe { ring.load(descs, pages[0], pages[1..].iter().copied()) }.unwrap();
@@ -29,9 +31,9 @@ fn model(nr_pages: usize) -> Model {
     Model { ring, pages }
 }
 
-fn page(addr: usize) -> &'static LoomPage {
-    // SAFETY: addresses come from `model`, which leaked the pages.
-    unsafe { &*(addr as *const LoomPage) }
+fn page(p: NonNull<u8>) -> &'static LoomPage {
+    // SAFETY: pages come from `model`, which leaked them.
+    unsafe { p.cast::<LoomPage>().as_ref() }
 }
 
 fn word(p: &LoomPage, off: usize) -> u32 {
@@ -48,7 +50,7 @@ fn payload(seq: u32) -> [u8; LEN] {
 
 /// The host's side of the protocol, on modelled pages.
 struct Reader {
-    page: usize,
+    page: NonNull<u8>,
     off: usize,
     ts: u64,
     /// (sequence number, events reported lost just before it)
@@ -58,7 +60,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(reader_page: usize) -> Self {
+    fn new(reader_page: NonNull<u8>) -> Self {
         Self {
             page: reader_page,
             off: 0,

@@ -8,10 +8,11 @@
 // Each bench uses a subset of these loops.
 #![allow(dead_code)]
 
-use hyp::abi::page::PAGE_SIZE;
-use hyp::ring::{PageDesc, RingBuffer};
+use hyptrace_abi::page::PAGE_SIZE;
+use hyptrace_ring::{PageDesc, RingBuffer};
 use std::alloc::{alloc_zeroed, Layout};
 use std::hint::black_box;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
@@ -45,19 +46,18 @@ pub fn now() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-fn page() -> usize {
+fn page() -> NonNull<u8> {
     let layout = Layout::from_size_align(PAGE_SIZE, PAGE_SIZE).unwrap();
     // SAFETY: non-zero size; the bench leaks its pages.
     let p = unsafe { alloc_zeroed(layout) };
-    assert!(!p.is_null());
-    p as usize
+    NonNull::new(p).expect("allocation failed")
 }
 
 /// A loaded, enabled ring of [`RING_PAGES`] pages that lives until the process ends.
 pub fn ring() -> &'static RingBuffer<'static> {
     let descs: &'static [PageDesc] = Box::leak((0..=RING_PAGES).map(|_| PageDesc::new()).collect());
     let ring: &'static RingBuffer<'static> = Box::leak(Box::new(RingBuffer::new()));
-    let pages: Vec<usize> = (0..=RING_PAGES).map(|_| page()).collect();
+    let pages: Vec<NonNull<u8>> = (0..=RING_PAGES).map(|_| page()).collect();
     // SAFETY: leaked, aligned, distinct pages that live until the process ends.
     unsafe { ring.load(descs, pages[0], pages[1..].iter().copied()) }.unwrap();
     ring.enable().unwrap();

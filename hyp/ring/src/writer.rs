@@ -1,0 +1,377 @@
+//! The writer path: [`RingBuffer::reserve`], [`Reservation::commit`], and the page move.
+//!
+//! Only the CPU that owns the buffer runs this code. It never blocks: it enters with one
+//! compare-and-swap of the status, writes the record header, and on a full page moves the
+//! tail, pushing the head (and dropping the oldest page) if it caught the reader.
+
+use hyptrace_abi::page::{record, FOOTER_COMMIT};
+
+use crate::desc::{link, link_index, link_tag, PageDesc, LINK_HEAD, LINK_UPDATE};
+use crate::page_io::PageRef;
+use crate::sync::{self, Ordering};
+use crate::{status, RingBuffer, CAPACITY};
+
+/// Largest payload [`RingBuffer::reserve`] accepts: what always fits in an empty page even
+/// behind a TIME_EXTEND (8) and with a length word (4 + 4). 4032 bytes.
+pub const MAX_PAYLOAD: usize = CAPACITY - record::EXTEND_SIZE - 8;
+
+/// Writer-private state; only the holder of the WRITING status (or a control operation that
+/// has made the buffer NONWRITABLE under the control lock) touches it.
+#[derive(Debug)]
+pub(crate) struct WriterState<'a> {
+    pub(crate) descs: &'a [PageDesc],
+    pub(crate) tail: usize,
+    pub(crate) tail_page: *mut u8,
+    /// Bytes used in the tail page.
+    pub(crate) write: usize,
+    pub(crate) tail_entries: u32,
+    pub(crate) last_ts: u64,
+    pub(crate) entries: u64,
+    pub(crate) overrun: u64,
+    pub(crate) pages_touched: u64,
+}
+
+impl WriterState<'_> {
+    sync::const_unless_loom! {
+        pub(crate) fn new() -> Self {
+            Self {
+                descs: &[],
+                tail: 0,
+                tail_page: core::ptr::null_mut(),
+                write: 0,
+                tail_entries: 0,
+                last_ts: 0,
+                entries: 0,
+                overrun: 0,
+                pages_touched: 0,
+            }
+        }
+    }
+}
+
+/// A reserved, not yet committed event. Fill the payload with [`write_at`](Self::write_at)
+/// and publish it with [`commit`](Self::commit); dropping it discards the event.
+///
+/// While it exists the buffer's status is WRITING: disable and teardown wait for it.
+///
+/// ```
+/// # use core::ptr::NonNull;
+/// # use hyptrace_ring::{PageDesc, RingBuffer};
+/// # #[repr(C, align(4096))] struct Page([u8; 4096]);
+/// # let mut pages: Vec<Box<Page>> = (0..3).map(|_| Box::new(Page([0; 4096]))).collect();
+/// # let addrs: Vec<NonNull<u8>> = pages.iter_mut().map(|p| NonNull::from(&mut p.0).cast()).collect();
+/// # let descs: Vec<PageDesc> = (0..3).map(|_| PageDesc::new()).collect();
+/// # let ring = RingBuffer::new();
+/// # // SAFETY: live, distinct, aligned pages, used only through the ring.
+/// # unsafe { ring.load(&descs, addrs[0], addrs[1..].iter().copied()) }.unwrap();
+/// # ring.enable().unwrap();
+/// // An event of two fields, written in place with no intermediate buffer.
+/// let mut r = ring.reserve(42, 12).expect("enabled, and 12 bytes fit");
+/// assert!(r.write_at(0, &7u32.to_le_bytes()));
+/// assert!(r.write_at(4, &0xdead_beef_u64.to_le_bytes()));
+/// assert!(!r.write_at(8, &[0; 8]), "past the reserved length: refused");
+/// r.commit();
+/// assert_eq!(ring.stats().entries, 1);
+/// ```
+#[derive(Debug)]
+#[must_use = "an uncommitted reservation discards the event"]
+pub struct Reservation<'r, 'a> {
+    ring: &'r RingBuffer<'a>,
+    page: PageRef,
+    payload: usize,
+    len: usize,
+    end: usize,
+    ts: u64,
+}
+
+impl Reservation<'_, '_> {
+    /// Requested payload length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty (a zero-length event is stored as 4 zero bytes).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The event's timestamp (the caller's, raised to the previous one if it went backwards).
+    pub fn timestamp(&self) -> u64 {
+        self.ts
+    }
+
+    /// Copies `bytes` into the payload at `offset`. Returns false (and writes nothing) if
+    /// that would run past [`len`](Self::len). Bytes never written keep whatever the page
+    /// held, except the padding up to the next multiple of 4, which is zero.
+    #[inline(always)]
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> bool {
+        match offset.checked_add(bytes.len()) {
+            Some(end) if end <= self.len => {
+                // The payload starts word-aligned (records are 4-aligned), so a word-aligned
+                // `offset` (a constant at most call sites) gets word stores.
+                debug_assert!(self.payload.is_multiple_of(4));
+                if offset.is_multiple_of(4) {
+                    self.page.write_aligned(self.payload + offset, bytes);
+                } else {
+                    self.page.write_bytes(self.payload + offset, bytes);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Publishes the event: the page's `commit` becomes visible to the reader only now.
+    #[inline(always)]
+    pub fn commit(self) {
+        let ring = self.ring;
+        // Release: pairs with the reader's Acquire load of `commit`, so a reader that sees
+        // the new length also sees the header words and payload written before it.
+        self.page
+            .header()
+            .commit
+            .store(self.end as u64, Ordering::Release);
+        let cell = ring.hot.0.writer.get_mut();
+        // SAFETY: this reservation holds the WRITING status (taken in `reserve`), which gives
+        // exclusive access to the writer state until `drop` below releases it.
+        let st = unsafe { cell.deref() };
+        st.write = self.end;
+        st.tail_entries += 1;
+        st.last_ts = self.ts;
+        st.entries += 1;
+        // Relaxed: a statistic; footer updates read it under no ordering requirement.
+        ring.hot.0.entries.store(st.entries, Ordering::Relaxed);
+        drop(cell);
+        // `self` drops here and releases WRITING.
+    }
+}
+
+impl Drop for Reservation<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire compare-and-swap of the next writer entry and of
+        // the disable handshake, which therefore see every write this event made.
+        self.ring
+            .hot
+            .0
+            .status
+            .store(status::WRITABLE, Ordering::Release);
+    }
+}
+
+#[inline(always)]
+const fn rounded_payload(len: usize) -> usize {
+    if len == 0 {
+        4
+    } else {
+        (len + 3) & !3
+    }
+}
+
+#[inline(always)]
+const fn record_size(rounded: usize) -> usize {
+    if rounded <= record::MAX_SMALL_DATA {
+        record::HEADER + rounded
+    } else {
+        record::HEADER + 4 + rounded
+    }
+}
+
+/// Bytes an event with this payload length occupies on a page (without a TIME_EXTEND).
+///
+/// ```
+/// use hyptrace_ring::event_size;
+///
+/// assert_eq!(event_size(0), 8); // header word + one zero word
+/// assert_eq!(event_size(5), 12); // header word + payload rounded up to 8
+/// assert_eq!(event_size(200), 208); // header word + length word + 200
+/// ```
+pub const fn event_size(len: usize) -> usize {
+    record_size(rounded_payload(len))
+}
+
+impl<'a> RingBuffer<'a> {
+    /// Reserves room for an event of `len` payload bytes at time `ts` (ns).
+    ///
+    /// Returns `None` when the buffer is not writable (not loaded, disabled, or another write
+    /// is in flight) or when `len` exceeds [`MAX_PAYLOAD`]. Otherwise it always succeeds: when
+    /// the tail page is full it moves on, overwriting the oldest page if need be. It never
+    /// blocks and never waits.
+    ///
+    /// Timestamps should not go backwards; one that does is raised to the previous one.
+    #[inline(always)]
+    pub fn reserve(&self, ts: u64, len: usize) -> Option<Reservation<'_, 'a>> {
+        if len > MAX_PAYLOAD {
+            return None;
+        }
+        let hot = &self.hot.0;
+        // Relaxed: a liveness hint (see `Hot::stop`); the compare-and-swap below decides.
+        if hot.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Acquire: pairs with the Release store of WRITABLE by `enable`/`reset` (the ring
+        // they set up is visible) and by the previous writer's exit.
+        if hot
+            .status
+            .compare_exchange(
+                status::WRITABLE,
+                status::WRITING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return None;
+        }
+        let cell = hot.writer.get_mut();
+        // SAFETY: we just took the WRITING status, which excludes every other writer and
+        // every control operation that touches the writer state (they first make the status
+        // NONWRITABLE, which they cannot do while it is WRITING).
+        let st = unsafe { cell.deref() };
+
+        let ts = if ts < st.last_ts { st.last_ts } else { ts };
+        let delta = ts - st.last_ts;
+        let rounded = rounded_payload(len);
+        let rec = record_size(rounded);
+        let mut write = st.write;
+        let mut extend = write != 0 && delta > record::MAX_DELTA;
+        let need = rec + if extend { record::EXTEND_SIZE } else { 0 };
+        if write + need > CAPACITY || (extend && delta > record::MAX_EXTEND_DELTA) {
+            self.move_tail(st);
+            write = 0;
+            extend = false;
+        }
+        // SAFETY: `tail_page` was taken from a loaded descriptor (see `PageDesc::page_ref`).
+        let page = unsafe { PageRef::new(st.tail_page) };
+        let delta = if write == 0 {
+            // First event of the page: the page timestamp carries the time, delta 0.
+            // Relaxed: published by the Release store of `commit` in `commit`.
+            page.header().time_stamp.store(ts, Ordering::Relaxed);
+            0
+        } else {
+            delta
+        };
+        if extend {
+            page.write_u32(
+                write,
+                record::header(record::TIME_EXTEND, (delta & record::MAX_DELTA) as u32),
+            );
+            page.write_u32(write + 4, (delta >> record::TIME_DELTA_BITS) as u32);
+            write += record::EXTEND_SIZE;
+        }
+        let small = rounded <= record::MAX_SMALL_DATA;
+        let payload = if small {
+            // `extend` implies the data record's own delta is 0.
+            let d = if extend { 0 } else { delta as u32 };
+            page.write_u32(write, record::header((rounded / 4) as u32, d));
+            write + 4
+        } else {
+            let d = if extend { 0 } else { delta as u32 };
+            page.write_u32(write, record::header(0, d));
+            page.write_u32(write + 4, (rounded + 4) as u32);
+            write + 8
+        };
+        if rounded != len {
+            // Zero the padding (and the whole word of a zero-length event).
+            page.write_u32(payload + rounded - 4, 0);
+        }
+        drop(cell);
+        Some(Reservation {
+            ring: self,
+            page,
+            payload,
+            len,
+            end: payload + rounded,
+            ts,
+        })
+    }
+
+    /// Writes one event (`reserve` + copy + `commit`). Returns whether it was written.
+    #[inline(always)]
+    pub fn write(&self, ts: u64, payload: &[u8]) -> bool {
+        match self.reserve(ts, payload.len()) {
+            Some(mut r) => {
+                r.write_at(0, payload);
+                r.commit();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves the tail to the next page, pushing the head if the writer caught it.
+    #[cold]
+    #[inline(never)]
+    fn move_tail(&self, st: &mut WriterState<'a>) {
+        let descs = st.descs;
+        let t = st.tail;
+        let next = loop {
+            // Acquire: pairs with the AcqRel compare-and-swap by which `swap_reader` puts
+            // the old reader page in the head's place, so its reset descriptor is visible.
+            let l = descs[t].link.load(Ordering::Acquire);
+            let n = link_index(l);
+            if l & LINK_HEAD == 0 {
+                break n;
+            }
+            // The next page is the head: the ring is full, push the head one page on.
+            let moving = link(n, LINK_UPDATE, link_tag(l).wrapping_add(1));
+            // Acquire on success: pairs with the swap's AcqRel CAS that last wrote this
+            // link. Failure means the reader swapped the head away meanwhile: reload.
+            if descs[t]
+                .link
+                .compare_exchange(l, moving, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // Relaxed: entries of a page are only written by this writer (on leaving), by
+            // load/reset, or by a swap before its AcqRel CAS of the link this writer acquired
+            // above, all ordered before this point.
+            st.overrun += u64::from(descs[n].entries.load(Ordering::Relaxed));
+            // Release: pairs with the Acquire load of `overrun` in `swap_reader`, which
+            // happens after it has acquired the HEAD link stored just below.
+            self.shared.0.overrun.store(st.overrun, Ordering::Release);
+            // Relaxed: while `t`'s link is UPDATE nobody else writes `n`'s link.
+            let nl = descs[n].link.load(Ordering::Relaxed);
+            // Release: pairs with the Acquire loads of the head search, so a reader that
+            // finds this HEAD also sees the overrun stored above.
+            descs[n].link.store(
+                link(link_index(nl), LINK_HEAD, link_tag(nl).wrapping_add(1)),
+                Ordering::Release,
+            );
+            // Release: pairs with the head search's Acquire loads (the UPDATE is over).
+            descs[t].link.store(
+                link(n, 0, link_tag(moving).wrapping_add(1)),
+                Ordering::Release,
+            );
+            break n;
+        };
+        // Relaxed: read by this writer later (a push) or zeroed by a swap that is ordered
+        // after our `tail` store below.
+        descs[t].entries.store(st.tail_entries, Ordering::Relaxed);
+        let old = descs[t].page_ref();
+        let new = descs[next].page_ref();
+        // Relaxed: nobody may read a ring page the writer is about to fill; the reader gets
+        // it only through a swap, ordered by the link and `tail` synchronisation.
+        new.header().commit.store(0, Ordering::Relaxed);
+        new.footer()
+            .writer_status
+            .store(FOOTER_COMMIT, Ordering::Relaxed);
+        // Release: pairs with the Acquire load of `tail` in `swap_reader` (a swap that sees
+        // the writer gone from the reader page also sees its final `commit`).
+        self.shared.0.tail.store(next, Ordering::Release);
+        // Release: pairs with the host reader's Acquire load of `writer_status`: once it
+        // reads 0 here, the page's final `commit` (and `tail` above) are visible to it.
+        old.footer().writer_status.store(0, Ordering::Release);
+        st.pages_touched += 1;
+        // Relaxed: a statistic.
+        self.shared
+            .0
+            .pages_touched
+            .store(st.pages_touched, Ordering::Relaxed);
+        st.tail = next;
+        st.tail_page = descs[next].page_ptr();
+        st.write = 0;
+        st.tail_entries = 0;
+    }
+}
