@@ -9,6 +9,19 @@ use alloc::string::String;
 use core::fmt::{self, Write};
 use hyptrace_abi::FaultKind;
 
+/// Start of every result line.
+const LINE_PREFIX: &str = "test ";
+/// Between a test's name and its result.
+const LINE_SEPARATOR: &str = " ... ";
+/// The result of a passed test.
+const OK: &str = "ok";
+/// The result of a failed test (followed by `: <reason>`).
+const FAILED: &str = "FAILED";
+/// Between the counts of the summary line.
+const SUMMARY_PASSED: &str = " passed, ";
+/// After the failed count of the summary line.
+const SUMMARY_FAILED: &str = " failed";
+
 /// What a test returns: `Err` carries the reason printed after `FAILED: `.
 pub type TestResult = Result<(), String>;
 
@@ -48,12 +61,16 @@ pub struct ResultLine<'a> {
 
 impl fmt::Display for ResultLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "test {}::{} ... ", self.group, self.name)?;
+        write!(
+            f,
+            "{LINE_PREFIX}{}::{}{LINE_SEPARATOR}",
+            self.group, self.name
+        )?;
         match self.result {
-            Ok(()) => f.write_str("ok"),
+            Ok(()) => f.write_str(OK),
             // A reason must stay on one line or the line-oriented reader loses it.
             Err(reason) => {
-                f.write_str("FAILED: ")?;
+                write!(f, "{FAILED}: ")?;
                 for c in reason.chars() {
                     f.write_char(if c == '\n' || c == '\r' { ' ' } else { c })?;
                 }
@@ -93,7 +110,59 @@ impl Tally {
 
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} passed, {} failed", self.passed, self.failed)
+        write!(
+            f,
+            "{}{SUMMARY_PASSED}{}{SUMMARY_FAILED}",
+            self.passed, self.failed
+        )
+    }
+}
+
+impl Tally {
+    /// Parses exactly the summary line [`Tally`]'s `Display` writes: `N passed, N failed`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let (passed, failed) = line.split_once(SUMMARY_PASSED)?;
+        let failed = failed.strip_suffix(SUMMARY_FAILED)?;
+        let number = |s: &str| {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                s.parse().ok()
+            } else {
+                None
+            }
+        };
+        Some(Self {
+            passed: number(passed)?,
+            failed: number(failed)?,
+        })
+    }
+}
+
+/// A result line as read back: what [`ResultLine`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParsedLine<'a> {
+    /// `test <name> ... ok`.
+    Ok(&'a str),
+    /// `test <name> ... FAILED[: reason]`, with the reason (empty if none).
+    Failed(&'a str, &'a str),
+}
+
+impl<'a> ParsedLine<'a> {
+    /// Parses a line [`ResultLine`] wrote. The name must be one word (normally
+    /// `<group>::<name>`); anything else is `None`.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let (name, result) = line.strip_prefix(LINE_PREFIX)?.split_once(LINE_SEPARATOR)?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return None;
+        }
+        if result == OK {
+            return Some(Self::Ok(name));
+        }
+        let rest = result.strip_prefix(FAILED)?;
+        if rest.is_empty() {
+            return Some(Self::Failed(name, ""));
+        }
+        rest.strip_prefix(':')
+            .map(|reason| Self::Failed(name, reason.trim()))
     }
 }
 
@@ -243,6 +312,36 @@ impl<'a> Cmdline<'a> {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let ok: TestResult = Ok(());
+        let bad: TestResult = Err("head 3\nnot 4".into());
+        let line = ResultLine {
+            group: "ring",
+            name: "swap",
+            result: &ok,
+        }
+        .to_string();
+        assert_eq!(ParsedLine::parse(&line), Some(ParsedLine::Ok("ring::swap")));
+        let line = ResultLine {
+            group: "ring",
+            name: "swap",
+            result: &bad,
+        }
+        .to_string();
+        assert_eq!(
+            ParsedLine::parse(&line),
+            Some(ParsedLine::Failed("ring::swap", "head 3 not 4"))
+        );
+        let t = Tally {
+            passed: 12,
+            failed: 3,
+        };
+        assert_eq!(Tally::parse(&t.to_string()), Some(t));
+        assert_eq!(Tally::parse("12 passed, 3 failed!"), None);
+        assert_eq!(ParsedLine::parse("test two words ... ok"), None);
+    }
 
     #[test]
     fn result_lines() {

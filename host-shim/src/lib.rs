@@ -6,7 +6,7 @@
 //! - [`page_pool`]: the host's page allocator for ring buffers and packs.
 //! - [`rng`]: the seeded generator of randomized tests.
 //! - [`trace_buffer`]: `ring_buffer_alloc_ext` and `trace_buffer_pack` for the hypervisor.
-//! - [`tracedat`]: the trace.dat writer (trace-cmd's file format v6).
+//! - the trace.dat writer is the `hyptrace-tracedat` crate (`host-shim/tracedat`).
 
 #![cfg_attr(not(test), no_std)]
 
@@ -18,4 +18,3 @@ pub mod page_pool;
 pub mod reader;
 pub mod rng;
 pub mod trace_buffer;
-pub mod tracedat;

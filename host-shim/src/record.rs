@@ -15,11 +15,11 @@ use host_shim::harness::RunOptions;
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
 use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl};
 use host_shim::trace_buffer::ExtBuffer;
-use host_shim::tracedat::{self, CpuData, CpuStats as FileStats};
 use hyptrace_abi::events;
 use hyptrace_abi::{HypError, HypercallId, SwapResult};
 use hyptrace_platform::memmap::{HOST_POOL_BASE, MAX_CPUS};
 use hyptrace_ring::clock::ClockParams;
+use hyptrace_tracedat::writer::{self as tracedat, CpuData, CpuStats as FileStats};
 
 use crate::arch::boot::machine;
 use crate::arch::calls::hypercall_args;
@@ -462,9 +462,9 @@ fn record(opts: &RunOptions) -> Result<(), String> {
         .collect();
     let mut file = File::create(opts.output)
         .map_err(|errno| format!("cannot create {}: errno {errno}", opts.output))?;
-    tracedat::write_trace_dat(&mut file, events::ALL, &cpus, "mono")
+    tracedat::write_trace_dat(&mut file, events::SYSTEM, events::ALL, &cpus, "mono")
         .map_err(|e| format!("writing {}: {e:?}", opts.output))?;
-    let bytes = tracedat::build_header(events::ALL, &cpus, "mono").len()
+    let bytes = tracedat::build_header(events::SYSTEM, events::ALL, &cpus, "mono").len()
         + cpus.iter().map(|c| c.pages.len()).sum::<usize>();
     println!("trace: saved {} ({bytes} bytes)", opts.output);
     stores.into_iter().for_each(|s| s.free(&mut pool));

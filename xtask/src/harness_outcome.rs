@@ -248,45 +248,20 @@ pub fn judge(report: &HarnessReport, end: RunEnd) -> Outcome {
     }
 }
 
-/// A parsed `test <name> ... <result>` line.
-#[derive(Debug, PartialEq, Eq)]
-enum TestLine<'a> {
-    Ok(&'a str),
-    Failed(&'a str, &'a str),
-}
+/// A result line of the harness (its format is `host_shim::harness`'s, written and parsed
+/// there).
+use host_shim::harness::ParsedLine as TestLine;
 
-/// Parses `test <name> ... ok` / `test <name> ... FAILED[: reason]`. The name must be one
-/// word (normally `<group>::<name>`).
+/// Parses a result line (see [`TestLine::parse`]).
 fn parse_test_line(line: &str) -> Option<TestLine<'_>> {
-    let (name, result) = line.strip_prefix("test ")?.split_once(" ... ")?;
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return None;
-    }
-    if result == "ok" {
-        return Some(TestLine::Ok(name));
-    }
-    let rest = result.strip_prefix("FAILED")?;
-    if rest.is_empty() {
-        return Some(TestLine::Failed(name, ""));
-    }
-    rest.strip_prefix(':')
-        .map(|reason| TestLine::Failed(name, reason.trim()))
+    TestLine::parse(line)
 }
 
-/// Parses exactly `N passed, N failed`.
+/// Parses exactly `N passed, N failed` (`host_shim::harness::Tally`'s summary line).
 fn parse_summary(line: &str) -> Option<Summary> {
-    let (passed, failed) = line.split_once(" passed, ")?;
-    let failed = failed.strip_suffix(" failed")?;
-    let number = |s: &str| {
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
-    Some(Summary {
-        passed: number(passed)?,
-        failed: number(failed)?,
+    host_shim::harness::Tally::parse(line).map(|t| Summary {
+        passed: t.passed as u64,
+        failed: t.failed as u64,
     })
 }
 

@@ -25,6 +25,7 @@ mod bench_lttng;
 mod bench_qemu;
 mod build;
 mod cli;
+mod examples_step;
 mod fault_report;
 mod harness_outcome;
 mod mmu_check;

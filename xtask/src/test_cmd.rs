@@ -4,7 +4,8 @@
 //! 2. clippy on the host (all targets), then on both bare-metal images, `-D warnings`
 //! 3. `cargo test --workspace` (host unit and property tests, doctests), then `cargo package`
 //!    of every library crate ([`LIBRARY_CRATES`])
-//! 4. loom model checks (see [`loom_command`])
+//! 4. loom model checks (see [`loom_command`]), then the library crates' examples, whose
+//!    trace.dat files the real trace-cmd must read ([`crate::examples_step`])
 //! 5. build the images, then the in-QEMU harness once per (CPU model, CPU count) of
 //!    [`TestArgs::harness_matrix`]
 //! 6. the fault reports: a deliberate EL1 fault must be decoded and end QEMU with status 5;
@@ -48,7 +49,7 @@ const SOAK_STEP: &str = "soak (1 min, 4 CPUs)";
 const FAILURE_TAIL_LINES: usize = 40;
 
 /// The library crates, each checked with `cargo package` (they must be publishable).
-const LIBRARY_CRATES: &[&str] = &["hyptrace-abi", "hyptrace-ring"];
+const LIBRARY_CRATES: &[&str] = &["hyptrace-abi", "hyptrace-ring", "hyptrace-tracedat"];
 
 /// Cargo arguments of the loom model checks (run with `--cfg loom`). The ring-buffer code owns
 /// what runs under loom: narrow it here, e.g. with a test-name filter after `--`.
@@ -72,7 +73,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
 
 fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>) -> Result<()> {
     if args.skip_host {
-        for name in ["fmt", "clippy", "host tests", "package", "loom"] {
+        for name in [
+            "fmt",
+            "clippy",
+            "host tests",
+            "package",
+            "loom",
+            EXAMPLES_STEP,
+        ] {
             log.skip(name, "--skip-host");
         }
     } else {
@@ -223,8 +231,12 @@ fn host_steps(log: &mut StepLog) -> Result<()> {
     log.run("loom", || {
         workspace::run_checked(loom_command(), "loom model checks")
     })?;
+    log.run(EXAMPLES_STEP, crate::examples_step::run)?;
     Ok(())
 }
+
+/// The name of the examples step in the summary.
+const EXAMPLES_STEP: &str = "examples (roundtrip, own_event; trace-cmd)";
 
 /// The loom model-check command: [`LOOM_CARGO_ARGS`] with `--cfg loom` added to RUSTFLAGS and
 /// its own target directory (`<target>/loom`) so the cfg change does not rebuild everything

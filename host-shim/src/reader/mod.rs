@@ -15,12 +15,11 @@
 //! [`CpuReader`] implements this over two traits: [`RingControl`] (the swap and footer
 //! hypercalls) and [`PageMemory`] (where the host sees a page).
 
-pub mod decode;
-
 #[cfg(test)]
 mod tests;
 
-pub use decode::{
+/// The page decoder: `hyptrace_tracedat::page`, re-exported beside the reader that uses it.
+pub use hyptrace_tracedat::page::{
     decode_record, export_page, DecodeError, Event, Events, Missed, PageBuf, PageView, Record,
     Records,
 };

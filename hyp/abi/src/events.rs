@@ -3,6 +3,9 @@
 //! The hypervisor writes them (system `hyp` in trace.dat); the host's trace.dat writer and
 //! `cargo xtask report` read the same table. IDs are part of the ABI and never reused.
 
+/// The event system hyptrace's events belong to in trace.dat and tracefs (`hyp:hyp_enter`).
+pub const SYSTEM: &str = "hyp";
+
 crate::define_events! {
     /// Entry into the hypervisor from the host (any trap), written first.
     1 => hyp_enter as HypEnter {} print "\" \"";

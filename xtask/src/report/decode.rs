@@ -1,7 +1,7 @@
 //! Walking each CPU's pages in file order and merging the CPUs by time, the way trace-cmd
 //! 3.1.6 (libtraceevent's kbuffer) does.
 //!
-//! - A page's records are decoded with `host_shim::reader::decode` from the page's
+//! - A page's records are decoded with `hyptrace_tracedat::page` from the page's
 //!   `time_stamp`: deltas add up, TIME_EXTEND records carry the high bits.
 //! - Missed events (`commit` bit 31; bit 30: the count stored right after the data) belong to
 //!   the page's first record, and kbuffer reports them only when that record is at data
@@ -10,7 +10,7 @@
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
 //!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order.
 
-use host_shim::reader::{DecodeError, Missed, PageView, Record, Records};
+use hyptrace_tracedat::page::{DecodeError, Missed, PageView, Record, Records};
 
 /// A decoded event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

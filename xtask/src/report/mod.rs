@@ -4,7 +4,7 @@
 //! - [`file`]: the trace.dat (v6) container: header texts, event formats, CPU count, options,
 //!   flyrecord table; every offset checked.
 //! - [`format`]: event format texts and the printf subset of their print formats.
-//! - [`decode`]: each CPU's pages in order (`host_shim::reader::decode`), merged by time.
+//! - [`decode`]: each CPU's pages in order (`hyptrace_tracedat::page`), merged by time.
 //! - [`compare`]: line-by-line comparison with trace-cmd's output (used by `cargo xtask
 //!   test`).
 //!
@@ -14,8 +14,6 @@
 
 pub mod compare;
 pub mod decode;
-pub mod file;
-pub mod format;
 
 #[cfg(test)]
 mod tests;
@@ -28,8 +26,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
 use self::decode::{CpuEvents, Item, Merged, PageError};
-use self::file::TraceFile;
-use self::format::EventFormat;
+use hyptrace_tracedat::event_format::{self as format, EventFormat};
+use hyptrace_tracedat::TraceFile;
 
 /// Options of `cargo xtask report`.
 #[derive(Debug, Args)]

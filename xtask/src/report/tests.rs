@@ -1,15 +1,17 @@
 //! Tests of `cargo xtask report` on trace.dat files built here with hyptrace's own writer
-//! (`host_shim::tracedat::write_trace_dat`), pages built by hand or by the real ring writer.
+//! (`hyptrace_tracedat::write_trace_dat`), pages built by hand or by the real ring writer.
 
-use host_shim::tracedat::{write_trace_dat, CpuData, CpuStats, PAGE_SIZE};
 use hyptrace_abi::event_format::Event;
 use hyptrace_abi::events::{self, HostHcall, HostMemAbort, HostSmc, HypEnter, PsciCpuOn, Selftest};
 use hyptrace_abi::page::record::{header, MAX_DELTA, TIME_EXTEND};
+use hyptrace_tracedat::{write_trace_dat, CpuData, CpuStats, PAGE_SIZE};
 
 use super::compare::{LineComparer, Mismatch};
-use super::file::{FileError, TraceFile};
-use super::format::{format_value, parse_format, parse_print_fmt, Conversion, Length};
 use super::{Report, Selection};
+use hyptrace_tracedat::event_format::{
+    format_value, parse_format, parse_print_fmt, Conversion, Length, Piece,
+};
+use hyptrace_tracedat::{FileError, TraceFile};
 
 // ---------------------------------------------------------------------------------------
 // Building files
@@ -101,7 +103,7 @@ fn file(cpus: &[Vec<u8>], clock: &str) -> Vec<u8> {
         })
         .collect();
     let mut out = Vec::new();
-    write_trace_dat(&mut out, events::ALL, &data, clock).unwrap();
+    write_trace_dat(&mut out, events::SYSTEM, events::ALL, &data, clock).unwrap();
     out
 }
 
@@ -409,7 +411,7 @@ fn conv(spec: &str) -> Conversion {
         .unwrap()
         .0[..]
     {
-        [super::format::Piece::Value(c, 0)] => *c,
+        [Piece::Value(c, 0)] => *c,
         other => panic!("{spec}: {other:?}"),
     }
 }

@@ -5,7 +5,7 @@
 //! workspace root). Semihosting gives the guest access to the host file system: hyptrace uses
 //! it for its own trace output only.
 
-use host_shim::tracedat::Sink;
+use hyptrace_tracedat::Sink;
 use qemu_exit::QEMUExit;
 
 const SYS_OPEN: u64 = 0x01;

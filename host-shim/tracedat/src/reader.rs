@@ -5,21 +5,17 @@
 //! yields a [`FileError`] saying what was being read and where, never a panic. Sections
 //! hyptrace does not use (kallsyms, printk formats, saved cmdlines) are skipped by size.
 
-use std::fmt;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
 
-use super::format::{self, EventFormat};
-
-/// The magic bytes at the start of every trace-cmd file (before `tracing`).
-pub const MAGIC: [u8; 3] = [0x17, 0x08, 0x44];
-
-/// Option id: per-CPU statistics text (`trace-cmd report --stat`).
-pub const OPTION_CPUSTAT: u16 = 2;
-/// Option id: the trace clock (`[name]`).
-pub const OPTION_TRACECLOCK: u16 = 4;
-
-/// Clocks whose timestamps trace-cmd 3.1.6 prints as seconds with microseconds
-/// (`extract_trace_clock`); any other clock is printed as a raw count.
-const USECS_CLOCKS: [&str; 5] = ["local", "global", "uptime", "perf", "tsc2nsec"];
+use crate::event_format::{self, EventFormat};
+use crate::format::{
+    MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD, SECTION_HEADER_EVENT,
+    SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING_V6, USECS_CLOCKS, VERSION,
+};
+use hyptrace_abi::page::HEADER_SIZE;
 
 /// Why a file could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +85,7 @@ impl fmt::Display for FileError {
     }
 }
 
-impl std::error::Error for FileError {}
+impl core::error::Error for FileError {}
 
 /// One CPU's entry of the flyrecord table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +198,7 @@ impl<'a> Cursor<'a> {
 }
 
 fn text<'a>(b: &'a [u8], what: &str, at: usize) -> Result<&'a str, FileError> {
-    std::str::from_utf8(b).map_err(|_| FileError::Malformed {
+    core::str::from_utf8(b).map_err(|_| FileError::Malformed {
         what: format!("{what} is not UTF-8 text"),
         at,
     })
@@ -213,7 +209,7 @@ fn event_format(c: &mut Cursor<'_>, system: &str) -> Result<EventFormat, FileErr
     let at = c.at;
     let len = c.u64("event format size")?;
     let body = c.sized_text(len, "event format")?;
-    format::parse_format(body, system).map_err(|e| FileError::Malformed {
+    event_format::parse_format(body, system).map_err(|e| FileError::Malformed {
         what: format!("event format of system {system:?}: {e}"),
         at,
     })
@@ -228,7 +224,7 @@ fn check_header_page(text: &str, at: usize) -> Result<(), FileError> {
             .map(|l| (attr(l, "offset"), attr(l, "size")))
     };
     match (field("commit"), field("data")) {
-        (Some((Some(8), Some(8))), Some((Some(16), _))) => Ok(()),
+        (Some((Some(8), Some(8))), Some((Some(data), _))) if data == HEADER_SIZE as u64 => Ok(()),
         (None, _) | (_, None) => Err(FileError::Malformed {
             what: "header_page has no commit or data field".into(),
             at,
@@ -258,11 +254,11 @@ impl<'a> TraceFile<'a> {
         }
         let mut c = Cursor { bytes, at: 3 };
         let tracing = c.take(7, "the word 'tracing'")?;
-        if tracing != b"tracing" {
+        if tracing != &TRACING_V6[..7] {
             return Err(FileError::BadMagic);
         }
         let version = c.cstr("version")?;
-        if version != "6" {
+        if version != VERSION {
             return Err(FileError::UnsupportedVersion(version.to_string()));
         }
         let endian = c.take(1, "endianness")?[0];
@@ -285,12 +281,12 @@ impl<'a> TraceFile<'a> {
             )));
         }
 
-        c.expect(b"header_page\0", "header_page")?;
+        c.expect(SECTION_HEADER_PAGE, "header_page")?;
         let at = c.at;
         let len = c.u64("header_page size")?;
         let header_page = c.sized_text(len, "header_page")?;
         check_header_page(header_page, at)?;
-        c.expect(b"header_event\0", "header_event")?;
+        c.expect(SECTION_HEADER_EVENT, "header_event")?;
         let len = c.u64("header_event size")?;
         c.sized_text(len, "header_event")?;
 
@@ -340,10 +336,10 @@ impl<'a> TraceFile<'a> {
         let mut clock_option = false;
         let at = c.at;
         let mut tag = c.take(10, "section tag")?;
-        if tag.starts_with(b"options") {
+        if tag == SECTION_OPTIONS {
             loop {
                 let id = c.u16("option id")?;
-                if id == 0 {
+                if id == OPTION_DONE {
                     break;
                 }
                 let size = c.u32("option size")?;
@@ -366,7 +362,7 @@ impl<'a> TraceFile<'a> {
                 "latency-format recordings are not supported".into(),
             ));
         }
-        if tag != b"flyrecord\0" {
+        if tag != SECTION_FLYRECORD {
             return Err(FileError::Malformed {
                 what: format!(
                     "expected options or flyrecord, found {:?}",
@@ -458,7 +454,7 @@ impl<'a> TraceFile<'a> {
     /// `trace-cmd report --stat`'s statistics text: the CPUSTAT texts, then where each CPU's
     /// data is.
     pub fn stat_text(&self) -> String {
-        use std::fmt::Write as _;
+        use core::fmt::Write as _;
         let mut s = String::from(
             "\nKernel buffer statistics:\n  Note: \"entries\" are the entries left in the kernel \
              ring buffer and are not\n        recorded in the trace data. They should all be \

@@ -9,37 +9,15 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
+use core::fmt::{self, Write};
 
 use hyptrace_abi::event_format::EventDesc;
+use hyptrace_abi::page::PAGE_SIZE;
 
-/// Page size of the recorded buffers.
-pub const PAGE_SIZE: usize = 4096;
-
-/// The event system hyptrace's events belong to.
-pub const SYSTEM: &str = "hyp";
-
-/// Option id: per-CPU statistics text.
-const OPTION_CPUSTAT: u16 = 2;
-/// Option id: trace clock text.
-const OPTION_TRACECLOCK: u16 = 4;
-
-/// `header_page`: the ftrace page header with an 8-byte `commit`, 4 KiB pages.
-pub const HEADER_PAGE: &str = "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n\
-\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n\
-\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n\
-\tfield: char data;\toffset:16;\tsize:4080;\tsigned:1;\n";
-
-/// `header_event`: the ring-buffer record header description.
-pub const HEADER_EVENT: &str = "# compressed entry header\n\
-\ttype_len    :    5 bits\n\
-\ttime_delta  :   27 bits\n\
-\tarray       :   32 bits\n\
-\n\
-\tpadding     : type == 29\n\
-\ttime_extend : type == 30\n\
-\ttime_stamp : type == 31\n\
-\tdata max type_len  == 28\n";
+use crate::format::{
+    header_page_text, HEADER_EVENT, MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK,
+    SECTION_FLYRECORD, SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING_V6,
+};
 
 /// Statistics of one CPU's buffer, stored in the CPUSTAT option.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,7 +46,8 @@ pub struct CpuData<'a> {
     pub stats: CpuStats,
 }
 
-/// Where the file goes: a semihosting file at EL1, a `Vec` in tests.
+/// Where the file goes: a semihosting file at EL1, a `Vec`, or (with the `std` feature) any
+/// [`std::io::Write`] through [`IoSink`].
 pub trait Sink {
     /// The sink's error.
     type Error;
@@ -84,6 +63,19 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// A [`Sink`] over any [`std::io::Write`] (a file, a socket).
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct IoSink<W>(pub W);
+
+#[cfg(feature = "std")]
+impl<W: std::io::Write> Sink for IoSink<W> {
+    type Error = std::io::Error;
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.write_all(bytes)
+    }
+}
+
 /// Why a trace could not be written.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteError<E> {
@@ -95,6 +87,22 @@ pub enum WriteError<E> {
     /// The sink failed.
     Sink(E),
 }
+
+impl<E: fmt::Display> fmt::Display for WriteError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PartialPage { cpu } => {
+                write!(
+                    f,
+                    "CPU {cpu}'s data is not a whole number of {PAGE_SIZE}-byte pages"
+                )
+            }
+            Self::Sink(e) => write!(f, "writing the trace failed: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for WriteError<E> {}
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -125,24 +133,28 @@ pub fn cpustat_text(cpu: usize, s: &CpuStats) -> String {
 
 /// Builds everything before the CPU data: the file header up to and including the flyrecord
 /// table and the clock text, padded to a page boundary.
-pub fn build_header(events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<u8> {
+///
+/// `system` names the event system every event of `events` belongs to (trace-cmd prints it
+/// with `-F system:event` and `--stat`); hyptrace's hypervisor uses `hyp`.
+pub fn build_header(system: &str, events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<u8> {
     let mut h = Vec::new();
-    h.extend_from_slice(&[0x17, 0x08, 0x44]);
-    h.extend_from_slice(b"tracing6\0");
+    h.extend_from_slice(&MAGIC);
+    h.extend_from_slice(TRACING_V6);
     h.push(0); // little endian
     h.push(8); // sizeof(long)
     put_u32(&mut h, PAGE_SIZE as u32);
 
-    h.extend_from_slice(b"header_page\0");
-    put_u64(&mut h, HEADER_PAGE.len() as u64);
-    h.extend_from_slice(HEADER_PAGE.as_bytes());
-    h.extend_from_slice(b"header_event\0");
+    let header_page = header_page_text();
+    h.extend_from_slice(SECTION_HEADER_PAGE);
+    put_u64(&mut h, header_page.len() as u64);
+    h.extend_from_slice(header_page.as_bytes());
+    h.extend_from_slice(SECTION_HEADER_EVENT);
     put_u64(&mut h, HEADER_EVENT.len() as u64);
     h.extend_from_slice(HEADER_EVENT.as_bytes());
 
     put_u32(&mut h, 0); // ftrace events
     put_u32(&mut h, 1); // event systems
-    h.extend_from_slice(SYSTEM.as_bytes());
+    h.extend_from_slice(system.as_bytes());
     h.push(0);
     put_u32(&mut h, events.len() as u32);
     for e in events {
@@ -157,7 +169,7 @@ pub fn build_header(events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<
     put_u64(&mut h, 0); // saved cmdlines
     put_u32(&mut h, cpus.len() as u32);
 
-    h.extend_from_slice(b"options  \0");
+    h.extend_from_slice(SECTION_OPTIONS);
     for (cpu, data) in cpus.iter().enumerate() {
         let mut text = cpustat_text(cpu, &data.stats).into_bytes();
         text.push(0);
@@ -169,9 +181,9 @@ pub fn build_header(events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<
     put_u16(&mut h, OPTION_TRACECLOCK);
     put_u32(&mut h, clock_option.len() as u32);
     h.extend_from_slice(clock_option.as_bytes());
-    put_u16(&mut h, 0);
+    put_u16(&mut h, OPTION_DONE);
 
-    h.extend_from_slice(b"flyrecord\0");
+    h.extend_from_slice(SECTION_FLYRECORD);
     let table_at = h.len();
     h.resize(table_at + 16 * cpus.len(), 0);
     let clock_text = alloc::format!("[{clock}]\n");
@@ -192,10 +204,16 @@ pub fn build_header(events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<
     h
 }
 
-/// Writes a complete trace.dat: header, then each CPU's pages. `clock` names the trace clock
-/// (`mono` makes trace-cmd print seconds).
+/// Writes a complete trace.dat: header, then each CPU's pages. `system` names the events'
+/// system (see [`build_header`]); `clock` names the trace clock (`mono` makes trace-cmd print
+/// seconds).
+///
+/// # Errors
+/// [`WriteError::PartialPage`] when a CPU's data is not whole pages (nothing is written);
+/// [`WriteError::Sink`] when the sink fails.
 pub fn write_trace_dat<S: Sink>(
     sink: &mut S,
+    system: &str,
     events: &[EventDesc],
     cpus: &[CpuData],
     clock: &str,
@@ -203,7 +221,7 @@ pub fn write_trace_dat<S: Sink>(
     if let Some(cpu) = cpus.iter().position(|c| c.pages.len() % PAGE_SIZE != 0) {
         return Err(WriteError::PartialPage { cpu });
     }
-    let header = build_header(events, cpus, clock);
+    let header = build_header(system, events, cpus, clock);
     sink.write_all(&header).map_err(WriteError::Sink)?;
     for data in cpus {
         sink.write_all(data.pages).map_err(WriteError::Sink)?;
@@ -222,12 +240,6 @@ mod tests {
         p[8..16].copy_from_slice(&(records.len() as u64).to_le_bytes());
         p[16..16 + records.len()].copy_from_slice(records);
         p
-    }
-
-    #[test]
-    fn header_texts_are_the_checked_ones() {
-        assert_eq!(HEADER_PAGE.len(), 205);
-        assert_eq!(HEADER_EVENT.len(), 205);
     }
 
     #[test]
@@ -252,7 +264,7 @@ mod tests {
             },
         ];
         let mut file = Vec::new();
-        write_trace_dat(&mut file, events::ALL, &cpus, "mono").unwrap();
+        write_trace_dat(&mut file, events::SYSTEM, events::ALL, &cpus, "mono").unwrap();
         let fly = file.windows(10).position(|w| w == b"flyrecord\0").unwrap() + 10;
         let entry = |cpu: usize| {
             let at = fly + 16 * cpu;
@@ -281,7 +293,7 @@ mod tests {
         }];
         let mut file = Vec::new();
         assert_eq!(
-            write_trace_dat(&mut file, events::ALL, &cpus, "mono"),
+            write_trace_dat(&mut file, events::SYSTEM, events::ALL, &cpus, "mono"),
             Err(WriteError::PartialPage { cpu: 0 })
         );
         assert!(file.is_empty(), "nothing written on refusal");

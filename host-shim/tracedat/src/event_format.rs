@@ -11,7 +11,10 @@
 //! extension), then cast to the conversion's width (`int` without a length, `long` with `l`,
 //! ...), then printed signed (`d`, `i`) or unsigned.
 
-use std::fmt::{self, Write as _};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::{self, Write as _};
 
 /// One field of an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,9 +173,10 @@ fn parse_field(line: &str) -> Result<Field, String> {
         .ok_or_else(|| format!("field without a type: {line:?}"))?;
     let name = decl[split + 1..].to_string();
     let c_type = decl[..=split].trim().to_string();
-    let offset = super::file::attr(line, "offset").ok_or_else(|| format!("no offset: {line:?}"))?;
-    let size = super::file::attr(line, "size").ok_or_else(|| format!("no size: {line:?}"))?;
-    let signed = super::file::attr(line, "signed").unwrap_or(0) != 0;
+    let offset =
+        crate::reader::attr(line, "offset").ok_or_else(|| format!("no offset: {line:?}"))?;
+    let size = crate::reader::attr(line, "size").ok_or_else(|| format!("no size: {line:?}"))?;
+    let signed = crate::reader::attr(line, "signed").unwrap_or(0) != 0;
     if name.is_empty() {
         return Err(format!("field without a name: {line:?}"));
     }
@@ -324,7 +328,7 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String>
             ));
         }
         if !lit.is_empty() {
-            pieces.push(Piece::Text(std::mem::take(&mut lit)));
+            pieces.push(Piece::Text(core::mem::take(&mut lit)));
         }
         pieces.push(Piece::Value(conv, index));
     }
@@ -398,13 +402,13 @@ fn pad(out: &mut String, c: &Conversion, prefix: &str, digits: &str, zero_ok: bo
     if c.left {
         out.push_str(prefix);
         out.push_str(digits);
-        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(core::iter::repeat_n(' ', fill));
     } else if c.zero && zero_ok {
         out.push_str(prefix);
-        out.extend(std::iter::repeat_n('0', fill));
+        out.extend(core::iter::repeat_n('0', fill));
         out.push_str(digits);
     } else {
-        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(core::iter::repeat_n(' ', fill));
         out.push_str(prefix);
         out.push_str(digits);
     }
@@ -454,6 +458,6 @@ pub fn write_event_name(out: &mut String, name: &str) {
     let _ = write!(out, " {name}: ");
     let len = name.len();
     if len < 20 {
-        out.extend(std::iter::repeat_n(' ', 20 - len));
+        out.extend(core::iter::repeat_n(' ', 20 - len));
     }
 }

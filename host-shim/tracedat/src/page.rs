@@ -58,6 +58,28 @@ pub enum DecodeError {
     BadCommit,
 }
 
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Truncated { offset } => {
+                write!(
+                    f,
+                    "record at data offset {offset} runs past the committed data"
+                )
+            }
+            Self::BadLength { offset } => {
+                write!(
+                    f,
+                    "record at data offset {offset} has an impossible length word"
+                )
+            }
+            Self::BadCommit => f.write_str("commit exceeds the page's data area"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
 /// One decoded record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
