@@ -81,34 +81,14 @@ fn run_example(name: &str, output: &Path) -> Result<String> {
     let mut command =
         workspace::cargo(&["run", "-q", "-p", "hyptrace-ring", "--example", name, "--"]);
     command.arg(output);
-    let out = command
-        .output()
-        .with_context(|| format!("running the {name} example"))?;
-    if !out.status.success() {
-        bail!(
-            "the {name} example failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = workspace::output_checked(command)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `trace-cmd report -i FILE`, which must succeed.
 fn trace_cmd_report(trace_cmd: &Path, file: &Path) -> Result<String> {
-    let out = Command::new(trace_cmd)
-        .arg("report")
-        .arg("-i")
-        .arg(file)
-        .output()
-        .context("running trace-cmd report")?;
-    if !out.status.success() {
-        bail!(
-            "trace-cmd report {} failed ({}):\n{}",
-            file.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut command = Command::new(trace_cmd);
+    command.arg("report").arg("-i").arg(file);
+    let out = workspace::output_checked(command)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -55,6 +55,9 @@ pub mod page;
 pub mod reader;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use hyptrace_abi::page::PAGE_SIZE;
 pub use reader::{FileError, TraceFile};
 #[cfg(feature = "std")]
