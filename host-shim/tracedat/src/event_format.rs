@@ -124,6 +124,10 @@ impl fmt::Display for RenderError {
 }
 
 /// Parses one event format text.
+///
+/// # Errors
+/// A description of the first line that is not a valid `name:`, `ID:`, `field:` or
+/// `print fmt:` line, or of a print format this crate cannot render.
 pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, String> {
     let mut name = None;
     let mut id = None;
@@ -227,6 +231,9 @@ fn split_print_fmt(text: &str) -> Result<(String, Vec<String>), String> {
 }
 
 /// Parses a print format against the event's fields.
+///
+/// # Errors
+/// The construct refused (see the module documentation), or an argument that names no field.
 pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String> {
     let (fmt, args) = split_print_fmt(text)?;
     let mut args = args.iter();
@@ -416,6 +423,9 @@ fn pad(out: &mut String, c: &Conversion, prefix: &str, digits: &str, zero_ok: bo
 
 impl EventFormat {
     /// Appends the event's info text (its print format applied to `payload`) to `out`.
+    ///
+    /// # Errors
+    /// [`RenderError`] when a field lies outside `payload` (a truncated record).
     pub fn render(&self, payload: &[u8], out: &mut String) -> Result<(), RenderError> {
         for piece in &self.print.0 {
             match piece {

@@ -40,6 +40,8 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+// Library crates document how each public function fails and panics.
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 extern crate alloc;

@@ -127,6 +127,10 @@ fn word(data: &[u8], at: usize) -> Option<u32> {
 
 /// Decodes the record at `off` of `data` with running time `ts`.
 /// Returns the record, its size in bytes and the running time after it.
+///
+/// # Errors
+/// [`DecodeError::Truncated`] when the record runs past `data`, [`DecodeError::BadLength`]
+/// for an impossible length word.
 pub fn decode_record(
     data: &[u8],
     off: usize,
@@ -319,7 +323,10 @@ impl<'a> PageView<'a> {
         (self.raw_commit() & COMMIT_LENGTH_MASK) as usize
     }
 
-    /// The committed record bytes, or [`DecodeError::BadCommit`] if `commit` is too large.
+    /// The committed record bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError::BadCommit`] if `commit` is larger than the page's data area.
     pub fn data(&self) -> Result<&'a [u8], DecodeError> {
         let c = self.commit();
         if c > EXPORT_DATA_SIZE {

@@ -248,6 +248,11 @@ pub fn attr(line: &str, name: &str) -> Option<u64> {
 
 impl<'a> TraceFile<'a> {
     /// Parses `bytes` (a whole trace.dat).
+    ///
+    /// # Errors
+    /// [`FileError`] naming what was being read and where: not a trace-cmd file, another
+    /// version, a truncated or malformed section, CPU data outside the file or not whole
+    /// pages, or a feature this reader does not implement.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FileError> {
         if bytes.len() < 3 || bytes[..3] != MAGIC {
             return Err(FileError::BadMagic);

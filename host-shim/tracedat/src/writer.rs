@@ -52,6 +52,9 @@ pub trait Sink {
     /// The sink's error.
     type Error;
     /// Writes all of `bytes`.
+    ///
+    /// # Errors
+    /// The sink's own, when it cannot take them.
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
 }
 

@@ -121,6 +121,9 @@ impl EventDesc {
     ///
     /// An event without fields gets the two consecutive blank lines libtraceevent needs to see
     /// an empty field list.
+    ///
+    /// # Errors
+    /// Only those of `out` (writing to a `String` cannot fail).
     pub fn write_format(&self, out: &mut impl Write) -> fmt::Result {
         write!(out, "name: {}\nID: {}\nformat:\n", self.name, self.id)?;
         out.write_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n")?;

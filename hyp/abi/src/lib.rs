@@ -38,6 +38,8 @@
 //! # Ok::<(), HypError>(())
 //! ```
 
+// Library crates document how each public function fails and panics.
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 #![cfg_attr(not(test), no_std)]
 
 /// The README's example, compiled and run as a doctest.

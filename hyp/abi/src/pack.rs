@@ -144,9 +144,15 @@ impl<'a> TraceBufferPack<'a> {
     ///
     /// Rules: `1 <= nr_cpus <= max_cpus`; each CPU record fits in what is left; `cpu <
     /// max_cpus` and no CPU twice (so any subset of the hypervisor's CPUs, e.g. CPUs 0 and 3
-    /// of 4 on a host with CPUs offline, as Android's gen-1 hypervisor accepts); `nr_pages >= 2`; `total_pages == sum(nr_pages + 1)`; bytes
-    /// after the last record (page-size padding) must be zero. `max_cpus` above
-    /// [`MAX_PACK_CPUS`] is treated as [`MAX_PACK_CPUS`].
+    /// of 4 on a host with CPUs offline, as Android's gen-1 hypervisor accepts);
+    /// `nr_pages >= 2`; `total_pages == sum(nr_pages + 1)`; bytes after the last record
+    /// (page-size padding) must be zero. `max_cpus` above [`MAX_PACK_CPUS`] is treated as
+    /// [`MAX_PACK_CPUS`].
+    ///
+    /// # Errors
+    /// The [`PackError`] of the first rule broken: [`PackError::CpuCount`],
+    /// [`PackError::Truncated`], [`PackError::Cpu`], [`PackError::PageCount`] or
+    /// [`PackError::TotalPages`].
     pub fn parse(bytes: &'a [u8], max_cpus: usize) -> Result<Self, PackError> {
         let nr_cpus = read_u32(bytes, 0).ok_or(PackError::Truncated)?;
         let total_pages = read_u64(bytes, 8).ok_or(PackError::Truncated)?;
@@ -326,6 +332,11 @@ impl<'a> PackBuilder<'a> {
 
     /// Serializes into `out` and returns the bytes written. Bytes of `out` after them are
     /// zeroed, so a page-sized buffer is a ready-to-send pack.
+    ///
+    /// # Errors
+    /// [`PackError::PageCount`] when the sizes overflow, [`PackError::CpuCount`] for more
+    /// CPUs than a `u32` counts, [`PackError::Truncated`] when `out` is too short (nothing is
+    /// written then).
     pub fn write(&self, out: &mut [u8]) -> Result<usize, PackError> {
         let size = self.size().ok_or(PackError::PageCount)?;
         if out.len() < size {

@@ -65,6 +65,8 @@
 //! # Ok::<(), hyptrace_ring::RingError>(())
 //! ```
 
+// Library crates document how each public function fails and panics.
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 #![cfg_attr(not(any(test, loom)), no_std)]
 // The `drop(cell)` calls end the access to the writer state explicitly: a no-op with `core`
 // cells, the end of the tracked access under loom.
