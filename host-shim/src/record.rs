@@ -66,7 +66,8 @@ pub fn clock_params() -> ClockParams {
 /// A loaded buffer and one reader per CPU.
 pub struct Session {
     buffer: Option<ExtBuffer>,
-    /// One reader per CPU, indexed by CPU number.
+    /// One reader per CPU of the buffer, in the buffer's order: indexed by CPU number for a
+    /// buffer of every CPU ([`Session::start`]).
     pub readers: Vec<CpuReader<HvcControl, IdentityMemory>>,
 }
 
@@ -74,8 +75,13 @@ impl Session {
     /// Allocates `size` bytes of buffer per CPU for every CPU, loads it into the hypervisor and
     /// sets the clock. Events stay disabled and the buffer non-writable.
     pub fn start(pool: &mut PagePool, size: usize) -> Result<Self, String> {
-        let nr_cpus = machine().cpus.count();
-        let buffer = ExtBuffer::alloc(pool, size, nr_cpus)
+        let cpus: Vec<u32> = (0..machine().cpus.count() as u32).collect();
+        Self::start_cpus(pool, size, &cpus)
+    }
+
+    /// As [`Session::start`], for the CPUs `cpus` only, in that order.
+    pub fn start_cpus(pool: &mut PagePool, size: usize, cpus: &[u32]) -> Result<Self, String> {
+        let buffer = ExtBuffer::alloc_cpus(pool, size, cpus)
             .map_err(|e| format!("cannot allocate {size} bytes per CPU: {e:?}"))?;
         let pack_size = buffer.pack_size();
         let pack_pages = pack_size / PAGE_SIZE as usize;

@@ -58,18 +58,25 @@ pub fn ring_pages_for(size: usize) -> usize {
 }
 
 impl ExtBuffer {
-    /// `ring_buffer_alloc_ext`: pages for `nr_cpus` CPUs with `size` bytes of data each.
+    /// `ring_buffer_alloc_ext`: pages for CPUs `0..nr_cpus` with `size` bytes of data each.
     /// On failure every page taken so far goes back to the pool.
     pub fn alloc(pool: &mut PagePool, size: usize, nr_cpus: usize) -> Result<Self, ExtError> {
-        if size == 0 || nr_cpus == 0 {
+        let cpus: Vec<u32> = (0..nr_cpus as u32).collect();
+        Self::alloc_cpus(pool, size, &cpus)
+    }
+
+    /// Pages for the CPUs `cpus` only (a host with CPUs offline), in that order, with `size`
+    /// bytes of data each. On failure every page taken so far goes back to the pool.
+    pub fn alloc_cpus(pool: &mut PagePool, size: usize, cpus: &[u32]) -> Result<Self, ExtError> {
+        if size == 0 || cpus.is_empty() {
             return Err(ExtError::InvalidSize);
         }
         let per_cpu = ring_pages_for(size) + 1;
-        if per_cpu.saturating_mul(nr_cpus) > pool.free_pages() {
+        if per_cpu.saturating_mul(cpus.len()) > pool.free_pages() {
             return Err(ExtError::OutOfPages);
         }
         let mut buffer = Self { cpus: Vec::new() };
-        for cpu in 0..nr_cpus {
+        for &cpu in cpus {
             let mut pages = Vec::with_capacity(per_cpu);
             for _ in 0..per_cpu {
                 match pool.alloc() {
@@ -85,7 +92,7 @@ impl ExtBuffer {
             }
             let reader_page = pages.remove(0);
             buffer.cpus.push(CpuBuffer {
-                cpu: cpu as u32,
+                cpu,
                 reader_page,
                 ring_pages: pages,
             });

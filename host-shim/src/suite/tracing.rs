@@ -64,7 +64,49 @@ pub const TESTS: &[TestCase<Ctx>] = &[
         name: "footers_match_the_reader",
         run: footers_match,
     },
+    TestCase {
+        group: "tracing",
+        name: "a_subset_of_the_cpus_loads_and_traces",
+        run: cpu_subset,
+    },
 ];
+
+/// A pack for some CPUs only (the last CPU and CPU 0, in that order: a host with the others
+/// offline) loads; CPU 0 traces and reads back, the CPUs left out answer `InvalidCpu`.
+fn cpu_subset(_: &Ctx) -> TestResult {
+    let count = machine().cpus.count() as u32;
+    let cpus: Vec<u32> = if count > 1 {
+        alloc::vec![count - 1, 0]
+    } else {
+        alloc::vec![0]
+    };
+    let mut pool = page_pool();
+    let mut session = crate::record::Session::start_cpus(&mut pool, 8 << 10, &cpus)?;
+    let result = (|| {
+        call(HypercallId::EnableEvent, &[SELFTEST as u64, 1]).map_err(|e| format!("{e}"))?;
+        session
+            .set_writable(true)
+            .map_err(|e| format!("enable: {e}"))?;
+        expect_eq("written on CPU 0", selftest(0, 50)?, 50)?;
+        for c in (0..count).filter(|c| !cpus.contains(c)) {
+            expect_eq(
+                &format!("swap on CPU {c}, not in the pack"),
+                call(HypercallId::SwapReader, &[c as u64]).err(),
+                Some(HypError::InvalidCpu),
+            )?;
+        }
+        let last = *cpus.first().unwrap_or(&0);
+        call(HypercallId::UpdateFooters, &[last as u64]).map_err(|e| format!("CPU {last}: {e}"))?;
+        // CPU 0's reader is the last of the session's (the buffer's order).
+        let reader = session.readers.last_mut().ok_or("no reader")?;
+        let seqs = selftest_seqs(reader)?;
+        expect_eq("CPU 0's events", seqs, (0..50).collect::<Vec<u64>>())
+    })();
+    let stopped = session
+        .stop(&mut pool)
+        .map_err(|e| format!("teardown: {e}"));
+    result.and(stopped)
+}
 
 fn load_cycles(_: &Ctx) -> TestResult {
     for size in [1, 7 << 10, 64 << 10, 1 << 20] {
