@@ -15,6 +15,7 @@ use host_shim::harness::RunOptions;
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
 use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl};
 use host_shim::trace_buffer::ExtBuffer;
+use hyptrace_abi::calls::{status_from_regs, Call};
 use hyptrace_abi::events;
 use hyptrace_abi::{HypError, HypercallId, SwapResult};
 use hyptrace_platform::memmap::{HOST_POOL_BASE, MAX_CPUS};
@@ -29,12 +30,13 @@ use crate::arch::{cpu, smp};
 
 /// A hyptrace hypercall; `Err` with the decoded code when X0 is negative.
 pub fn call(id: HypercallId, args: &[u64]) -> Result<[u64; 3], HypError> {
-    let [x0, x1, x2, x3] = hypercall_args(id, args);
-    if x0 == 0 {
-        Ok([x1, x2, x3])
-    } else {
-        Err(HypError::from_code(x0 as i64).unwrap_or(HypError::NotSupported))
-    }
+    status_from_regs(hypercall_args(id, args))
+}
+
+/// Issues `call` (its registers from `Call::to_regs`); returns X1..X3 or the error X0 names.
+pub fn issue(call: Call) -> Result<[u64; 3], HypError> {
+    let [_, args @ ..] = call.to_regs();
+    self::call(call.id(), &args)
 }
 
 /// The reader's control calls, as hypercalls.
@@ -43,11 +45,11 @@ pub struct HvcControl;
 
 impl RingControl for HvcControl {
     fn swap_reader(&mut self, cpu: u32) -> Result<SwapResult, HypError> {
-        SwapResult::from_regs(call(HypercallId::SwapReader, &[cpu as u64, 0, 0])?)
+        SwapResult::from_regs(issue(Call::SwapReader { cpu: cpu.into() })?)
     }
 
     fn update_footers(&mut self, cpu: u32) -> Result<(), HypError> {
-        call(HypercallId::UpdateFooters, &[cpu as u64, 0, 0]).map(drop)
+        issue(Call::UpdateFooters { cpu: cpu.into() }).map(drop)
     }
 }
 
@@ -97,8 +99,11 @@ impl Session {
         let pack = unsafe { core::slice::from_raw_parts_mut(pack_pa as *mut u8, pack_size) };
         let packed = buffer.pack(pack);
         let loaded = packed.map_err(|e| format!("{e:?}")).and_then(|_| {
-            call(HypercallId::LoadTracing, &[pack_pa, pack_size as u64, 0])
-                .map_err(|e| format!("load_tracing: {e}"))
+            issue(Call::LoadTracing {
+                pack_pa,
+                pack_size: pack_size as u64,
+            })
+            .map_err(|e| format!("load_tracing: {e}"))
         });
         // The hypervisor validated a copy: the pack pages are free again either way.
         for i in 0..pack_pages as u64 {
@@ -109,8 +114,13 @@ impl Session {
             return Err(e);
         }
         let c = clock_params();
-        let clock_args = [c.mult as u64, c.shift as u64, c.epoch_ns, c.epoch_cyc];
-        call(HypercallId::UpdateClock, &clock_args).map_err(|e| format!("update_clock: {e}"))?;
+        let clock = Call::UpdateClock {
+            mult: c.mult.into(),
+            shift: c.shift.into(),
+            epoch_ns: c.epoch_ns,
+            epoch_cyc: c.epoch_cyc,
+        };
+        issue(clock).map_err(|e| format!("update_clock: {e}"))?;
         let readers = buffer
             .cpus()
             .iter()
@@ -140,8 +150,11 @@ impl Session {
             }
         }
         for id in ids {
-            call(HypercallId::EnableEvent, &[id as u64, 1, 0])
-                .map_err(|e| format!("enable_event({id}): {e}"))?;
+            issue(Call::EnableEvent {
+                id: id.into(),
+                enable: 1,
+            })
+            .map_err(|e| format!("enable_event({id}): {e}"))?;
         }
         Ok(())
     }
@@ -153,12 +166,12 @@ impl Session {
 
     /// Makes every CPU's buffer writable (or not).
     pub fn set_writable(&self, on: bool) -> Result<(), HypError> {
-        call(HypercallId::EnableTracing, &[on as u64, 0, 0]).map(drop)
+        issue(Call::EnableTracing { enable: on.into() }).map(drop)
     }
 
     /// Tears the buffer down in the hypervisor and returns its pages to `pool`.
     pub fn stop(mut self, pool: &mut PagePool) -> Result<(), HypError> {
-        let result = call(HypercallId::TeardownTracing, &[0; 3]).map(drop);
+        let result = issue(Call::TeardownTracing).map(drop);
         if let Some(buffer) = self.buffer.take() {
             if result.is_ok() {
                 buffer.free(pool);
@@ -280,9 +293,9 @@ fn selftest_base(cpu: usize) -> u64 {
 /// a relayed PSCI call, a refused read of hypervisor memory, and a batch of selftest events.
 pub fn workload_slice(cpu: usize) -> Result<(), String> {
     for i in 0..8 {
-        call(HypercallId::Null, &[i, 0, 0]).map_err(|e| format!("null: {e}"))?;
+        issue(Call::Null { args: [i, 0, 0] }).map_err(|e| format!("null: {e}"))?;
     }
-    call(HypercallId::Info, &[0; 3]).map_err(|e| format!("info: {e}"))?;
+    issue(Call::Info).map_err(|e| format!("info: {e}"))?;
     // An unknown call: traced as host_hcall with invalid=1.
     let _ = hypercall_raw_unknown();
     crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
@@ -292,8 +305,11 @@ pub fn workload_slice(cpu: usize) -> Result<(), String> {
         return Err("read hypervisor memory: stage 2 is not protecting it".into());
     }
     let first = selftest_base(cpu) + SELFTEST_WRITTEN[cpu].load(Ordering::Relaxed);
-    let [written, _, _] =
-        call(HypercallId::WriteSelftest, &[first, 64, 0]).map_err(|e| format!("selftest: {e}"))?;
+    let [written, _, _] = issue(Call::WriteSelftest {
+        first_seq: first,
+        count: 64,
+    })
+    .map_err(|e| format!("selftest: {e}"))?;
     // Relaxed: a per-CPU counter read by the boot CPU after the worker's job completed.
     SELFTEST_WRITTEN[cpu].fetch_add(written, Ordering::Relaxed);
     Ok(())

@@ -5,8 +5,9 @@
 //! refused call a negative [`HypError`] code, and either leaves X1..X3 and all hypervisor state
 //! as they were.
 
+use crate::abi::calls::{ok_regs, Call};
 use crate::abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use crate::abi::{HypError, HypercallId, Info, RingCounters, SwapResult};
+use crate::abi::{HypError, Info, RingCounters, SwapResult};
 use crate::tracing::memory_rules::MemoryRules;
 use crate::tracing::TracingService;
 
@@ -37,7 +38,7 @@ impl HvcOutcome {
     /// Register image X0..X3 for a caller whose X1..X3 were `x[1..4]`.
     pub fn to_regs(self, x: &[u64; 5]) -> [u64; 4] {
         match self {
-            Self::Ok([a, b, c]) => [0, a, b, c],
+            Self::Ok(results) => ok_regs(results),
             Self::Err(code) => [code as u64, x[1], x[2], x[3]],
         }
     }
@@ -60,30 +61,37 @@ impl From<Result<[u64; 3], HypError>> for HvcOutcome {
 /// `ctx.rules.hyp` must be host memory that the tracing service's `HostMemory` makes
 /// accessible at the same address while it is mapped.
 pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
-    let Some(id) = HypercallId::from_x0(x[0]) else {
+    let Some(call) = Call::from_regs(x) else {
         return HvcOutcome::Err(SMCCC_NOT_SUPPORTED);
     };
     let t = ctx.tracing;
     let done = |r: Result<(), HypError>| r.map(|()| [0; 3]);
-    let result = match id {
-        HypercallId::Null => Ok([x[1], x[2], x[3]]),
-        HypercallId::Info => Ok(Info {
+    let result = match call {
+        Call::Null { args } => Ok(args),
+        Call::Info => Ok(Info {
             abi_version: ABI_VERSION,
             nr_cpus: ctx.nr_cpus as u64,
             cpu: ctx.cpu as u64,
         }
         .to_regs()),
-        // SAFETY: forwarded from this function's contract.
-        HypercallId::LoadTracing => done(unsafe { t.load(x[1], x[2], ctx.rules, ctx.nr_cpus) }),
-        HypercallId::TeardownTracing => done(t.teardown()),
-        HypercallId::EnableTracing => done(t.enable(x[1])),
-        HypercallId::SwapReader => t.swap_reader(x[1]).map(SwapResult::to_regs),
-        HypercallId::UpdateFooters => t.update_footers(x[1]).map(RingCounters::to_regs),
-        HypercallId::EnableEvent => done(t.enable_event(x[1], x[2])),
-        HypercallId::UpdateClock => done(t.update_clock(x[1], x[2], x[3], x[4])),
-        HypercallId::ResetTracing => done(t.reset(x[1])),
-        HypercallId::WriteSelftest => t
-            .write_selftest(ctx.cpu, ctx.counter, x[1], x[2])
+        Call::LoadTracing { pack_pa, pack_size } => {
+            // SAFETY: forwarded from this function's contract.
+            done(unsafe { t.load(pack_pa, pack_size, ctx.rules, ctx.nr_cpus) })
+        }
+        Call::TeardownTracing => done(t.teardown()),
+        Call::EnableTracing { enable } => done(t.enable(enable)),
+        Call::SwapReader { cpu } => t.swap_reader(cpu).map(SwapResult::to_regs),
+        Call::UpdateFooters { cpu } => t.update_footers(cpu).map(RingCounters::to_regs),
+        Call::EnableEvent { id, enable } => done(t.enable_event(id, enable)),
+        Call::UpdateClock {
+            mult,
+            shift,
+            epoch_ns,
+            epoch_cyc,
+        } => done(t.update_clock(mult, shift, epoch_ns, epoch_cyc)),
+        Call::ResetTracing { cpu } => done(t.reset(cpu)),
+        Call::WriteSelftest { first_seq, count } => t
+            .write_selftest(ctx.cpu, ctx.counter, first_seq, count)
             .map(|n| [n, 0, 0]),
     };
     result.into()
@@ -102,6 +110,7 @@ pub unsafe fn handle_hvc(x: &[u64; 5], ctx: &Context) -> [u64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::HypercallId;
 
     static STORAGE: crate::tracing::TracingStorage = crate::tracing::TracingStorage::new();
     static TRACING: TracingService =

@@ -4,6 +4,8 @@
 //!
 //! - [`hypercall`]: function IDs in the SMCCC vendor-specific hypervisor range and the wire
 //!   convention (X0 = status, X1..X3 = results);
+//! - [`calls`]: every call with its arguments ([`Call`](calls::Call)), and the status
+//!   convention, each with one register encoding;
 //! - [`results`]: the results of the calls that return values, each with one register
 //!   encoding (`to_regs` / `from_regs`);
 //! - [`error`]: the error codes ([`HypError`]) with their wire values;
@@ -47,6 +49,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod calls;
 pub mod error;
 pub mod event_format;
 pub mod events;
