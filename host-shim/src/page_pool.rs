@@ -8,8 +8,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-/// Page size of the pool.
-pub const PAGE_SIZE: u64 = 4096;
+/// Page size of the pool: the ABI's page.
+pub use hyptrace_abi::page::PAGE_SIZE_U64 as PAGE_SIZE;
 
 /// Why an allocation or free failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use host_shim::harness::{TestCase, TestResult};
 use hyptrace_abi::event_format::Event;
 use hyptrace_abi::events::{self, HostHcall, HostSmc, PsciCpuOn};
-use hyptrace_abi::{HypError, HypercallId};
+use hyptrace_abi::{HypError, HypercallId, RingCounters};
 use hyptrace_platform::memmap::MAX_CPUS;
 use smccc::psci::error::ALREADY_ON;
 
@@ -262,7 +262,7 @@ fn reset_one_cpu(_: &Ctx) -> TestResult {
     let entries = |c: usize| {
         for _ in 0..10_000 {
             match call(HypercallId::UpdateFooters, &[c as u64]) {
-                Ok([e, _, _]) => return Ok(e),
+                Ok(regs) => return Ok(RingCounters::from_regs(regs).entries),
                 Err(HypError::Busy) => continue,
                 Err(e) => return Err(format!("footers of cpu {c}: {e}")),
             }
@@ -375,8 +375,13 @@ fn footers_match(_: &Ctx) -> TestResult {
             Ok(())
         })?;
         let st = reader.stats().map_err(|e| format!("stats: {e}"))?;
-        let [entries, overrun, pages_touched] =
-            call(HypercallId::UpdateFooters, &[0]).map_err(|e| format!("{e}"))?;
+        let RingCounters {
+            entries,
+            overrun,
+            pages_touched,
+        } = RingCounters::from_regs(
+            call(HypercallId::UpdateFooters, &[0]).map_err(|e| format!("{e}"))?,
+        );
         expect_eq("footer entries vs hypercall", st.entries, entries)?;
         expect_eq("footer overrun vs hypercall", st.overrun, overrun)?;
         expect_eq(

@@ -123,12 +123,45 @@ impl fmt::Display for RenderError {
     }
 }
 
+impl core::error::Error for RenderError {}
+
+/// Why an event format (or its print format) was refused: what is wrong, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl FormatError {
+    /// Whether the description mentions `what` (for tests and callers that match on it).
+    pub fn contains(&self, what: &str) -> bool {
+        self.0.contains(what)
+    }
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::error::Error for FormatError {}
+
+impl From<String> for FormatError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for FormatError {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
 /// Parses one event format text.
 ///
 /// # Errors
 /// A description of the first line that is not a valid `name:`, `ID:`, `field:` or
 /// `print fmt:` line, or of a print format this crate cannot render.
-pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, String> {
+pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, FormatError> {
     let mut name = None;
     let mut id = None;
     let mut fields = Vec::new();
@@ -234,7 +267,7 @@ fn split_print_fmt(text: &str) -> Result<(String, Vec<String>), String> {
 ///
 /// # Errors
 /// The construct refused (see the module documentation), or an argument that names no field.
-pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String> {
+pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, FormatError> {
     let (fmt, args) = split_print_fmt(text)?;
     let mut args = args.iter();
     let mut pieces = Vec::new();
@@ -311,7 +344,7 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String>
         let c = *bytes.get(i).ok_or("format ends inside a conversion")?;
         i += 1;
         if !matches!(c, b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'c') {
-            return Err(format!("conversion %{} is not supported", c as char));
+            return Err(format!("conversion %{} is not supported", c as char).into());
         }
         conv.conv = c;
         let arg = args
@@ -332,7 +365,8 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String>
                 "field {field} ({} bytes{}) is not a scalar",
                 f.size,
                 if f.array { ", an array" } else { "" }
-            ));
+            )
+            .into());
         }
         if !lit.is_empty() {
             pieces.push(Piece::Text(core::mem::take(&mut lit)));
@@ -340,7 +374,7 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, String>
         pieces.push(Piece::Value(conv, index));
     }
     if let Some(extra) = args.next() {
-        return Err(format!("more arguments than conversions ({extra:?})"));
+        return Err(format!("more arguments than conversions ({extra:?})").into());
     }
     if !lit.is_empty() {
         pieces.push(Piece::Text(lit));

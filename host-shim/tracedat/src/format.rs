@@ -22,8 +22,8 @@ use hyptrace_abi::page::{EXPORT_DATA_SIZE, HEADER_SIZE};
 /// The bytes before `tracing` at the start of every trace-cmd file.
 pub const MAGIC: [u8; 3] = [0x17, 0x08, 0x44];
 
-/// `tracing` followed by the version, NUL-terminated: what follows [`MAGIC`].
-pub const TRACING_V6: &[u8] = b"tracing6\0";
+/// The word after [`MAGIC`]; the version follows it as a NUL-terminated string.
+pub const TRACING: &[u8] = b"tracing";
 
 /// The only version this crate writes and reads.
 pub const VERSION: &str = "6";

@@ -13,7 +13,7 @@ use core::fmt;
 use crate::event_format::{self, EventFormat};
 use crate::format::{
     MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD, SECTION_HEADER_EVENT,
-    SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING_V6, USECS_CLOCKS, VERSION,
+    SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING, USECS_CLOCKS, VERSION,
 };
 use hyptrace_abi::page::HEADER_SIZE;
 
@@ -258,8 +258,8 @@ impl<'a> TraceFile<'a> {
             return Err(FileError::BadMagic);
         }
         let mut c = Cursor { bytes, at: 3 };
-        let tracing = c.take(7, "the word 'tracing'")?;
-        if tracing != &TRACING_V6[..7] {
+        let tracing = c.take(TRACING.len(), "the word 'tracing'")?;
+        if tracing != TRACING {
             return Err(FileError::BadMagic);
         }
         let version = c.cstr("version")?;

@@ -16,7 +16,8 @@ use hyptrace_abi::page::PAGE_SIZE;
 
 use crate::format::{
     header_page_text, HEADER_EVENT, MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK,
-    SECTION_FLYRECORD, SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING_V6,
+    SECTION_FLYRECORD, SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING,
+    VERSION,
 };
 
 /// Statistics of one CPU's buffer, stored in the CPUSTAT option.
@@ -142,7 +143,9 @@ pub fn cpustat_text(cpu: usize, s: &CpuStats) -> String {
 pub fn build_header(system: &str, events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<u8> {
     let mut h = Vec::new();
     h.extend_from_slice(&MAGIC);
-    h.extend_from_slice(TRACING_V6);
+    h.extend_from_slice(TRACING);
+    h.extend_from_slice(VERSION.as_bytes());
+    h.push(0);
     h.push(0); // little endian
     h.push(8); // sizeof(long)
     put_u32(&mut h, PAGE_SIZE as u32);

@@ -465,7 +465,7 @@ mod tests {
             assert_eq!(pack.nr_cpus(), 2);
             let got: Vec<u32> = pack.cpus().map(|c| c.cpu).collect();
             assert_eq!(got, order);
-            // CPU 3 does not exist on a two-CPU hypervisor.
+            // CPU 3 does not exist on a three-CPU hypervisor.
             assert_eq!(
                 TraceBufferPack::parse(&p, 3).map(|_| ()),
                 Err(PackError::Cpu)

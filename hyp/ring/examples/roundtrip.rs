@@ -66,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The reader: swap until nothing more comes, exporting each page it got.
     let mut data = Vec::new();
     let mut lost_total = 0;
+    let mut pending_lost = 0;
     let mut copy = PageBuf::default();
     let mut out = PageBuf::default();
     loop {
@@ -79,11 +80,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         copy.0.copy_from_slice(page);
         let view = PageView::new(&copy.0);
         let commit = view.commit();
+        // Events lost before this page are reported with the next exported page, as the
+        // kernel's reader does; an empty page carries them on.
+        pending_lost += swap.lost;
         if commit == 0 {
             continue;
         }
-        lost_total += swap.lost;
-        export_page(&copy, 0, commit, view.time_stamp(), swap.lost, &mut out);
+        lost_total += pending_lost;
+        export_page(&copy, 0, commit, view.time_stamp(), pending_lost, &mut out);
+        pending_lost = 0;
         data.extend_from_slice(&out.0);
     }
     let stats = ring.stats();
@@ -101,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             read += 1;
         }
     }
+    assert_eq!(pending_lost, 0, "a loss after the last page");
     assert_eq!(read + lost_total, EVENTS);
     assert_eq!(stats.overrun, lost_total);
 

@@ -12,7 +12,7 @@ use hyptrace_abi::page::{FOOTER_COMMIT, FOOTER_HEAD, FOOTER_READER, PAGE_SIZE};
 use crate::desc::{link, link_index, link_tag, PageDesc, LINK_HEAD, MAX_RING_PAGES};
 use crate::sync::{self, Ordering};
 use crate::writer::WriterState;
-use crate::{status, RingBuffer, RingError, RingStats};
+use crate::{status, RingBuffer, RingCounters, RingError};
 
 /// How many times [`RingBuffer::swap_reader`] retries its compare-and-swap.
 pub const SWAP_ATTEMPTS: u32 = 8;
@@ -37,6 +37,12 @@ pub struct Swap {
     /// Events lost to overwrite since the previous swap (0 when not swapped).
     pub lost: u64,
 }
+
+// SAFETY: `Swap` is plain data: the page pointer is only a value here (dereferencing it needs
+// `unsafe` and the reader's own right to the page), so sending or sharing it is harmless.
+unsafe impl Send for Swap {}
+// SAFETY: as for `Send`; `Swap` has no interior mutability.
+unsafe impl Sync for Swap {}
 
 /// Control state, behind the control lock.
 #[derive(Debug)]
@@ -448,7 +454,7 @@ impl<'a> RingBuffer<'a> {
     /// # Errors
     /// [`RingError::NotLoaded`], [`RingError::Busy`] when the head search ran out of
     /// retries.
-    pub fn update_footers(&self) -> Result<RingStats, RingError> {
+    pub fn update_footers(&self) -> Result<RingCounters, RingError> {
         let mut ctl = self.control.0.lock();
         if !ctl.loaded {
             return Err(RingError::NotLoaded);
@@ -456,7 +462,7 @@ impl<'a> RingBuffer<'a> {
         self.update_footers_locked(&mut ctl)
     }
 
-    fn update_footers_locked(&self, ctl: &mut Control<'a>) -> Result<RingStats, RingError> {
+    fn update_footers_locked(&self, ctl: &mut Control<'a>) -> Result<RingCounters, RingError> {
         let descs = ctl.descs;
         let (_, l) = self.find_head(ctl)?;
         let head = link_index(l);

@@ -95,8 +95,8 @@ pub use page_io::LoomPage;
 pub use writer::{event_size, Reservation, MAX_PAYLOAD};
 
 /// The counters [`RingBuffer::stats`] and [`RingBuffer::update_footers`] return: the wire
-/// type of `update_footers`.
-pub use hyptrace_abi::results::RingCounters as RingStats;
+/// type of the `update_footers` hypercall.
+pub use hyptrace_abi::results::RingCounters;
 
 use control::Control;
 use sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell};
@@ -187,9 +187,9 @@ impl<'a> RingBuffer<'a> {
     }
 
     /// The writer's counters since load or reset. Callable from any CPU at any time.
-    pub fn stats(&self) -> RingStats {
+    pub fn stats(&self) -> RingCounters {
         // Relaxed: statistics, no ordering needed between them.
-        RingStats {
+        RingCounters {
             entries: self.hot.0.entries.load(Ordering::Relaxed),
             overrun: self.shared.0.overrun.load(Ordering::Relaxed),
             pages_touched: self.shared.0.pages_touched.load(Ordering::Relaxed),

@@ -160,7 +160,7 @@ mod model {
     use crate::sync::{AtomicU32, AtomicU64, UnsafeCell};
     use crate::CAPACITY;
 
-    /// Header of a modelled page (same field names as [`crate::abi::page::PageHeader`]).
+    /// Header of a modelled page (same field names as [`hyptrace_abi::page::PageHeader`]).
     #[derive(Debug)]
     pub struct Header {
         /// Page timestamp.
@@ -176,7 +176,7 @@ mod model {
         pub entries: AtomicU64,
         /// Tail moves.
         pub pages_touched: AtomicU64,
-        /// Overrun at the last swap.
+        /// Overrun (live after `update_footers`, the swap's snapshot after a swap).
         pub overrun: AtomicU64,
     }
 

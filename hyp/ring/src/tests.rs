@@ -291,7 +291,7 @@ fn tail_moves_when_the_page_is_full() {
     assert_eq!(writer_status(f.pages[2]), FOOTER_COMMIT);
     assert_eq!(
         f.ring.stats(),
-        RingStats {
+        RingCounters {
             entries: n as u64 + 1,
             overrun: 0,
             pages_touched: 1
@@ -419,7 +419,7 @@ fn reset_empties_without_teardown() {
     let s = f.ring.swap_reader().unwrap();
     f.ring.reset().unwrap();
     assert!(f.ring.is_enabled());
-    assert_eq!(f.ring.stats(), RingStats::default());
+    assert_eq!(f.ring.stats(), RingCounters::default());
     assert_eq!(f.ring.reader_page(), Some(s.reader_page));
     for &p in &f.pages {
         assert_eq!(commit(p), 0);

@@ -52,7 +52,8 @@ impl WriterState<'_> {
 /// A reserved, not yet committed event. Fill the payload with [`write_at`](Self::write_at)
 /// and publish it with [`commit`](Self::commit); dropping it discards the event.
 ///
-/// While it exists the buffer's status is WRITING: disable and teardown wait for it.
+/// While it exists the buffer's status is WRITING: disable and teardown wait for it. It is
+/// bound to the thread (CPU) that reserved it: it is neither `Send` nor `Sync`.
 ///
 /// ```
 /// # use core::ptr::NonNull;

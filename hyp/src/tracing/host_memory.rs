@@ -22,14 +22,15 @@ pub trait HostMemory: Sync {
 
     /// Unmaps `range`; when this returns no CPU can reach it any more (TLBs invalidated).
     fn unmap(&self, range: Range<u64>);
+}
 
-    /// The pointer through which the hypervisor reaches the (mapped) page at host address
-    /// `pa`: the same address, with the provenance the host's memory has in this address
-    /// space (every implementation here maps host pages at their own address). `None` for
-    /// address 0, which no host RAM has.
-    fn pointer(&self, pa: u64) -> Option<NonNull<u8>> {
-        NonNull::new(core::ptr::with_exposed_provenance_mut(pa as usize))
-    }
+/// The pointer through which the hypervisor reaches the page at host address `pa` once a
+/// [`HostMemory`] has mapped it: the same address (every `HostMemory` maps host pages at their
+/// own address, and `TracingService::load`'s contract says that address is host memory), with
+/// the provenance host memory has in this address space. `None` for address 0, which no host
+/// RAM has.
+pub fn host_pointer(pa: u64) -> Option<NonNull<u8>> {
+    NonNull::new(core::ptr::with_exposed_provenance_mut(pa as usize))
 }
 
 /// Host memory that is always accessible at its own address (host tests; a system without

@@ -27,7 +27,7 @@ use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
 use crate::ring::{PageDesc, RingBuffer};
-use host_memory::{map_pages, unmap_pages, HostMemory};
+use host_memory::{host_pointer, map_pages, unmap_pages, HostMemory};
 use memory_rules::MemoryRules;
 use ownership::PageStates;
 
@@ -186,20 +186,19 @@ impl TracingService {
             let ptrs = &scratch.pages[next..next + count];
             ctl.first_page[index] = next;
             next += count;
-            let memory = self.memory;
-            let result = match memory.pointer(ptrs[0]) {
+            let result = match host_pointer(ptrs[0]) {
                 // Every address was checked to be a page of host RAM, so none is 0; checked
                 // again here so that no page can silently drop out of the ring.
-                Some(reader) if ptrs.iter().all(|pa| memory.pointer(*pa).is_some()) => {
+                Some(reader) if ptrs.iter().all(|pa| host_pointer(*pa).is_some()) => {
                     // SAFETY: every page was checked to be a distinct page of host RAM,
-                    // mapped above and (the caller guarantees) reachable at `pointer`'s
+                    // mapped above and (the caller guarantees) reachable at `host_pointer`'s
                     // address while mapped; teardown runs before it is unmapped and given
                     // back. The descriptors are hypervisor memory, disjoint per CPU.
                     unsafe {
                         self.rings[index].load(
                             descs,
                             reader,
-                            ptrs[1..].iter().filter_map(|pa| memory.pointer(*pa)),
+                            ptrs[1..].iter().filter_map(|pa| host_pointer(*pa)),
                         )
                     }
                     .map_err(HypError::from)
@@ -292,9 +291,14 @@ impl TracingService {
     pub fn swap_reader(&self, cpu: u64) -> Result<SwapResult, HypError> {
         let ctl = self.control.lock();
         let swap = self.loaded_ring(&ctl, cpu)?.swap_reader()?;
-        // `loaded_ring` checked `cpu`; the ring's descriptor index is below its page count.
+        // `loaded_ring` checked `cpu`, and the ring's descriptor index is below its page
+        // count, so the lookup cannot miss; if an invariant were ever broken, the call is
+        // refused rather than the hypervisor panicking.
         let first = ctl.first_page[cpu as usize];
-        let reader_page = self.storage.scratch.lock().pages[first + swap.reader_index];
+        let reader_page = first
+            .checked_add(swap.reader_index)
+            .and_then(|i| self.storage.scratch.lock().pages.get(i).copied())
+            .ok_or(HypError::Busy)?;
         Ok(SwapResult {
             reader_page,
             lost: swap.lost,
