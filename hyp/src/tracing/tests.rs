@@ -565,3 +565,123 @@ fn a_mapping_failure_part_way_through_a_load_leaves_nothing_mapped_or_shared() {
     assert_eq!(s.shared_pages(), 0, "nothing stays shared");
     assert_eq!(s.teardown(), Err(HypError::NotLoaded));
 }
+
+/// Control calls racing the writers of every CPU and a swapping reader, on real threads:
+/// load, enable, reset, disable and teardown in a loop while four writers emit as fast as they
+/// can and another thread swaps and refreshes footers on every CPU.
+///
+/// Checked: every answer is the documented one for the state (`NotLoaded` between sessions,
+/// `Busy` only from the bounded retries); a swapped-in reader page always belongs to the
+/// CPU's own pages; after each teardown no writer touches a page (a canary written right
+/// after teardown survives while the writers keep trying) and nothing is shared; pages that
+/// were never in a pack never change.
+#[test]
+fn control_calls_race_writers_and_a_reader() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::time::Duration;
+
+    const CPUS: usize = 4;
+    const ROUNDS: usize = 100;
+    let s = service!();
+    // CPU c: reader page 4c, ring pages 4c+1..=4c+3; pages 16..20 are never in a pack.
+    let mut host = Host::new(4 * CPUS + 4);
+    let cpus: Vec<(u32, usize, Vec<usize>)> = (0..CPUS)
+        .map(|c| (c as u32, 4 * c, vec![4 * c + 1, 4 * c + 2, 4 * c + 3]))
+        .collect();
+    let (pa, size) = host.pack(&cpus);
+    let own: Vec<Vec<u64>> = (0..CPUS)
+        .map(|c| (4 * c..4 * c + 4).map(|i| host.addr(i)).collect())
+        .collect();
+    let outside: Vec<u64> = (4 * CPUS..4 * CPUS + 4).map(|i| host.addr(i)).collect();
+    let fill = |pages: &[u64], byte: u8| {
+        for &p in pages {
+            // SAFETY: a test page of host RAM; the service does not own it now (outside any
+            // pack, or after teardown).
+            unsafe { std::ptr::write_bytes(p as *mut u8, byte, 4096) };
+        }
+    };
+    let intact = |pages: &[u64], byte: u8| {
+        pages.iter().all(|&p| {
+            // SAFETY: as above; reads of a page no writer may touch.
+            let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, 4096) };
+            bytes.iter().all(|b| *b == byte)
+        })
+    };
+    fill(&outside, 0x5a);
+
+    let stop = AtomicBool::new(false);
+    let clock = AtomicU64::new(1);
+    let written = AtomicU64::new(0);
+    let swaps = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for cpu in 0..CPUS {
+            let (stop, clock, written) = (&stop, &clock, &written);
+            scope.spawn(move || {
+                let mut seq = 0;
+                while !stop.load(Relaxed) {
+                    let e = events::Selftest {
+                        seq,
+                        payload: events::selftest_payload(seq),
+                    };
+                    if s.emit(cpu, || clock.fetch_add(1, Relaxed), &e) {
+                        written.fetch_add(1, Relaxed);
+                    }
+                    seq += 1;
+                }
+            });
+        }
+        let (stop, swaps, own) = (&stop, &swaps, &own);
+        scope.spawn(move || {
+            while !stop.load(Relaxed) {
+                for (cpu, pages) in own.iter().enumerate() {
+                    match s.swap_reader(cpu as u64) {
+                        Ok(r) => {
+                            assert!(pages.contains(&r.reader_page), "cpu {cpu}: {r:?}");
+                            swaps.fetch_add(1, Relaxed);
+                        }
+                        Err(HypError::NotLoaded | HypError::Busy) => {}
+                        Err(e) => panic!("swap_reader({cpu}): {e}"),
+                    }
+                    match s.update_footers(cpu as u64) {
+                        Ok(_) | Err(HypError::NotLoaded | HypError::Busy) => {}
+                        Err(e) => panic!("update_footers({cpu}): {e}"),
+                    }
+                }
+            }
+        });
+
+        for round in 0..ROUNDS {
+            // SAFETY: the pack and its pages are live heap memory inside `rules().ram`.
+            unsafe { s.load(pa, size, &rules(), CPUS) }.unwrap();
+            assert_eq!(s.shared_pages(), 4 * CPUS);
+            if round == 0 {
+                // Kept across teardown and reload.
+                s.update_clock(1, 0, 0, 0).unwrap();
+            }
+            s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+            s.enable(1).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+            s.reset((round % CPUS) as u64).unwrap();
+            if round % 3 == 0 {
+                s.enable(0).unwrap();
+                s.enable(1).unwrap();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+            s.teardown().unwrap();
+            assert_eq!(s.shared_pages(), 0, "round {round}: pages still shared");
+            // No write after teardown returned, while the writers keep trying.
+            let ring_pages: Vec<u64> = own.iter().flatten().copied().collect();
+            fill(&ring_pages, 0xc3);
+            std::thread::sleep(Duration::from_micros(100));
+            assert!(
+                intact(&ring_pages, 0xc3),
+                "round {round}: a page written after teardown"
+            );
+            assert_eq!(s.swap_reader(0), Err(HypError::NotLoaded));
+        }
+        stop.store(true, Relaxed);
+    });
+    assert!(intact(&outside, 0x5a), "a page outside every pack changed");
+    // The race was real: events were written and pages swapped while loaded.
+    assert!(written.load(Relaxed) > 0 && swaps.load(Relaxed) > 0);
+}
