@@ -14,6 +14,7 @@
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
 //! - [`el2_map`]: the hypervisor's own stage-1 tables: what EL2 maps, with which permissions.
 //! - [`fgt`]: the fine-grained trap registers' values for a hypervisor that traps nothing.
+//! - [`mdcr`]: MDCR_EL2: the PMU is the host's, but does not count the hypervisor.
 //! - [`stage2`]: the host's stage-2 identity map, without the hypervisor's memory.
 //! - [`cpus`]: per-CPU power state (the CPU table comes from `hyptrace-platform`).
 //!
@@ -37,6 +38,7 @@ pub mod el2_map;
 pub mod fgt;
 pub mod hypercall;
 pub mod inject;
+pub mod mdcr;
 pub mod psci;
 pub mod stage2;
 pub mod tracing;

@@ -107,3 +107,47 @@ pub fn stage1_translates(addr: u64) -> bool {
     };
     par & 1 == 0
 }
+
+/// `ID_AA64DFR0_EL1.PMUVer` (bits 11:8): 0 none, 1 PMUv3, 4 PMUv3p1, 6 PMUv3p5, 0xF IMPDEF.
+pub fn pmu_version() -> u64 {
+    let dfr0: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { core::arch::asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack)) };
+    (dfr0 >> 8) & 0xf
+}
+
+/// PMU event number CPU_CYCLES.
+pub const PMU_CPU_CYCLES: u64 = 0x11;
+
+/// Starts PMU event counter 0 counting `event` at EL1 and EL0, and at EL2 too wherever the
+/// hypervisor does not prohibit it (`PMEVTYPER0_EL0.NSH` = 1), from 0.
+pub fn pmu_start_counter0(event: u64) {
+    // SAFETY: the host owns the PMU (MDCR_EL2 traps none of it); these writes configure and
+    // enable counter 0 and touch no memory. PMCR_EL0.E enables counting, P zeroes the event
+    // counters; the ISB makes the configuration take effect before the caller's next
+    // instruction (the Arm ARM's rule for system-register writes: context synchronisation).
+    unsafe {
+        core::arch::asm!(
+            "msr pmevtyper0_el0, {ty}",
+            "msr pmcntenset_el0, {one}",
+            "mrs {cr}, pmcr_el0",
+            "orr {cr}, {cr}, #3",
+            "msr pmcr_el0, {cr}",
+            "isb",
+            ty = in(reg) (1u64 << 27) | event,
+            one = in(reg) 1u64,
+            cr = out(reg) _,
+            options(nomem, nostack)
+        )
+    };
+}
+
+/// The value of PMU event counter 0.
+pub fn pmu_counter0() -> u64 {
+    let v: u64;
+    // SAFETY: reading a counter the host owns; the ISB orders it after earlier instructions.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, pmevcntr0_el0", out(reg) v, options(nomem, nostack))
+    };
+    v
+}

@@ -52,12 +52,12 @@ pub fn init_el2(cpu_index: usize, vectors: u64) {
     CNTVOFF_EL2.set(0);
     CPTR_EL2.set(CPTR_EL2_RES1_NO_TRAPS);
     // No trap of debug, PMU or trace accesses; every PMU counter belongs to the host
-    // (HPMN = PMCR_EL0.N).
+    // (HPMN = PMCR_EL0.N), and none counts at EL2 where the PMU can prohibit it
+    // (`hyp::mdcr`).
     let pmcr: u64;
     // SAFETY: reading PMCR_EL0 at EL2 has no side effect.
     unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
-    let pmu_counters = (pmcr >> 11) & 0x1f;
-    MDCR_EL2.set(pmu_counters);
+    MDCR_EL2.set(hyp::mdcr::mdcr_el2(pmcr, ID_AA64DFR0_EL1.get()));
     write_sysreg!("hstr_el2", 0u64);
     VTTBR_EL2.set(0);
     let pfr0 = ID_AA64PFR0_EL1.get();
