@@ -10,7 +10,9 @@
 //! - [`event_format`]: the event format texts (`field:` lines, `print fmt:`) and the printf
 //!   subset they use, rendered as libtraceevent does;
 //! - [`page`]: decoding the records of one ring-buffer page, and exporting a reader page in
-//!   the form trace.dat stores.
+//!   the form trace.dat stores;
+//! - [`report`]: printing a whole file exactly as `trace-cmd report` does (CPUs merged by
+//!   time, events rendered with the file's own formats, losses marked).
 //!
 //! The page layout itself (header, records, footer) comes from `hyptrace-abi`.
 //!
@@ -55,6 +57,7 @@ pub mod event_format;
 pub mod format;
 pub mod page;
 pub mod reader;
+pub mod report;
 pub mod writer;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Walking each CPU's pages in file order and merging the CPUs by time, the way trace-cmd
 //! 3.1.6 (libtraceevent's kbuffer) does.
 //!
-//! - A page's records are decoded with `hyptrace_tracedat::page` from the page's
+//! - A page's records are decoded with [`crate::page`] from the page's
 //!   `time_stamp`: deltas add up, TIME_EXTEND records carry the high bits.
 //! - Missed events (`commit` bit 31; bit 30: the count stored right after the data) belong to
 //!   the page's first record, and kbuffer reports them only when that record is at data
@@ -10,7 +10,12 @@
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
 //!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order.
 
-use hyptrace_tracedat::page::{DecodeError, Missed, PageView, Record, Records};
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::page::{DecodeError, Missed, PageView, Record, Records};
 
 /// A decoded event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +43,8 @@ pub struct PageError {
     pub error: DecodeError,
 }
 
-impl std::fmt::Display for PageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.error {
             DecodeError::Truncated { offset } => {
                 format!("the record at data offset {offset} runs past the page's commit")
