@@ -420,6 +420,12 @@ impl TracingService {
         self.storage.scratch.lock().states.shared_pages()
     }
 
+    /// Who owns the page containing `pa`, as the ownership table says; `None` outside the RAM
+    /// it tracks (nothing before the first load).
+    pub fn page_state(&self, pa: u64) -> Option<ownership::PageState> {
+        self.storage.scratch.lock().states.state(pa)
+    }
+
     /// The clock's current parameters.
     pub fn clock(&self) -> ClockParams {
         self.clock.read()
