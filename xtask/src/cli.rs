@@ -39,6 +39,8 @@ pub enum Command {
     QemuCheck,
     /// Print a trace.dat's events as `trace-cmd report` does, with hyptrace's own decoder.
     Report(crate::report::ReportArgs),
+    /// Run the coverage-guided fuzz targets (hypercall, pack, ring, tracedat) with libFuzzer.
+    Fuzz(crate::fuzz_cmd::FuzzArgs),
 }
 
 /// Options for building the images.
@@ -242,7 +244,7 @@ pub struct TestArgs {
     /// Kill each QEMU run after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Skip the host steps (fmt, clippy, host tests, loom).
+    /// Skip the host steps (fmt, clippy, host tests, package, loom, examples, fuzz).
     #[arg(long)]
     pub skip_host: bool,
     /// Skip building the images and the in-QEMU harness.

@@ -15,6 +15,7 @@
 //! - [`trace_summary`]: what the guest's `run` mode printed about the trace it recorded.
 //! - [`report_check`]: the pure judgement of a trace.dat from trace-cmd's outputs.
 //! - [`report`]: `cargo xtask report`, hyptrace's own trace.dat decoder and printer.
+//! - [`fuzz_cmd`]: `cargo xtask fuzz`, the libFuzzer targets of `hyp/fuzz`.
 //! - [`run_cmd`], [`test_cmd`], [`bench`]: the `run`, `test` and `bench` subcommands;
 //!   [`trace_step`]: the trace.dat step of `test`.
 //! - [`step_log`]: timing and summarising the steps of `test`.
@@ -27,6 +28,7 @@ mod build;
 mod cli;
 mod examples_step;
 mod fault_report;
+mod fuzz_cmd;
 mod harness_outcome;
 mod mmu_check;
 mod qemu;
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::QemuCheck => qemu::check_installation(),
         Command::Report(args) => report::run(&args),
+        Command::Fuzz(args) => fuzz_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

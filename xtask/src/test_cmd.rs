@@ -5,7 +5,8 @@
 //! 3. `cargo test --workspace` (host unit and property tests, doctests), then `cargo package`
 //!    of every library crate ([`LIBRARY_CRATES`])
 //! 4. loom model checks (see [`loom_command`]), then the library crates' examples, whose
-//!    trace.dat files the real trace-cmd must read ([`crate::examples_step`])
+//!    trace.dat files the real trace-cmd must read ([`crate::examples_step`]), then every
+//!    fuzz target for 30 s with a fixed seed ([`crate::fuzz_cmd::ci`])
 //! 5. build the images, then the in-QEMU harness once per (CPU model, CPU count) of
 //!    [`TestArgs::harness_matrix`]
 //! 6. the fault reports: a deliberate EL1 fault must be decoded and end QEMU with status 5;
@@ -85,6 +86,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
             "package",
             "loom",
             EXAMPLES_STEP,
+            &fuzz_step(),
         ] {
             log.skip(name, "--skip-host");
         }
@@ -237,7 +239,14 @@ fn host_steps(log: &mut StepLog) -> Result<()> {
         workspace::run_checked(loom_command(), "loom model checks")
     })?;
     log.run(EXAMPLES_STEP, crate::examples_step::run)?;
+    log.run(&fuzz_step(), crate::fuzz_cmd::ci)?;
     Ok(())
+}
+
+/// The name of the fuzz step in the summary.
+fn fuzz_step() -> String {
+    use crate::fuzz_cmd::{CI_SECONDS, CI_SEED};
+    format!("fuzz (every target {CI_SECONDS} s, seed {CI_SEED})")
 }
 
 /// The name of the examples step in the summary.
