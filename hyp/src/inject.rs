@@ -34,6 +34,25 @@ pub fn abort_esr(esr_el2: u64, spsr: u64) -> Option<u64> {
     Some((ec << 26) | (1 << 25) | (esr_el2 & keep))
 }
 
+/// ESR_EL2.ISS.S1PTW: the stage-2 fault happened on the stage-1 table walk's own access.
+pub const ISS_S1PTW: u64 = 1 << 7;
+
+/// Fault status "synchronous external abort on translation table walk, level 0" (0b010100;
+/// levels 1-3 add the level).
+pub const FSC_SEA_ON_WALK: u64 = 0b01_0100;
+
+/// ESR_EL1 for a stage-2 fault on the host's own stage-1 walk (`esr_el2` has S1PTW set): a
+/// synchronous external abort on translation table walk at the stage-1 `level` (0..=3) that
+/// read the refused descriptor, as a host without a hypervisor would see for a walk into
+/// memory that does not answer. Reporting the stage-2 fault status instead would tell the host
+/// of a translation fault at a level of its own tables, which it would try to fix forever.
+/// The class is chosen as in [`abort_esr`]; WnR is kept. `None` if `esr_el2` is not an abort
+/// from a lower EL.
+pub fn walk_abort_esr(esr_el2: u64, spsr: u64, level: u8) -> Option<u64> {
+    let esr = abort_esr(esr_el2, spsr)?;
+    Some((esr & !0x3f) | FSC_SEA_ON_WALK | u64::from(level.min(3)))
+}
+
 /// Where and how the host's vector table must be entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Injection {
@@ -102,6 +121,24 @@ mod tests {
             Some((0x21 << 26) | (1 << 25) | 0x07)
         );
         assert_eq!(abort_esr(0x5A00_0000, 0x3c5), None, "an HVC is no abort");
+    }
+
+    #[test]
+    fn walk_aborts_are_external_aborts_at_the_stage_1_level() {
+        // Stage-2 translation fault level 2 on a stage-1 walk (S1PTW) of a load from EL1.
+        let esr = 0x9200_0086;
+        assert_eq!(
+            walk_abort_esr(esr, 0x3c5, 2),
+            Some((0x25 << 26) | (1 << 25) | 0x16)
+        );
+        assert_eq!(walk_abort_esr(esr, 0x3c5, 0).map(|e| e & 0x3f), Some(0x14));
+        assert_eq!(walk_abort_esr(esr, 0x3c5, 9).map(|e| e & 0x3f), Some(0x17));
+        // From EL0, an instruction fetch.
+        assert_eq!(
+            walk_abort_esr(0x8200_0087, 0x0, 3),
+            Some((0x20 << 26) | (1 << 25) | 0x17)
+        );
+        assert_eq!(walk_abort_esr(0x5A00_0000, 0x3c5, 1), None);
     }
 
     #[test]

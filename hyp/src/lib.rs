@@ -11,7 +11,8 @@
 //! - [`tracing`]: the tracing service behind the tracing hypercalls.
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
-//! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors.
+//! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors;
+//!   [`s1walk`]: which level of the host's stage-1 walk met a stage-2 fault.
 //! - [`el2_map`]: the hypervisor's own stage-1 tables: what EL2 maps, with which permissions.
 //! - [`fgt`]: the fine-grained trap registers' values for a hypervisor that traps nothing.
 //! - [`mdcr`]: MDCR_EL2: the PMU is the host's, but does not count the hypervisor.
@@ -40,5 +41,6 @@ pub mod hypercall;
 pub mod inject;
 pub mod mdcr;
 pub mod psci;
+pub mod s1walk;
 pub mod stage2;
 pub mod tracing;

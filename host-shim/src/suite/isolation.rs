@@ -56,6 +56,11 @@ pub const TESTS: &[TestCase<Ctx>] = &[
         name: "scribbled_pages_cannot_steer_the_writer",
         run: scribbler,
     },
+    TestCase {
+        group: "isolation",
+        name: "a_walk_through_hypervisor_memory_is_an_external_abort",
+        run: walk_into_hypervisor,
+    },
 ];
 
 /// Addresses spread over the hypervisor's region: image start, text, BSS (descriptor pool),
@@ -321,4 +326,55 @@ fn pmu_blind_to_el2(_: &Ctx) -> TestResult {
             })
         }
     })
+}
+
+/// A VA in the top GiB of the host's 39-bit space: mapped as Device with nothing behind it,
+/// used by nothing, so its root entry can be borrowed.
+const WALK_PROBE_VA: u64 = (1 << 39) - (1 << 30) + 0x1000;
+
+/// The host points one of its own root-table entries at a "level-2 table" in the hypervisor's
+/// memory: its walk for an address under that entry reads a descriptor stage 2 refuses
+/// (ESR_EL2.ISS.S1PTW). The host must see a synchronous external abort on translation table
+/// walk at level 2 (DFSC 0x16) at that address, not a translation fault of its own tables;
+/// the abort is traced, and the hypervisor keeps serving.
+fn walk_into_hypervisor(_: &Ctx) -> TestResult {
+    let table = HYP_BASE | 0b11;
+    with_session(8 << 10, &[HostMemAbort::DESC.id], |s| {
+        // SAFETY: nothing uses the top GiB of the host's space; the probe's one access is
+        // expected to abort, and the entry is restored before anything else runs.
+        let abort =
+            unsafe { cpu::with_root_entry(WALK_PROBE_VA, table, || probe_read(WALK_PROBE_VA)) };
+        let abort = abort
+            .err()
+            .ok_or("the read through a table in hypervisor memory did not abort")?;
+        expect_eq("exception class", abort.esr >> 26, 0x25)?;
+        expect_eq(
+            "fault status (0x16: external abort on the walk, level 2)",
+            abort.esr & 0x3f,
+            0x16,
+        )?;
+        expect_eq("FAR", abort.far, WALK_PROBE_VA)?;
+        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+        let mut found = None;
+        each_event(&mut s.readers[0], |_, id, p| {
+            if id == HostMemAbort::DESC.id {
+                found = Some((
+                    field(&HostMemAbort::DESC, p, 0),
+                    field(&HostMemAbort::DESC, p, 1),
+                ));
+            }
+            Ok(())
+        })?;
+        let (esr, addr) = found.ok_or("no host_mem_abort event")?;
+        // The level-2 lookup of the probe reads entry 0 of the "table" at HYP_BASE.
+        expect_eq("traced IPA (the descriptor's page)", addr, HYP_BASE)?;
+        expect_eq("traced S1PTW (EL2's view)", (esr >> 7) & 1, 1)
+    })?;
+    // Restored: the address is the host's Device mapping again, which stage 2 refuses as a
+    // translation fault, not a walk abort.
+    let after = probe_read(WALK_PROBE_VA);
+    check(matches!(after, Err(a) if a.esr & 0x3f != 0x16), || {
+        format!("after the entry was restored the probe gave {after:?}")
+    })?;
+    still_serving()
 }

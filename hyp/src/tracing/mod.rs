@@ -22,6 +22,7 @@ use crate::abi::event_format::Event;
 use crate::abi::events;
 use crate::abi::limits::{MAX_LOAD_PAGES, MAX_PACK_SIZE, MAX_SELFTEST_BATCH};
 use crate::abi::pack::TraceBufferPack;
+use crate::abi::page::PAGE_SIZE_U64;
 use crate::abi::{HypError, RingCounters, SwapResult};
 use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
@@ -424,6 +425,38 @@ impl TracingService {
     /// it tracks (nothing before the first load).
     pub fn page_state(&self, pa: u64) -> Option<ownership::PageState> {
         self.storage.scratch.lock().states.state(pa)
+    }
+
+    /// Reads the 8-byte word at host address `pa` (8-aligned) for the hypervisor's own use
+    /// (the software walk of the host's stage-1 tables, [`crate::s1walk`]): only from a page
+    /// of host RAM outside the hypervisor that the host owns (not shared: its EL2 mapping is
+    /// the tracing buffer's), mapped read-only for the read alone. `None` otherwise, or when
+    /// the EL2 tables have no room for the mapping.
+    ///
+    /// # Safety
+    ///
+    /// As [`load`](Self::load) for `rules`.
+    pub unsafe fn read_host_word(&self, pa: u64, rules: &MemoryRules) -> Option<u64> {
+        if !pa.is_multiple_of(8) {
+            return None;
+        }
+        let page = pa & !(PAGE_SIZE_U64 - 1);
+        rules.check_page(page, &(0..0)).ok()?;
+        // The scratch lock orders this against load and teardown, which share, map and unmap
+        // pages only while holding it: a page found host-owned here stays unmapped at EL2
+        // until the lock is released.
+        let scratch = self.storage.scratch.lock();
+        if scratch.states.state(page) == Some(ownership::PageState::Shared) {
+            return None;
+        }
+        self.memory.map(page..page + PAGE_SIZE_U64, false).ok()?;
+        // SAFETY: `page` is host RAM outside the hypervisor (checked above), which the
+        // caller guarantees is host memory reachable at its own address while mapped; mapped
+        // just above; `pa` is 8-aligned inside it. Volatile: the host may be writing it.
+        let word = unsafe { core::ptr::read_volatile(host_pointer(pa)?.cast::<u64>().as_ptr()) };
+        self.memory.unmap(page..page + PAGE_SIZE_U64);
+        drop(scratch);
+        Some(word)
     }
 
     /// The clock's current parameters.

@@ -685,3 +685,33 @@ fn control_calls_race_writers_and_a_reader() {
     // The race was real: events were written and pages swapped while loaded.
     assert!(written.load(Relaxed) > 0 && swaps.load(Relaxed) > 0);
 }
+
+#[test]
+fn host_words_are_read_only_from_pages_the_host_owns() {
+    let s = service!();
+    let mut host = Host::new(9);
+    // Page 8: not in the pack `two_cpus` makes of pages 0..8.
+    let page = host.addr(8);
+    // SAFETY: page 8 is a live test page.
+    unsafe { (page as *mut u64).add(3).write(0x1234_5678) };
+    // SAFETY: the test's pages are live heap memory inside `rules().ram`.
+    let read = |pa| unsafe { s.read_host_word(pa, &rules()) };
+    assert_eq!(read(page + 24), Some(0x1234_5678));
+    assert_eq!(read(page + 4), None, "misaligned");
+    assert_eq!(read(8), None, "the hypervisor's page");
+    assert_eq!(read(1 << 60), None, "not RAM");
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: as above.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    assert_eq!(read(host.addr(1)), None, "a shared ring page");
+    assert_eq!(
+        read(page + 24),
+        Some(0x1234_5678),
+        "a page still the host's"
+    );
+    s.teardown().unwrap();
+    assert!(
+        read(host.addr(1)).is_some(),
+        "the host's again after teardown"
+    );
+}

@@ -151,3 +151,44 @@ pub fn pmu_counter0() -> u64 {
     };
     v
 }
+
+/// Runs `f` with the host's root-table entry (level 1 of its 39-bit map) for `va` replaced by
+/// `desc`, then puts the old entry back. Each change follows break-before-make (Arm ARM
+/// D8.16.1): the entry is made invalid, the store is made visible to the table walkers of
+/// every CPU (DSB ISHST), every stage-1 TLB and walk-cache entry is invalidated on every CPU
+/// (TLBI VMALLE1IS, completed by DSB ISH), and only then is the new entry written, published
+/// (DSB ISHST) and the instruction stream resynchronised (ISB) before `f` relies on it.
+///
+/// # Safety
+///
+/// Nothing may use the addresses the entry translates (1 GiB around `va`) while `f` runs,
+/// on any CPU, except `f` itself; `desc` must be a descriptor `f`'s accesses can live with.
+pub unsafe fn with_root_entry<R>(va: u64, desc: u64, f: impl FnOnce() -> R) -> R {
+    let ttbr0: u64;
+    // SAFETY: reading TTBR0_EL1 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ttbr0_el1", out(reg) ttbr0, options(nomem, nostack)) };
+    let root = ttbr0 & 0x0000_ffff_ffff_f000;
+    let entry = (root + ((va >> 30) & 0x1ff) * 8) as *mut u64;
+    // SAFETY: the root table is the host's own page, identity mapped and writable (it lives
+    // in the host image's data); the entry is inside it.
+    let old = unsafe { entry.read_volatile() };
+    let replace = |value: u64| {
+        // SAFETY: as above; the sequence is the break-before-make described above, and the
+        // caller guarantees nothing else uses the translation meanwhile.
+        unsafe {
+            entry.write_volatile(0);
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalle1is",
+                "dsb ish",
+                options(nostack, preserves_flags)
+            );
+            entry.write_volatile(value);
+            core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
+        }
+    };
+    replace(desc);
+    let result = f();
+    replace(old);
+    result
+}

@@ -56,7 +56,13 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
 /// handed back to the host as the abort it would have taken without a hypervisor.
 fn host_abort(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
     let far = FAR_EL2.get();
-    let ipa = hyp::stage2::fault_ipa(HPFAR_EL2.get(), far);
+    let s1ptw = esr.0 & hyp::inject::ISS_S1PTW != 0;
+    // On the stage-1 walk's own access FAR is the VA being translated, so only the page of
+    // the descriptor's IPA is known (HPFAR_EL2).
+    let ipa = match s1ptw {
+        true => hyp::stage2::fault_ipa(HPFAR_EL2.get(), 0),
+        false => hyp::stage2::fault_ipa(HPFAR_EL2.get(), far),
+    };
     TRACING.emit(
         cpu,
         counter,
@@ -65,7 +71,13 @@ fn host_abort(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
             addr: ipa,
         },
     );
-    let Some(esr_el1) = hyp::inject::abort_esr(esr.0, frame.spsr) else {
+    let esr_el1 = if s1ptw {
+        let level = walk_level(far, ipa);
+        hyp::inject::walk_abort_esr(esr.0, frame.spsr, level)
+    } else {
+        hyp::inject::abort_esr(esr.0, frame.spsr)
+    };
+    let Some(esr_el1) = esr_el1 else {
         return inject_undef(frame);
     };
     let injection = hyp::inject::sync_exception(VBAR_EL1.get(), frame.elr, frame.spsr);
@@ -75,6 +87,23 @@ fn host_abort(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
     SPSR_EL1.set(injection.spsr_el1);
     frame.elr = injection.elr_el2;
     frame.spsr = injection.spsr_el2;
+}
+
+/// The level of the host's stage-1 lookup for `va` that read a descriptor in the page stage 2
+/// refused (`ipa`), found by repeating the host's walk in software; when that cannot be
+/// followed, the walk's first level.
+fn walk_level(va: u64, ipa: u64) -> u8 {
+    let host = hyp::s1walk::HostTranslation {
+        tcr: TCR_EL1.get(),
+        ttbr0: TTBR0_EL1.get(),
+        ttbr1: TTBR1_EL1.get(),
+    };
+    let rules = memory_rules();
+    // SAFETY: the rules' host RAM is host memory, reached only through the EL2 tables.
+    let read = |pa| unsafe { TRACING.read_host_word(pa, rules) };
+    hyp::s1walk::faulting_level(&host, va, ipa, read)
+        .or_else(|| host.start_level(va))
+        .unwrap_or(0)
 }
 
 /// Injects an undefined-instruction exception into the host at the trapping instruction.
