@@ -1,5 +1,6 @@
 //! `fuzz::` — a randomized hypercall fuzzer run from every CPU at once, then a full tracing
-//! session whose counts must still be exact.
+//! session whose counts must still be exact; and every CPU loading, using and tearing down
+//! its own buffer at once, so that loads contend with loads, teardowns and every other call.
 //!
 //! Calls mix (a) random function IDs in and out of hyptrace's range with edge-biased
 //! arguments, (b) `load_tracing` of a valid pack with one random mutation (header fields,
@@ -12,7 +13,7 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use host_shim::harness::{TestCase, TestResult};
 use host_shim::page_pool::PAGE_SIZE;
@@ -29,11 +30,18 @@ use crate::arch::{cpu, smp};
 use crate::record::{call, page_pool};
 
 /// The `fuzz::` group.
-pub const TESTS: &[TestCase<Ctx>] = &[TestCase {
-    group: "fuzz",
-    name: "hypercalls_from_every_cpu",
-    run: hypercalls,
-}];
+pub const TESTS: &[TestCase<Ctx>] = &[
+    TestCase {
+        group: "fuzz",
+        name: "hypercalls_from_every_cpu",
+        run: hypercalls,
+    },
+    TestCase {
+        group: "fuzz",
+        name: "every_cpu_loads_at_once",
+        run: concurrent_loads,
+    },
+];
 
 /// Calls in total, split between the CPUs.
 const TOTAL_CALLS: u64 = 100_000;
@@ -291,4 +299,162 @@ fn page_word(rng: &mut SplitMix64, cpus: usize, per_cpu: usize) -> usize {
     } else {
         base + 2 + k
     }
+}
+
+/// Rounds of `every_cpu_loads_at_once` on each CPU, at least; a CPU whose load was never
+/// accepted goes on (it will be once the others are done), up to [`MAX_LOAD_ROUNDS`].
+const LOAD_ROUNDS: u64 = 300;
+const MAX_LOAD_ROUNDS: u64 = 1_000_000;
+/// No CPU holds the buffer.
+const NO_OWNER: usize = usize::MAX;
+/// The CPU whose load the hypervisor accepted, as the CPUs themselves keep track of it.
+static OWNER: AtomicUsize = AtomicUsize::new(NO_OWNER);
+/// Per CPU: rounds in which its load was accepted.
+static WON: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Pages of one CPU's own buffer: its pack, a reader page and two ring pages.
+#[derive(Clone, Copy)]
+struct OwnPages {
+    pack: u64,
+    reader: u64,
+    ring: [u64; 2],
+}
+
+/// Every CPU, at once and over and over: load a pack of its own pages (describing only its
+/// own CPU), and if the hypervisor accepted it, write events, swap, read the footers and tear
+/// down; while another CPU holds the buffer, random calls on it. Each valid load must be
+/// accepted or refused with `AlreadyLoaded`, never two at once (the CPUs claim `OWNER` when
+/// their load is accepted and give it up before their teardown), each swap must answer one of
+/// the owner's own pages, and every CPU's load must be accepted at least once. Afterwards a
+/// full session is exact.
+fn concurrent_loads(ctx: &Ctx) -> TestResult {
+    let n = machine().cpus.count();
+    let mut pool = page_pool();
+    let mut own = Vec::new();
+    for _ in 0..n {
+        let mut page = || pool.alloc().map_err(|e| format!("{e:?}"));
+        own.push(OwnPages {
+            pack: page()?,
+            reader: page()?,
+            ring: [page()?, page()?],
+        });
+    }
+    let own: &'static [OwnPages] = Box::leak(own.into_boxed_slice());
+    let seed = ctx.seed;
+    for (c, &pages) in own.iter().enumerate().skip(1) {
+        smp::start_job(c, Box::new(move || load_rounds(c, pages, seed)))?;
+    }
+    let mine = load_rounds(0, own[0], seed);
+    let others: Result<(), _> = (1..n).try_for_each(|c| smp::wait_job(c, 600_000));
+    mine.and(others).map_err(|e| format!("seed {seed}: {e}"))?;
+    let won: Vec<u64> = WON.iter().map(|w| w.swap(0, Ordering::Relaxed)).collect();
+    crate::arch::console::println!("    fuzz: loads accepted per CPU: {:?}", &won[..n]);
+    check(won[..n].iter().all(|&w| w > 0), || {
+        format!("a CPU's load was never accepted: {:?}", &won[..n])
+    })?;
+    expect_eq(
+        "owner after the storm",
+        OWNER.load(Ordering::Relaxed),
+        NO_OWNER,
+    )?;
+    after_the_storm().map_err(|e| format!("seed {seed}: after the loads: {e}"))
+}
+
+fn load_rounds(cpu: usize, own: OwnPages, seed: u64) -> TestResult {
+    let mut rng = SplitMix64::new(seed ^ 0x10ad ^ (cpu as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let words = [1, 3, cpu as u64, own.reader, 2, own.ring[0], own.ring[1]];
+    let mut round = 0;
+    while round < LOAD_ROUNDS || WON[cpu].load(Ordering::Relaxed) == 0 {
+        round += 1;
+        if round > MAX_LOAD_ROUNDS {
+            return Err(format!(
+                "cpu {cpu}: no load accepted in {MAX_LOAD_ROUNDS} rounds"
+            ));
+        }
+        // SAFETY: the pack page is this CPU's own pool page, and no load of it is in flight.
+        let page = unsafe { core::slice::from_raw_parts_mut(own.pack as *mut u64, 512) };
+        page.fill(0);
+        page[..words.len()].copy_from_slice(&words);
+        let which = |e| format!("cpu {cpu} round {round}: {e}");
+        match call(HypercallId::LoadTracing, &[own.pack, PAGE_SIZE]) {
+            Ok(_) => {
+                let owner =
+                    OWNER.compare_exchange(NO_OWNER, cpu, Ordering::AcqRel, Ordering::Acquire);
+                if let Err(other) = owner {
+                    return Err(which(format!("loaded while CPU {other} holds the buffer")));
+                }
+                WON[cpu].fetch_add(1, Ordering::Relaxed);
+                use_own_buffer(cpu, own).map_err(which)?;
+                // Given up before the teardown: no other load can succeed before it.
+                OWNER.store(NO_OWNER, Ordering::Release);
+                call(HypercallId::TeardownTracing, &[])
+                    .map_err(|e| which(format!("teardown of my own load: {e}")))?;
+            }
+            Err(HypError::AlreadyLoaded) => {
+                let regs = bystander_call(&mut rng);
+                let out = hvc_raw(regs);
+                let code = out[0] as i64;
+                if code != 0 && HypError::from_code(code).is_none() {
+                    return Err(which(format!(
+                        "call {:#x} -> unknown status {code}",
+                        regs[0]
+                    )));
+                }
+            }
+            Err(e) => return Err(which(format!("a valid load refused with {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// A call on someone else's buffer that leaves the owner's expectations intact: swaps,
+/// footers, clock updates, selftest writes on this CPU (which has no buffer), enabling the
+/// buffer, loads of the hypervisor's memory, with edge arguments. Teardown, reset, disables
+/// and event enables (another event would add entries to the owner's count) are the owner's
+/// alone here.
+fn bystander_call(rng: &mut SplitMix64) -> [u64; 18] {
+    let mut regs = [0u64; 18];
+    for r in regs.iter_mut() {
+        *r = rng.edgy();
+    }
+    let ids = [
+        HypercallId::Null,
+        HypercallId::Info,
+        HypercallId::SwapReader,
+        HypercallId::UpdateFooters,
+        HypercallId::UpdateClock,
+        HypercallId::WriteSelftest,
+        HypercallId::EnableTracing,
+        HypercallId::LoadTracing,
+    ];
+    let id = ids[rng.below(ids.len() as u64) as usize];
+    regs[0] = id.function_id() as u64;
+    match id {
+        HypercallId::SwapReader | HypercallId::UpdateFooters => {
+            regs[1] = rng.below(MAX_CPUS as u64 + 1);
+        }
+        HypercallId::EnableTracing => regs[1] = 1,
+        _ => {}
+    }
+    sanitize(&mut regs);
+    regs
+}
+
+/// The owner's use of its buffer: enable, write, swap (which must answer its own pages),
+/// footers.
+fn use_own_buffer(cpu: usize, own: OwnPages) -> TestResult {
+    let mine = [own.reader, own.ring[0], own.ring[1]];
+    call(HypercallId::EnableEvent, &[u64::from(SELFTEST), 1])
+        .map_err(|e| format!("enable_event: {e}"))?;
+    call(HypercallId::EnableTracing, &[1]).map_err(|e| format!("enable: {e}"))?;
+    let written = selftest((cpu as u64) << 32, 50)?;
+    expect_eq("selftest written on my own buffer", written, 50)?;
+    let [page, _, _] =
+        call(HypercallId::SwapReader, &[cpu as u64]).map_err(|e| format!("swap: {e}"))?;
+    check(mine.contains(&page), || {
+        format!("swap answered {page:#x}, not one of my pages {mine:x?}")
+    })?;
+    let [entries, _, _] =
+        call(HypercallId::UpdateFooters, &[cpu as u64]).map_err(|e| format!("footers: {e}"))?;
+    expect_eq("entries on my own buffer", entries, 50)
 }
