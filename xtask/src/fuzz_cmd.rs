@@ -234,11 +234,8 @@ fn run_target(name: &str, triple: &str, args: &FuzzArgs) -> Result<Figures> {
         command.arg(format!("-runs={runs}"));
     }
     eprintln!("xtask: $ {}", workspace::display_command(&command));
-    let out = command
-        .output()
-        .with_context(|| format!("could not start {}", p.binary.display()))?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
+    let (status, text) = run_streaming(command, name)?;
+    if !status.success() {
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         let crash = text
@@ -254,8 +251,7 @@ fn run_target(name: &str, triple: &str, args: &FuzzArgs) -> Result<Figures> {
                 tail.join("\n")
             ),
             None => bail!(
-                "fuzz target {name} failed ({}); libFuzzer's last lines:\n{}",
-                out.status,
+                "fuzz target {name} failed ({status}); libFuzzer's last lines:\n{}",
                 tail.join("\n")
             ),
         }
@@ -276,6 +272,29 @@ fn run_target(name: &str, triple: &str, args: &FuzzArgs) -> Result<Figures> {
         merge_into_seeds(name, &p)?;
     }
     Ok(figures)
+}
+
+/// Runs libFuzzer, showing its progress lines (`pulse`, at every power of two executions, and
+/// `DONE`) as they come; returns its status and everything it printed.
+fn run_streaming(mut command: Command, name: &str) -> Result<(std::process::ExitStatus, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start the {name} fuzz target"))?;
+    let mut text = String::new();
+    let stderr = child.stderr.take().context("libFuzzer's stderr")?;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("reading libFuzzer's output")?;
+        if line.contains("\tpulse ") || line.contains("\tDONE ") {
+            eprintln!("xtask: fuzz {name}: {}", line.replace('\t', " "));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let status = child.wait().context("waiting for libFuzzer")?;
+    Ok((status, text))
 }
 
 /// The longest input per target: a trace.dat needs room for a few pages.
