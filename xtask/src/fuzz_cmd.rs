@@ -54,6 +54,42 @@ pub struct FuzzArgs {
     /// covers what it and this run's corpus cover.
     #[arg(long)]
     pub update_seeds: bool,
+    /// Instead of fuzzing, measure the source lines of the code under test that the seeds and
+    /// the working corpus reach (`cargo fuzz coverage`, then `llvm-cov report`; needs the
+    /// `llvm-tools` rustup component).
+    #[arg(long, conflicts_with_all = ["seconds", "seed", "runs", "update_seeds"])]
+    pub coverage: bool,
+}
+
+/// The source files each target is there to exercise, for `--coverage`.
+fn code_under_test(name: &str) -> &'static [&'static str] {
+    match name {
+        "hypercall" => &[
+            "hyp/src/hypercall.rs",
+            "hyp/src/tracing/mod.rs",
+            "hyp/src/tracing/memory_rules.rs",
+            "hyp/src/tracing/ownership.rs",
+            "hyp/src/tracing/host_memory.rs",
+            "hyp/abi/src/calls.rs",
+            "hyp/abi/src/pack.rs",
+        ],
+        "pack" => &["hyp/abi/src/pack.rs"],
+        "ring" => &[
+            "hyp/ring/src/lib.rs",
+            "hyp/ring/src/control.rs",
+            "hyp/ring/src/writer.rs",
+            "hyp/ring/src/desc.rs",
+            "hyp/ring/src/page_io.rs",
+        ],
+        "tracedat" => &[
+            "host-shim/tracedat/src/reader.rs",
+            "host-shim/tracedat/src/event_format.rs",
+            "host-shim/tracedat/src/page.rs",
+            "host-shim/tracedat/src/report/mod.rs",
+            "host-shim/tracedat/src/report/decode.rs",
+        ],
+        _ => &[],
+    }
 }
 
 fn target_names() -> Vec<&'static str> {
@@ -365,9 +401,87 @@ pub fn table(rows: &[(&str, Figures)]) -> String {
     s
 }
 
+/// Line coverage of one target's code under test: (lines, lines reached) per file and in all.
+fn coverage(name: &str, triple: &str) -> Result<String> {
+    let p = paths(name, triple);
+    let cov_dir = workspace::target_dir().join("fuzz-coverage");
+    let cov_dir_text = cov_dir.to_string_lossy();
+    let seeds = p.seeds.to_string_lossy();
+    let work = p.work.to_string_lossy();
+    let mut corpora = vec![seeds.as_ref()];
+    if p.work.is_dir() {
+        corpora.push(work.as_ref());
+    }
+    let mut args = vec![
+        "coverage",
+        "--fuzz-dir",
+        FUZZ_DIR,
+        "--sanitizer",
+        "none",
+        "--features",
+        "libfuzzer",
+        "--target",
+        triple,
+        "--target-dir",
+        &cov_dir_text,
+        name,
+    ];
+    args.extend(corpora);
+    workspace::run_checked(cargo_fuzz(&args), "cargo fuzz coverage")?;
+    let profile = workspace::root()
+        .join(FUZZ_DIR)
+        .join("coverage")
+        .join(name)
+        .join("coverage.profdata");
+    let binary = cov_dir.join(triple).join("release").join(name);
+    let sysroot = workspace::output_checked({
+        let mut c = Command::new("rustc");
+        c.args(["--print", "sysroot"])
+            .current_dir(workspace::root());
+        c
+    })?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let llvm_cov = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(triple)
+        .join("bin/llvm-cov");
+    if !llvm_cov.exists() {
+        bail!(
+            "{} is missing; install it with `rustup component add llvm-tools`",
+            llvm_cov.display()
+        );
+    }
+    let mut report = Command::new(&llvm_cov);
+    report
+        .arg("report")
+        .arg(&binary)
+        .arg(format!("-instr-profile={}", profile.display()))
+        .args(code_under_test(name))
+        .current_dir(workspace::root());
+    let out = workspace::output_checked(report)?;
+    // The coverage build leaves its raw data in the fuzz crate; only the report is wanted.
+    let _ = std::fs::remove_dir_all(workspace::root().join(FUZZ_DIR).join("coverage"));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `cargo xtask fuzz`.
 pub fn run(args: &FuzzArgs) -> Result<()> {
     let triple = host_triple()?;
+    if args.coverage {
+        ensure_cargo_fuzz()?;
+        let names: Vec<&str> = match &args.target {
+            Some(t) => vec![t.as_str()],
+            None => target_names(),
+        };
+        for name in names {
+            let report = coverage(name, &triple)?;
+            println!(
+                "coverage of the code the {name} target exercises (seeds and working corpus):"
+            );
+            print!("{report}");
+        }
+        return Ok(());
+    }
     build(&triple)?;
     let names: Vec<&str> = match &args.target {
         Some(t) => vec![t.as_str()],
@@ -390,6 +504,7 @@ pub fn ci() -> Result<()> {
         seed: Some(CI_SEED),
         runs: None,
         update_seeds: false,
+        coverage: false,
     })
 }
 
