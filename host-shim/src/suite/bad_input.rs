@@ -338,4 +338,5 @@ cases! {
     clock_shift_64: Loaded, InvalidClock, |_| (HypercallId::UpdateClock, [16, 64, 0, 0].to_vec());
     clock_mult_above_32_bits: Loaded, InvalidClock, |_| (HypercallId::UpdateClock, [1 << 32, 0, 0, 0].to_vec());
     selftest_batch_too_big: Loaded, InvalidArgument, |_| (HypercallId::WriteSelftest, [0, 1 << 17].to_vec());
+    selftest_sequence_wraps: Loaded, InvalidArgument, |_| (HypercallId::WriteSelftest, [u64::MAX, 1].to_vec());
 }

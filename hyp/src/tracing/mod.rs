@@ -391,7 +391,7 @@ impl TracingService {
     /// numbers `first_seq..first_seq + count` on `cpu`, as fast as possible. Returns how many
     /// were written (0 when the event is disabled or the buffer not writable). Errors:
     /// [`HypError::NotLoaded`], [`HypError::InvalidArgument`] for `count` above
-    /// [`MAX_SELFTEST_BATCH`].
+    /// [`MAX_SELFTEST_BATCH`] or sequence numbers that would pass `u64::MAX`.
     pub fn write_selftest(
         &self,
         cpu: usize,
@@ -402,11 +402,14 @@ impl TracingService {
         if !self.control.lock().loaded {
             return Err(HypError::NotLoaded);
         }
-        if count > MAX_SELFTEST_BATCH {
+        // Every number of the batch must exist: a range that saturated would write fewer
+        // events than asked and look like tracing being off.
+        let end = first_seq.checked_add(count);
+        let Some(end) = end.filter(|_| count <= MAX_SELFTEST_BATCH) else {
             return Err(HypError::InvalidArgument);
-        }
+        };
         let mut written = 0;
-        for seq in first_seq..first_seq.saturating_add(count) {
+        for seq in first_seq..end {
             let e = events::Selftest {
                 seq,
                 payload: events::selftest_payload(seq),
@@ -449,11 +452,13 @@ impl TracingService {
         if scratch.states.state(page) == Some(ownership::PageState::Shared) {
             return None;
         }
+        // Before mapping: nothing may return between the map and the unmap.
+        let word_ptr = host_pointer(pa)?.cast::<u64>();
         self.memory.map(page..page + PAGE_SIZE_U64, false).ok()?;
         // SAFETY: `page` is host RAM outside the hypervisor (checked above), which the
         // caller guarantees is host memory reachable at its own address while mapped; mapped
         // just above; `pa` is 8-aligned inside it. Volatile: the host may be writing it.
-        let word = unsafe { core::ptr::read_volatile(host_pointer(pa)?.cast::<u64>().as_ptr()) };
+        let word = unsafe { core::ptr::read_volatile(word_ptr.as_ptr()) };
         self.memory.unmap(page..page + PAGE_SIZE_U64);
         drop(scratch);
         Some(word)

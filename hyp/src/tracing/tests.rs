@@ -715,3 +715,29 @@ fn host_words_are_read_only_from_pages_the_host_owns() {
         "the host's again after teardown"
     );
 }
+
+/// Found by the `hypercall` fuzz target (hyp/fuzz/regressions/hypercall/
+/// selftest-sequence-wraps): `write_selftest(u64::MAX, 1)` wrote nothing and answered 0, as
+/// if tracing were off, because the sequence range saturated. A batch whose sequence numbers
+/// would pass 2^64 is refused instead.
+#[test]
+fn selftest_batches_whose_sequence_wraps_are_refused() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: the test's pages and pack are live heap memory inside `rules().ram`.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    s.enable(1).unwrap();
+    assert_eq!(
+        s.write_selftest(0, || 1, u64::MAX, 1),
+        Err(HypError::InvalidArgument)
+    );
+    assert_eq!(
+        s.write_selftest(0, || 1, u64::MAX - 9, 11),
+        Err(HypError::InvalidArgument)
+    );
+    assert_eq!(s.write_selftest(0, || 1, u64::MAX - 10, 10), Ok(10));
+    assert_eq!(s.write_selftest(0, || 1, u64::MAX - 1, 0), Ok(0));
+    s.teardown().unwrap();
+}
