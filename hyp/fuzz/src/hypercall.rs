@@ -30,17 +30,21 @@ use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use hyp::abi::calls::Call;
+use hyp::abi::event_format::Event;
 use hyp::abi::events;
 use hyp::abi::hypercall::{HypercallId, ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use hyp::abi::limits::MAX_PACK_SIZE;
+use hyp::abi::limits::{MAX_PACK_SIZE, MAX_SELFTEST_BATCH};
 use hyp::abi::pack::TraceBufferPack;
 use hyp::abi::page::{PAGE_SIZE, PAGE_SIZE_U64};
 use hyp::abi::HypError;
-use hyp::hypercall::{dispatch, Context, HvcOutcome};
+use hyp::hypercall::{handle_hvc, Context, HvcOutcome};
 use hyp::tracing::host_memory::HostMemory;
 use hyp::tracing::memory_rules::MemoryRules;
 use hyp::tracing::ownership::PageState;
 use hyp::tracing::{TracingService, TracingStorage};
+
+/// Print every call and its answer (the replay example sets it).
+pub static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Pages of simulated RAM.
 pub const ARENA_PAGES: usize = 32;
@@ -253,6 +257,19 @@ enum Op {
     Scribble { page: u8, offset: u16, value: u64 },
     /// The hypervisor emits an event on a CPU, as its exception paths do.
     Emit { cpu: u8, counter: u64 },
+    /// A whole valid session on the CPUs of `cpus` (a bit per CPU): a pack of distinct host
+    /// pages from `first` on, load, the selftest event and tracing enabled, `count % 128`
+    /// events written on each CPU (enough to fill a 2-page ring), `swaps % 8` swaps and a
+    /// footer update on each.
+    Session {
+        cpus: u8,
+        ring_pages: u8,
+        first: u8,
+        count: u8,
+        swaps: u8,
+    },
+    /// The hypervisor reads a word of host memory for itself (the stage-1 walk's reads).
+    ReadHostWord { at: Addr },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -260,16 +277,29 @@ struct Input {
     ops: Vec<Op>,
 }
 
-/// What is loaded, as the fuzzer's own check of the pack says.
+/// One CPU's buffer as the model knows it.
+#[derive(Clone, Debug)]
+struct Ring {
+    cpu: u32,
+    /// Every page: the initial reader page first.
+    pages: Vec<u64>,
+    /// The current reader page.
+    reader: u64,
+}
+
+/// What is loaded, as the fuzzer's own check of the pack says, and the switches the host set.
 #[derive(Clone, Debug)]
 struct Loaded {
-    /// (cpu, every page of it: reader first).
-    cpus: Vec<(u32, Vec<u64>)>,
+    cpus: Vec<Ring>,
+    /// `enable_tracing(1)` since the load.
+    enabled: bool,
+    /// `enable_event(selftest, 1)` since the load.
+    selftest: bool,
 }
 
 impl Loaded {
     fn pages(&self) -> impl Iterator<Item = u64> + '_ {
-        self.cpus.iter().flat_map(|(_, p)| p.iter().copied())
+        self.cpus.iter().flat_map(|r| r.pages.iter().copied())
     }
 
     fn holds(&self, page: usize) -> bool {
@@ -305,9 +335,17 @@ fn expected_load(pack_pa: u64, size: u64, bytes: Option<&[u8]>) -> Option<Loaded
                 return None;
             }
         }
-        cpus.push((c.cpu, pages));
+        cpus.push(Ring {
+            cpu: c.cpu,
+            reader: c.reader_page_va,
+            pages,
+        });
     }
-    Some(Loaded { cpus })
+    Some(Loaded {
+        cpus,
+        enabled: false,
+        selftest: false,
+    })
 }
 
 /// The fuzzer's state: the model of what is loaded and the shadow copy of RAM.
@@ -405,13 +443,29 @@ fn ram_copy(pa: u64, size: u64) -> Option<Vec<u8>> {
     (end <= (ARENA_PAGES * PAGE_SIZE) as u64).then(|| ram()[start as usize..end as usize].to_vec())
 }
 
-/// Issues one call and checks its answer.
+/// Whether `x0` names one of hyptrace's calls: its low 32 bits (SMCCC ignores the upper
+/// ones) are one of the function IDs of the ABI. Stated apart from the dispatcher's decoder,
+/// whose answer it checks.
+fn is_known_id(x0: u64) -> bool {
+    HypercallId::ALL
+        .iter()
+        .any(|id| id.function_id() == x0 as u32)
+}
+
+/// Issues one call through the trap path's entry point and checks its answer.
 fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
     let rules = rules();
     let before = state.loaded.clone();
+    let call = Call::from_regs(&x);
+    assert_eq!(
+        call.is_some(),
+        is_known_id(x[0]),
+        "decoding of X0 {:#x}",
+        x[0]
+    );
     // What the hypervisor will copy and parse, if this is a load: RAM at the pack as the host
     // left it.
-    let expect_load = match Call::from_regs(&x) {
+    let expect_load = match call {
         Some(Call::LoadTracing { pack_pa, pack_size }) => Some(expected_load(
             pack_pa,
             pack_size,
@@ -422,31 +476,37 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
     // SAFETY: every page-aligned address inside `rules.ram` and outside `rules.hyp` is a page
     // of the arena, live ordinary memory reachable at its own address; the service's
     // `HostMemory` is the simulated mapping, which maps nothing itself.
-    let outcome = unsafe { dispatch(&x, &context(cpu, &rules)) };
-    let regs = outcome.to_regs(&x);
-    let call = Call::from_regs(&x);
-    if let HvcOutcome::Err(code) = outcome {
+    let regs = unsafe { handle_hvc(&x, &context(cpu, &rules)) };
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!("cpu {cpu}: {call:x?} -> {regs:x?}");
+    }
+    let code = regs[0] as i64;
+    let outcome = if code == 0 {
+        HvcOutcome::Ok([regs[1], regs[2], regs[3]])
+    } else {
         assert!(
             code == SMCCC_NOT_SUPPORTED || HypError::from_code(code).is_some(),
             "undocumented code {code}"
         );
         assert_eq!(regs[1..], x[1..4], "a refused call changed X1..X3");
-    }
+        HvcOutcome::Err(code)
+    };
     let Some(call) = call else {
         assert_eq!(outcome, HvcOutcome::Err(SMCCC_NOT_SUPPORTED), "unknown ID");
         state.check_ram(before.as_ref());
         return;
     };
-    let not_loaded = HvcOutcome::Err(HypError::NotLoaded.code());
-    let loaded = before.is_some();
+    let err = |e: HypError| HvcOutcome::Err(e.code());
+    let not_loaded = err(HypError::NotLoaded);
+    let ok0 = HvcOutcome::Ok([0; 3]);
     match call {
         Call::Null { args } => assert_eq!(outcome, HvcOutcome::Ok(args)),
         Call::Info => assert_eq!(
             outcome,
             HvcOutcome::Ok([ABI_VERSION, NR_CPUS as u64, u64::from(cpu) % NR_CPUS as u64])
         ),
-        Call::LoadTracing { .. } if loaded => {
-            assert_eq!(outcome, HvcOutcome::Err(HypError::AlreadyLoaded.code()));
+        Call::LoadTracing { .. } if before.is_some() => {
+            assert_eq!(outcome, err(HypError::AlreadyLoaded));
         }
         Call::LoadTracing { .. } => {
             let want = expect_load.expect("computed above for a load");
@@ -462,49 +522,89 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
                 (HvcOutcome::Err(_), None) => {}
             }
         }
+        _ if before.is_none() => assert_eq!(outcome, not_loaded, "{call:?} while unloaded"),
         Call::TeardownTracing => {
-            if loaded {
-                assert_eq!(
-                    outcome,
-                    HvcOutcome::Ok([0; 3]),
-                    "teardown of a loaded buffer"
-                );
-                state.loaded = None;
-            } else {
-                assert_eq!(outcome, not_loaded);
-            }
+            assert_eq!(outcome, ok0, "teardown of a loaded buffer");
+            state.loaded = None;
         }
         Call::SwapReader { cpu } | Call::UpdateFooters { cpu } | Call::ResetTracing { cpu } => {
-            let pages = before
-                .as_ref()
-                .map(|l| l.cpus.iter().find(|(c, _)| u64::from(*c) == cpu));
-            match (pages, outcome) {
-                (None, o) => assert_eq!(o, not_loaded),
-                (Some(None), o) => assert_eq!(o, HvcOutcome::Err(HypError::InvalidCpu.code())),
-                (Some(Some((_, pages))), HvcOutcome::Ok(r)) => {
-                    if matches!(call, Call::SwapReader { .. }) {
-                        assert!(pages.contains(&r[0]), "swap answered {:#x}", r[0]);
+            let loaded = state.loaded.as_mut().expect("loaded (checked above)");
+            let Some(ring) = loaded.cpus.iter_mut().find(|r| u64::from(r.cpu) == cpu) else {
+                assert_eq!(
+                    outcome,
+                    err(HypError::InvalidCpu),
+                    "{call:?} without a buffer"
+                );
+                state.check_ram(before.as_ref());
+                state.check_ownership();
+                return;
+            };
+            match (call, outcome) {
+                (Call::SwapReader { .. }, HvcOutcome::Ok([page, lost, swapped])) => {
+                    assert!(ring.pages.contains(&page), "swap answered {page:#x}");
+                    match swapped {
+                        0 => {
+                            assert_eq!(page, ring.reader, "a swap that did not swap moved");
+                            assert_eq!(lost, 0, "a swap that did not swap lost events");
+                        }
+                        1 => assert_ne!(page, ring.reader, "a swap kept the reader page"),
+                        _ => panic!("swapped = {swapped}"),
+                    }
+                    ring.reader = page;
+                }
+                (Call::UpdateFooters { .. }, HvcOutcome::Ok([entries, overrun, _])) => {
+                    assert!(overrun <= entries, "overrun {overrun} > entries {entries}");
+                }
+                (Call::ResetTracing { .. }, o) => assert_eq!(o, ok0, "reset"),
+                (_, o) => assert_eq!(o, err(HypError::Busy), "{call:?} on a CPU with a buffer"),
+            }
+        }
+        Call::EnableTracing { enable } => {
+            let loaded = state.loaded.as_mut().expect("loaded (checked above)");
+            match enable {
+                0 | 1 => {
+                    assert_eq!(outcome, ok0, "enable_tracing({enable})");
+                    loaded.enabled = enable == 1;
+                }
+                _ => assert_eq!(outcome, err(HypError::InvalidArgument)),
+            }
+        }
+        Call::EnableEvent { id, enable } => {
+            let loaded = state.loaded.as_mut().expect("loaded (checked above)");
+            let known = (1..=events::ALL.len() as u64).contains(&id);
+            match (known, enable) {
+                (false, _) => assert_eq!(outcome, err(HypError::UnknownEvent), "event {id}"),
+                (true, 0 | 1) => {
+                    assert_eq!(outcome, ok0, "enable_event({id}, {enable})");
+                    if id == u64::from(events::Selftest::DESC.id) {
+                        loaded.selftest = enable == 1;
                     }
                 }
-                (Some(Some(_)), HvcOutcome::Err(code)) => {
-                    assert_eq!(code, HypError::Busy.code(), "on a CPU with a buffer");
-                }
+                (true, _) => assert_eq!(outcome, err(HypError::InvalidArgument)),
             }
         }
-        Call::EnableTracing { .. }
-        | Call::EnableEvent { .. }
-        | Call::UpdateClock { .. }
-        | Call::WriteSelftest { .. }
-            if !loaded =>
-        {
-            assert_eq!(outcome, not_loaded);
+        Call::UpdateClock { .. } => {
+            assert!(
+                outcome == ok0 || outcome == err(HypError::InvalidClock),
+                "update_clock: {outcome:?}"
+            );
         }
-        Call::WriteSelftest { count, .. } => {
-            if let HvcOutcome::Ok(r) = outcome {
-                assert!(r[0] <= count, "wrote {} of {count}", r[0]);
+        Call::WriteSelftest { first_seq, count } => {
+            let loaded = state.loaded.as_ref().expect("loaded (checked above)");
+            if count > MAX_SELFTEST_BATCH || first_seq.checked_add(count).is_none() {
+                assert_eq!(
+                    outcome,
+                    err(HypError::InvalidArgument),
+                    "a batch of {count}"
+                );
+            } else {
+                let me = u32::from(cpu) % NR_CPUS as u32;
+                let writes =
+                    loaded.enabled && loaded.selftest && loaded.cpus.iter().any(|r| r.cpu == me);
+                let want = if writes { count } else { 0 };
+                assert_eq!(outcome, HvcOutcome::Ok([want, 0, 0]), "selftest of {count}");
             }
         }
-        Call::EnableTracing { .. } | Call::EnableEvent { .. } | Call::UpdateClock { .. } => {}
     }
     state.check_ram(before.as_ref());
     state.check_ownership();
@@ -536,7 +636,75 @@ pub fn describe(data: &[u8]) -> String {
     }
 }
 
-/// Runs one input.
+/// A valid session (see [`Op::Session`]), through [`call`] so every answer is checked.
+fn session(state: &mut State, cpus: u8, ring_pages: u8, first: u8, count: u8, swaps: u8) {
+    let ring_pages = 2 + usize::from(ring_pages % 3);
+    let chosen: Vec<u8> = (0..NR_CPUS as u8)
+        .filter(|c| cpus & (1 << c) != 0)
+        .collect();
+    let needed = chosen.len() * (ring_pages + 1) + 1;
+    // Distinct host pages, from `first` on, skipping the hypervisor's.
+    let free: Vec<u8> = (0..ARENA_PAGES)
+        .map(|i| (usize::from(first) + i) % ARENA_PAGES)
+        .filter(|&i| !is_hyp_page(i))
+        .map(|i| i as u8)
+        .collect();
+    if chosen.is_empty() || needed > free.len() {
+        return;
+    }
+    let mut next = free.iter().copied();
+    let mut page = || Addr::Page(next.next().expect("counted above"));
+    let spec = PackSpec {
+        cpus: chosen
+            .iter()
+            .map(|&cpu| PackCpu {
+                cpu,
+                reader: page(),
+                pages: (0..ring_pages).map(|_| page()).collect(),
+            })
+            .collect(),
+        nr_cpus: None,
+        total_pages: None,
+        patches: Vec::new(),
+    };
+    load(state, 0, &spec, page(), Size::Fit, None);
+    let id = |id: HypercallId| id.function_id() as u64;
+    let selftest = u64::from(events::Selftest::DESC.id);
+    call(state, 0, [id(HypercallId::EnableEvent), selftest, 1, 0, 0]);
+    call(state, 0, [id(HypercallId::EnableTracing), 1, 0, 0, 0]);
+    for &cpu in &chosen {
+        let first_seq = u64::from(cpu) << 32;
+        call(
+            state,
+            cpu,
+            [
+                id(HypercallId::WriteSelftest),
+                first_seq,
+                u64::from(count % 128),
+                0,
+                0,
+            ],
+        );
+    }
+    for &cpu in &chosen {
+        for _ in 0..swaps % 8 {
+            call(
+                state,
+                cpu,
+                [id(HypercallId::SwapReader), u64::from(cpu), 0, 0, 0],
+            );
+        }
+        call(
+            state,
+            cpu,
+            [id(HypercallId::UpdateFooters), u64::from(cpu), 0, 0, 0],
+        );
+    }
+}
+
+/// Runs one input. The service is a `static` shared by every input; each input starts and
+/// ends with nothing loaded, so what carries over is only the clock of the last
+/// `update_clock`, which no check depends on.
 pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
@@ -578,8 +746,33 @@ pub fn run(data: &[u8]) {
             }
             Op::Emit { cpu, counter } => {
                 let before = state.loaded.clone();
-                SERVICE.emit(usize::from(cpu), || counter, &events::HypEnter {});
+                // Mostly the simulated CPUs, sometimes CPUs beyond them.
+                let cpu = usize::from(cpu) % (NR_CPUS + 2);
+                SERVICE.emit(cpu, || counter, &events::HypEnter {});
                 state.check_ram(before.as_ref());
+            }
+            Op::Session {
+                cpus,
+                ring_pages,
+                first,
+                count,
+                swaps,
+            } => session(&mut state, cpus, ring_pages, first, count, swaps),
+            Op::ReadHostWord { at } => {
+                let pa = at.resolve();
+                let rules = rules();
+                // SAFETY: as for `dispatch` in `call`.
+                let got = unsafe { SERVICE.read_host_word(pa, &rules) };
+                let readable = pa.is_multiple_of(8)
+                    && arena_page(pa).is_some_and(|i| {
+                        !is_hyp_page(i) && !state.loaded.as_ref().is_some_and(|l| l.holds(i))
+                    });
+                let want = readable.then(|| {
+                    let off = (pa - arena()) as usize;
+                    u64::from_ne_bytes(ram()[off..off + 8].try_into().expect("8 bytes"))
+                });
+                assert_eq!(got, want, "read_host_word({pa:#x})");
+                state.check_ownership();
             }
         }
     }

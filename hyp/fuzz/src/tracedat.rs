@@ -142,11 +142,29 @@ fn report(file: &[u8], cpu_filter: &[u8], event_filter: &[u8]) {
         assert_eq!(summary.cpus.len(), cpus);
         for e in &summary.page_errors {
             assert!(e.cpu < cpus, "page error on CPU {}", e.cpu);
-            assert!(e.page < pages.max(1), "page error on page {}", e.page);
+            let own = report.file.cpu_pages(e.cpu).len().div_ceil(page_size);
+            assert!(
+                e.page < own,
+                "page error on page {} of CPU {}'s {own}",
+                e.page,
+                e.cpu
+            );
             let _ = e.to_string();
         }
         let _ = summary.problems();
         let _ = report.file.stat_text();
+        // A consumer that stops early (a closed pipe) gets no more lines.
+        let stop_after = lines / 2;
+        let mut seen = 0usize;
+        report.for_each_line(sel, |_| {
+            seen += 1;
+            seen <= stop_after
+        });
+        assert_eq!(
+            seen,
+            (stop_after + 1).min(lines),
+            "lines after the sink said stop"
+        );
     }
 }
 
