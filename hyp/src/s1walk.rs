@@ -8,8 +8,9 @@
 //! follows the host's tables from TTBRn_EL1 until the descriptor address falls in the page
 //! stage 2 refused (HPFAR_EL2), reading each descriptor through the caller's `read`.
 //!
-//! Only the 4 KiB granule is followed (the one hyptrace's host and Linux use); for another
-//! granule, or when the host's tables changed under the walk, the answer is `None` and the
+//! Only the 4 KiB granule with 48-bit addresses is followed (what hyptrace's host and most
+//! Linux hosts use; not TCR_EL1.DS); for another granule, or when the host's tables changed
+//! under the walk, the answer is `None` and the
 //! caller reports the walk's first level. Nothing here trusts what it reads: at most four
 //! descriptors are read, and only through `read`, which refuses what is not host RAM.
 
@@ -37,6 +38,10 @@ impl HostTranslation {
     /// The walk's parameters for `va`: (TTBR, input-address size), or `None` for a granule
     /// other than 4 KiB or a size out of range.
     fn walk_for(&self, va: u64) -> Option<(u64, u32)> {
+        // TCR_EL1.DS (FEAT_LPA2): 52-bit addresses, other descriptor and TTBR layouts.
+        if self.tcr & (1 << 59) != 0 {
+            return None;
+        }
         let upper = va & (1 << 55) != 0;
         let (ttbr, tnsz, four_k) = if upper {
             // TG1 = 0b10: 4 KiB.
@@ -130,6 +135,12 @@ mod tests {
             ttbr1: 0,
         };
         assert_eq!(sixteen_k.start_level(0), None);
+        let lpa2 = HostTranslation {
+            tcr: 16 | (1 << 59),
+            ttbr0: 0,
+            ttbr1: 0,
+        };
+        assert_eq!(lpa2.start_level(0), None, "TCR_EL1.DS");
     }
 
     #[test]

@@ -341,10 +341,10 @@ fn concurrent_loads(ctx: &Ctx) -> TestResult {
     }
     let own: &'static [OwnPages] = Box::leak(own.into_boxed_slice());
     let seed = ctx.seed;
-    for (c, &pages) in own.iter().enumerate().skip(1) {
-        smp::start_job(c, Box::new(move || load_rounds(c, pages, seed)))?;
+    for c in 1..n {
+        smp::start_job(c, Box::new(move || load_rounds(c, own, seed)))?;
     }
-    let mine = load_rounds(0, own[0], seed);
+    let mine = load_rounds(0, own, seed);
     let others: Result<(), _> = (1..n).try_for_each(|c| smp::wait_job(c, 600_000));
     mine.and(others).map_err(|e| format!("seed {seed}: {e}"))?;
     let won: Vec<u64> = WON.iter().map(|w| w.swap(0, Ordering::Relaxed)).collect();
@@ -360,7 +360,8 @@ fn concurrent_loads(ctx: &Ctx) -> TestResult {
     after_the_storm().map_err(|e| format!("seed {seed}: after the loads: {e}"))
 }
 
-fn load_rounds(cpu: usize, own: OwnPages, seed: u64) -> TestResult {
+fn load_rounds(cpu: usize, all: &[OwnPages], seed: u64) -> TestResult {
+    let own = all[cpu];
     let mut rng = SplitMix64::new(seed ^ 0x10ad ^ (cpu as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let words = [1, 3, cpu as u64, own.reader, 2, own.ring[0], own.ring[1]];
     let mut round = 0;
@@ -392,6 +393,7 @@ fn load_rounds(cpu: usize, own: OwnPages, seed: u64) -> TestResult {
             }
             Err(HypError::AlreadyLoaded) => {
                 let regs = bystander_call(&mut rng);
+                let owner = OWNER.load(Ordering::Acquire);
                 let out = hvc_raw(regs);
                 let code = out[0] as i64;
                 if code != 0 && HypError::from_code(code).is_none() {
@@ -399,6 +401,27 @@ fn load_rounds(cpu: usize, own: OwnPages, seed: u64) -> TestResult {
                         "call {:#x} -> unknown status {code}",
                         regs[0]
                     )));
+                }
+                // The same owner before and after: the call met that owner's buffer.
+                let same = owner != NO_OWNER && OWNER.load(Ordering::Acquire) == owner;
+                if same && code == 0 && regs[1] == owner as u64 {
+                    let theirs = all[owner];
+                    let pages = [theirs.reader, theirs.ring[0], theirs.ring[1]];
+                    match HypercallId::from_x0(regs[0]) {
+                        Some(HypercallId::SwapReader) if !pages.contains(&out[1]) => {
+                            return Err(which(format!(
+                                "swap of CPU {owner}'s buffer answered {:#x}, not one of its pages",
+                                out[1]
+                            )));
+                        }
+                        Some(HypercallId::UpdateFooters) if out[1] > 50 => {
+                            return Err(which(format!(
+                                "CPU {owner}'s buffer has {} entries, it writes 50",
+                                out[1]
+                            )));
+                        }
+                        _ => {}
+                    }
                 }
             }
             Err(e) => return Err(which(format!("a valid load refused with {e}"))),
