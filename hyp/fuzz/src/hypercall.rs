@@ -303,8 +303,22 @@ impl Loaded {
     }
 
     fn holds(&self, page: usize) -> bool {
-        self.pages().any(|pa| arena_page(pa) == Some(page))
+        self.mask() & (1 << page) != 0
     }
+
+    /// The arena pages of the buffer, a bit per page (the checks run after every call, and
+    /// a bitmap keeps them cheap under the fuzzer's instrumentation).
+    fn mask(&self) -> u32 {
+        self.pages()
+            .filter_map(arena_page)
+            .fold(0, |m, i| m | (1 << i))
+    }
+}
+
+const _: () = assert!(ARENA_PAGES <= 32, "Loaded::mask has a bit per arena page");
+
+fn mask(loaded: Option<&Loaded>) -> u32 {
+    loaded.map_or(0, Loaded::mask)
 }
 
 /// The ABI's rules for `load_tracing(pack_pa, size)`, checked independently of the service:
@@ -352,7 +366,12 @@ fn expected_load(pack_pa: u64, size: u64, bytes: Option<&[u8]>) -> Option<Loaded
 struct State {
     loaded: Option<Loaded>,
     shadow: Vec<u8>,
+    /// Calls issued so far.
+    calls: u64,
 }
+
+/// Calls that cannot change owners are followed by an ownership check this often.
+const OWNERSHIP_EVERY: u64 = 4;
 
 fn ram() -> &'static mut [u8] {
     // SAFETY: the arena is ARENA_PAGES live pages. Only this single-threaded harness and the
@@ -385,11 +404,10 @@ impl State {
     /// Every page outside `allowed` (and the loaded buffer) is as the shadow says.
     fn check_ram(&mut self, before: Option<&Loaded>) {
         let ram = ram();
+        let allowed = mask(before) | mask(self.loaded.as_ref());
         for page in 0..ARENA_PAGES {
             let r = page * PAGE_SIZE..(page + 1) * PAGE_SIZE;
-            let writable = before.is_some_and(|l| l.holds(page))
-                || self.loaded.as_ref().is_some_and(|l| l.holds(page));
-            if writable {
+            if allowed & (1 << page) != 0 {
                 self.shadow[r.clone()].copy_from_slice(&ram[r]);
             } else if ram[r.clone()] != self.shadow[r.clone()] {
                 let off = (0..PAGE_SIZE)
@@ -400,11 +418,23 @@ impl State {
         }
     }
 
+    /// After a call: the ownership check after every call that may change owners (load,
+    /// teardown) and after every [`OWNERSHIP_EVERY`]th other call. (Each check takes the
+    /// table's lock once per page, which under coverage instrumentation cost as much as the
+    /// rest of a call.)
+    fn after_call(&mut self, owners_changed: bool) {
+        self.calls += 1;
+        if owners_changed || self.calls.is_multiple_of(OWNERSHIP_EVERY) {
+            self.check_ownership();
+        }
+    }
+
     /// The ownership table and the EL2 mapping say what the model says.
     fn check_ownership(&self) {
         let mapped = *MAPPING.pages.lock();
+        let loaded = mask(self.loaded.as_ref());
         for (page, mapped) in mapped.iter().enumerate() {
-            let shared = self.loaded.as_ref().is_some_and(|l| l.holds(page));
+            let shared = loaded & (1 << page) != 0;
             let want = if shared {
                 PageState::Shared
             } else if is_hyp_page(page) {
@@ -421,8 +451,11 @@ impl State {
             let want_map = shared.then_some(true);
             assert_eq!(*mapped, want_map, "page {page}: EL2 mapping");
         }
-        let n = self.loaded.as_ref().map_or(0, |l| l.pages().count());
-        assert_eq!(SERVICE.shared_pages(), n, "shared page count");
+        assert_eq!(
+            SERVICE.shared_pages(),
+            loaded.count_ones() as usize,
+            "shared page count"
+        );
     }
 }
 
@@ -536,7 +569,7 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
                     "{call:?} without a buffer"
                 );
                 state.check_ram(before.as_ref());
-                state.check_ownership();
+                state.after_call(false);
                 return;
             };
             match (call, outcome) {
@@ -607,7 +640,8 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
         }
     }
     state.check_ram(before.as_ref());
-    state.check_ownership();
+    let owners_changed = matches!(call, Call::LoadTracing { .. } | Call::TeardownTracing);
+    state.after_call(owners_changed);
 }
 
 fn load(state: &mut State, cpu: u8, pack: &PackSpec, at: Addr, size: Size, fail: Option<u8>) {
@@ -713,6 +747,7 @@ pub fn run(data: &[u8]) {
     let mut state = State {
         loaded: None,
         shadow: vec![0; ARENA_PAGES * PAGE_SIZE],
+        calls: 0,
     };
     state.check_ownership();
     for op in &input.ops {
