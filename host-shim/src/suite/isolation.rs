@@ -17,7 +17,7 @@ use super::{check, expect_eq, Ctx};
 use crate::arch::boot::machine;
 use crate::arch::exceptions::{probe_read, probe_write, Abort};
 use crate::arch::{cpu, smp};
-use crate::record::call;
+use crate::record::{call, Session};
 
 /// The `isolation::` group.
 pub const TESTS: &[TestCase<Ctx>] = &[
@@ -180,22 +180,27 @@ fn memory_writing_devices_unmapped(_: &Ctx) -> TestResult {
     still_serving()
 }
 
+/// Stops tracing and returns the (ESR_EL2, IPA) of the last `host_mem_abort` CPU 0 traced.
+fn traced_abort(s: &mut Session) -> Result<(u64, u64), alloc::string::String> {
+    s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
+    let mut found = None;
+    each_event(&mut s.readers[0], |_, id, p| {
+        if id == HostMemAbort::DESC.id {
+            found = Some((
+                field(&HostMemAbort::DESC, p, 0),
+                field(&HostMemAbort::DESC, p, 1),
+            ));
+        }
+        Ok(())
+    })?;
+    Ok(found.ok_or("no host_mem_abort event")?)
+}
+
 fn aborts_traced(_: &Ctx) -> TestResult {
     let target = HYP_BASE + 0x40;
     with_session(8 << 10, &[HostMemAbort::DESC.id], |s| {
         let abort = probe_read(target).err().ok_or("the probe did not abort")?;
-        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
-        let mut found = None;
-        each_event(&mut s.readers[0], |_, id, p| {
-            if id == HostMemAbort::DESC.id {
-                found = Some((
-                    field(&HostMemAbort::DESC, p, 0),
-                    field(&HostMemAbort::DESC, p, 1),
-                ));
-            }
-            Ok(())
-        })?;
-        let (esr, addr) = found.ok_or("no host_mem_abort event")?;
+        let (esr, addr) = traced_abort(s)?;
         expect_eq("traced IPA", addr, target)?;
         expect_eq("traced class (EL2's view)", esr >> 26, 0x24)?;
         expect_eq("host's fault address", abort.far, target)
@@ -354,18 +359,7 @@ fn walk_into_hypervisor(_: &Ctx) -> TestResult {
             0x16,
         )?;
         expect_eq("FAR", abort.far, WALK_PROBE_VA)?;
-        s.set_writable(false).map_err(|e| format!("disable: {e}"))?;
-        let mut found = None;
-        each_event(&mut s.readers[0], |_, id, p| {
-            if id == HostMemAbort::DESC.id {
-                found = Some((
-                    field(&HostMemAbort::DESC, p, 0),
-                    field(&HostMemAbort::DESC, p, 1),
-                ));
-            }
-            Ok(())
-        })?;
-        let (esr, addr) = found.ok_or("no host_mem_abort event")?;
+        let (esr, addr) = traced_abort(s)?;
         // The level-2 lookup of the probe reads entry 0 of the "table" at HYP_BASE.
         expect_eq("traced IPA (the descriptor's page)", addr, HYP_BASE)?;
         expect_eq("traced S1PTW (EL2's view)", (esr >> 7) & 1, 1)
