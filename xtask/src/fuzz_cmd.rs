@@ -184,8 +184,9 @@ fn paths(name: &str, triple: &str) -> Paths {
 fn cargo_fuzz(args: &[&str]) -> Command {
     let mut command = workspace::cargo(&["fuzz"]);
     command.args(args);
-    if let Some(bin) = cargo_bin_dir() {
-        let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = |dir: &Path| std::env::split_paths(&path).any(|p| p == dir);
+    if let Some(bin) = cargo_bin_dir().filter(|b| !on_path(b)) {
         let mut dirs = vec![bin];
         dirs.extend(std::env::split_paths(&path));
         if let Ok(joined) = std::env::join_paths(dirs) {
