@@ -50,6 +50,9 @@ pub struct FuzzArgs {
     /// Stop a target after this many executions (or at --seconds, whichever comes first).
     #[arg(long, value_name = "N")]
     pub runs: Option<u64>,
+    /// Longest input libFuzzer makes [default: 64 KiB for tracedat, 4 KiB for the others].
+    #[arg(long, value_name = "BYTES")]
+    pub max_len: Option<usize>,
     /// Afterwards, replace the committed seed corpus with the smallest set of inputs that
     /// covers what it and this run's corpus cover.
     #[arg(long)]
@@ -57,7 +60,7 @@ pub struct FuzzArgs {
     /// Instead of fuzzing, measure the source lines of the code under test that the seeds and
     /// the working corpus reach (`cargo fuzz coverage`, then `llvm-cov report`; needs the
     /// `llvm-tools` rustup component).
-    #[arg(long, conflicts_with_all = ["seconds", "seed", "runs", "update_seeds"])]
+    #[arg(long, conflicts_with_all = ["seconds", "seed", "runs", "update_seeds", "max_len"])]
     pub coverage: bool,
 }
 
@@ -260,7 +263,7 @@ fn run_target(name: &str, triple: &str, args: &FuzzArgs) -> Result<Figures> {
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
         .arg(format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
-        .arg(format!("-max_len={}", max_len(name)))
+        .arg(format!("-max_len={}", args.max_len.unwrap_or(max_len(name))))
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", p.artifacts.display()))
         .current_dir(workspace::root());
@@ -504,6 +507,7 @@ pub fn ci() -> Result<()> {
         seconds: CI_SECONDS,
         seed: Some(CI_SEED),
         runs: None,
+        max_len: None,
         update_seeds: false,
         coverage: false,
     })
