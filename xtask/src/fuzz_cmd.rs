@@ -263,7 +263,10 @@ fn run_target(name: &str, triple: &str, args: &FuzzArgs) -> Result<Figures> {
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
         .arg(format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
-        .arg(format!("-max_len={}", args.max_len.unwrap_or(max_len(name))))
+        .arg(format!(
+            "-max_len={}",
+            args.max_len.unwrap_or(max_len(name))
+        ))
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", p.artifacts.display()))
         .current_dir(workspace::root());
