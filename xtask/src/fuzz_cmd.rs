@@ -95,6 +95,14 @@ fn code_under_test(name: &str) -> &'static [&'static str] {
     }
 }
 
+/// The target `args` names, or all of them.
+fn selected(args: &FuzzArgs) -> Vec<&str> {
+    match &args.target {
+        Some(t) => vec![t.as_str()],
+        None => target_names(),
+    }
+}
+
 fn target_names() -> Vec<&'static str> {
     hyptrace_fuzz::TARGETS.iter().map(|t| t.0).collect()
 }
@@ -476,11 +484,7 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
     let triple = host_triple()?;
     if args.coverage {
         ensure_cargo_fuzz()?;
-        let names: Vec<&str> = match &args.target {
-            Some(t) => vec![t.as_str()],
-            None => target_names(),
-        };
-        for name in names {
+        for name in selected(args) {
             let report = coverage(name, &triple)?;
             println!(
                 "coverage of the code the {name} target exercises (seeds and working corpus):"
@@ -490,12 +494,8 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
         return Ok(());
     }
     build(&triple)?;
-    let names: Vec<&str> = match &args.target {
-        Some(t) => vec![t.as_str()],
-        None => target_names(),
-    };
     let mut rows = Vec::new();
-    for name in names {
+    for name in selected(args) {
         let figures = run_target(name, &triple, args)?;
         rows.push((name, figures));
     }

@@ -382,16 +382,10 @@ fn ram() -> &'static mut [u8] {
 impl State {
     /// The host writes `bytes` at `pa`, if all of it is its own RAM.
     fn host_write(&mut self, pa: u64, bytes: &[u8]) -> bool {
-        let Some(start) = pa.checked_sub(arena()) else {
+        let Some(span) = arena_span(pa, bytes.len() as u64) else {
             return false;
         };
-        let Some(end) = start.checked_add(bytes.len() as u64) else {
-            return false;
-        };
-        if end > (ARENA_PAGES * PAGE_SIZE) as u64 {
-            return false;
-        }
-        let (start, end) = (start as usize, end as usize);
+        let (start, end) = (span.start, span.end);
         let touches_hyp = (start / PAGE_SIZE..end.div_ceil(PAGE_SIZE)).any(is_hyp_page);
         if touches_hyp {
             return false;
@@ -469,11 +463,16 @@ fn context(cpu: u8, rules: &MemoryRules) -> Context<'_> {
     }
 }
 
+/// The offsets into the simulated RAM of `[pa, pa + len)`, if all of it is simulated RAM.
+fn arena_span(pa: u64, len: u64) -> Option<Range<usize>> {
+    let start = pa.checked_sub(arena())?;
+    let end = start.checked_add(len)?;
+    (end <= (ARENA_PAGES * PAGE_SIZE) as u64).then_some(start as usize..end as usize)
+}
+
 /// RAM at `[pa, pa + size)`, if all of it is simulated RAM.
 fn ram_copy(pa: u64, size: u64) -> Option<Vec<u8>> {
-    let start = pa.checked_sub(arena())?;
-    let end = start.checked_add(size)?;
-    (end <= (ARENA_PAGES * PAGE_SIZE) as u64).then(|| ram()[start as usize..end as usize].to_vec())
+    arena_span(pa, size).map(|span| ram()[span].to_vec())
 }
 
 /// Whether `x0` names one of hyptrace's calls: its low 32 bits (SMCCC ignores the upper
@@ -802,10 +801,10 @@ pub fn run(data: &[u8]) {
                     && arena_page(pa).is_some_and(|i| {
                         !is_hyp_page(i) && !state.loaded.as_ref().is_some_and(|l| l.holds(i))
                     });
-                let want = readable.then(|| {
-                    let off = (pa - arena()) as usize;
-                    u64::from_ne_bytes(ram()[off..off + 8].try_into().expect("8 bytes"))
-                });
+                let want = readable
+                    .then(|| ram_copy(pa, 8))
+                    .flatten()
+                    .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")));
                 assert_eq!(got, want, "read_host_word({pa:#x})");
                 state.check_ownership();
             }
