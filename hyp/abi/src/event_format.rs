@@ -1,7 +1,9 @@
 //! How an event is described once and turned into bytes and into ftrace format text.
 //!
-//! An event's payload is packed little-endian, without padding: the u16 `common_type` (the
-//! event ID) at offset 0, then the fields in declaration order. [`define_events!`] turns one
+//! An event's payload is packed little-endian, without padding: a common header that starts
+//! with the u16 `common_type` (the event ID) at offset 0, then the fields in declaration order.
+//! The header is one of two ([`Header`]): pKVM's, which is `common_type` alone (the
+//! hypervisor's events), or ftrace's full one with flags, preempt count and pid (the host's). [`define_events!`] turns one
 //! declaration per event into a payload struct implementing [`Event`] (what the hypervisor
 //! writes), and an [`EventDesc`] (what readers decode with and what trace.dat's format files are
 //! generated from), so the writer, the trace.dat writer and the decoder cannot disagree.
@@ -45,8 +47,59 @@ field_types! {
     i64 => "s64", true;
 }
 
-/// Size of the common header of every payload: the u16 `common_type`.
+/// Size of pKVM's common header: the u16 `common_type` alone.
 pub const COMMON_SIZE: usize = 2;
+
+/// Size of ftrace's common header: `common_type`, `common_flags`, `common_preempt_count`,
+/// `common_pid`.
+pub const FTRACE_COMMON_SIZE: usize = 8;
+
+/// Offset of `common_pid` in ftrace's common header.
+pub const FTRACE_PID_OFFSET: usize = 4;
+
+/// The common header an event's payload starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header {
+    /// pKVM's: `unsigned short common_type` at offset 0 and nothing else; fields start at
+    /// offset 2. What the hypervisor writes, as Android's hypervisor does.
+    Pkvm,
+    /// The kernel's (`struct trace_entry`): `unsigned short common_type` at 0, `unsigned char
+    /// common_flags` at 2, `unsigned char common_preempt_count` at 3, `int common_pid` at 4;
+    /// fields start at offset 8. What the host writes for its own events.
+    Ftrace,
+}
+
+impl Header {
+    /// Bytes of the header.
+    pub const fn size(self) -> usize {
+        match self {
+            Self::Pkvm => COMMON_SIZE,
+            Self::Ftrace => FTRACE_COMMON_SIZE,
+        }
+    }
+
+    /// The common fields' lines of a format file (without the blank line after them).
+    fn write_fields(self, out: &mut impl Write) -> fmt::Result {
+        out.write_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n")?;
+        if self == Self::Ftrace {
+            out.write_str(
+                "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\
+                 \tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\
+                 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores `pid` in the `common_pid` of an ftrace-header payload encoded by [`Event::encode`]
+/// (which leaves it 0). Does nothing to a payload too short to hold it.
+#[inline(always)]
+pub fn set_common_pid(payload: &mut [u8], pid: i32) {
+    if let Some(at) = payload.get_mut(FTRACE_PID_OFFSET..FTRACE_COMMON_SIZE) {
+        at.copy_from_slice(&pid.to_le_bytes());
+    }
+}
 
 /// One field of an event, as described in its format file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +121,9 @@ pub struct EventDesc {
     pub id: u16,
     /// Event name.
     pub name: &'static str,
-    /// Fields after `common_type`, in payload order.
+    /// The common header the payload starts with.
+    pub header: Header,
+    /// Fields after the common header, in payload order.
     pub fields: &'static [FieldDesc],
     /// The `print fmt:` line's text: a quoted format and its arguments.
     pub print_fmt: &'static str,
@@ -84,9 +139,9 @@ pub enum FieldValue {
 }
 
 impl EventDesc {
-    /// Bytes of a payload, `common_type` included.
+    /// Bytes of a payload, the common header included.
     pub const fn payload_len(&self) -> usize {
-        let mut len = COMMON_SIZE;
+        let mut len = self.header.size();
         let mut i = 0;
         while i < self.fields.len() {
             len += self.fields[i].size;
@@ -97,7 +152,7 @@ impl EventDesc {
 
     /// Offset of field `index` in the payload.
     pub fn offset_of(&self, index: usize) -> usize {
-        COMMON_SIZE + self.fields[..index].iter().map(|f| f.size).sum::<usize>()
+        self.header.size() + self.fields[..index].iter().map(|f| f.size).sum::<usize>()
     }
 
     /// Decodes field `index` from `payload`; `None` if the payload is too short.
@@ -117,7 +172,7 @@ impl EventDesc {
     }
 
     /// Writes the ftrace format file of this event (the text trace.dat stores and
-    /// `trace-cmd` parses): `name`, `ID`, the common field, the event's fields, `print fmt`.
+    /// `trace-cmd` parses): `name`, `ID`, the common fields, the event's fields, `print fmt`.
     ///
     /// An event without fields gets the two consecutive blank lines libtraceevent needs to see
     /// an empty field list.
@@ -126,7 +181,8 @@ impl EventDesc {
     /// Only those of `out` (writing to a `String` cannot fail).
     pub fn write_format(&self, out: &mut impl Write) -> fmt::Result {
         write!(out, "name: {}\nID: {}\nformat:\n", self.name, self.id)?;
-        out.write_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n")?;
+        self.header.write_fields(out)?;
+        out.write_str("\n")?;
         for (i, f) in self.fields.iter().enumerate() {
             writeln!(
                 out,
@@ -146,7 +202,7 @@ impl EventDesc {
 pub trait Event {
     /// This event's description.
     const DESC: EventDesc;
-    /// Bytes of the payload, `common_type` included.
+    /// Bytes of the payload, the common header included.
     const PAYLOAD_LEN: usize = Self::DESC.payload_len();
     /// Writes the whole payload (ID first) into `out[..PAYLOAD_LEN]`.
     fn encode(&self, out: &mut [u8]);
@@ -155,9 +211,25 @@ pub trait Event {
 /// Declares hyptrace's events, each once. For every `id => name as Type { field: type, ... }
 /// print "..."` it generates `pub struct Type` with those public fields, `impl Event for Type`,
 /// and adds an [`EventDesc`] to `pub const ALL: &[EventDesc]` in declaration order.
+///
+/// The payloads start with pKVM's common header ([`Header::Pkvm`]) unless the list begins
+/// with `header: Ftrace;` ([`Header::Ftrace`]: `encode` then leaves flags, preempt count and
+/// pid 0; see [`set_common_pid`]).
 #[macro_export]
 macro_rules! define_events {
-    ($(
+    (header: $header:ident; $($rest:tt)*) => {
+        $crate::__define_events_with_header! { $header; $($rest)* }
+    };
+    ($($rest:tt)*) => {
+        $crate::__define_events_with_header! { Pkvm; $($rest)* }
+    };
+}
+
+/// [`define_events!`] with the header named: not for direct use.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __define_events_with_header {
+    ($header:ident; $(
         $(#[$meta:meta])*
         $id:literal => $name:ident as $ty:ident { $($field:ident : $fty:ty),* $(,)? }
         print $fmt:literal;
@@ -177,6 +249,7 @@ macro_rules! define_events {
                     $crate::event_format::EventDesc {
                         id: $id,
                         name: stringify!($name),
+                        header: $crate::event_format::Header::$header,
                         fields: &[$(
                             $crate::event_format::FieldDesc {
                                 name: stringify!($field),
@@ -191,8 +264,10 @@ macro_rules! define_events {
                 #[inline(always)]
                 #[allow(unused_mut, unused_variables, unused_assignments)]
                 fn encode(&self, out: &mut [u8]) {
+                    const HEADER: usize = $crate::event_format::Header::$header.size();
                     out[..2].copy_from_slice(&($id as u16).to_le_bytes());
-                    let mut offset = $crate::event_format::COMMON_SIZE;
+                    out[2..HEADER].fill(0);
+                    let mut offset = HEADER;
                     $(
                         $crate::event_format::FieldType::write_le(
                             self.$field,

@@ -14,7 +14,8 @@
 //! - [`pack`]: the `trace_buffer_pack` the host hands over, with a builder and a validating
 //!   parser;
 //! - [`event_format`] and [`define_events!`]: event payloads, and the format text tracefs and
-//!   trace.dat carry for them; [`events`]: hyptrace's own events.
+//!   trace.dat carry for them; [`events`]: the hypervisor's events; [`host_events`]: the
+//!   host's own (one ID namespace for both).
 //!
 //! Both sides of hyptrace (the EL2 `hyp` and the EL1 `host-shim`, and `xtask`) use only these
 //! definitions for the contract; `docs/abi.md` in the repository describes them byte by byte.
@@ -53,6 +54,7 @@ pub mod calls;
 pub mod error;
 pub mod event_format;
 pub mod events;
+pub mod host_events;
 pub mod hypercall;
 pub mod limits;
 pub mod pack;
