@@ -39,6 +39,9 @@ pub const SECTION_FLYRECORD: &[u8] = b"flyrecord\0";
 
 /// Option id: per-CPU statistics text (`trace-cmd report --stat`).
 pub const OPTION_CPUSTAT: u16 = 2;
+
+/// Option: an instance buffer (u64 offset of its `flyrecord` section, then its name).
+pub const OPTION_BUFFER: u16 = 3;
 /// Option id: the trace clock (`[name]`).
 pub const OPTION_TRACECLOCK: u16 = 4;
 /// Option id that ends the options section.

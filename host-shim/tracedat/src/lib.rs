@@ -67,4 +67,6 @@ pub use hyptrace_abi::page::PAGE_SIZE;
 pub use reader::{FileError, TraceFile};
 #[cfg(feature = "std")]
 pub use writer::IoSink;
-pub use writer::{write_trace_dat, CpuData, CpuStats, Sink, WriteError};
+pub use writer::{
+    write_trace, write_trace_dat, Buffer, CpuData, CpuStats, Sink, System, WriteError,
+};

@@ -12,8 +12,8 @@ use core::fmt;
 
 use crate::event_format::{self, EventFormat};
 use crate::format::{
-    MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD, SECTION_HEADER_EVENT,
-    SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING, USECS_CLOCKS, VERSION,
+    MAGIC, OPTION_BUFFER, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD,
+    SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING, USECS_CLOCKS, VERSION,
 };
 use hyptrace_abi::page::HEADER_SIZE;
 
@@ -111,7 +111,20 @@ pub struct TraceFile<'a> {
     pub cpustats: Vec<&'a str>,
     /// The trace clock's name, if the file names one.
     pub clock: Option<String>,
-    /// Each CPU's data.
+    /// Each CPU's data of the top-level buffer.
+    pub cpu_data: Vec<CpuData>,
+    /// The instance buffers (BUFFER options), in file order.
+    pub instances: Vec<Instance>,
+}
+
+/// An instance buffer of a file: its name and its CPUs' data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The instance's name (`hypervisor`).
+    pub name: String,
+    /// File offset of its `flyrecord` section.
+    pub offset: u64,
+    /// Each CPU's data (the file's CPU count).
     pub cpu_data: Vec<CpuData>,
 }
 
@@ -339,6 +352,7 @@ impl<'a> TraceFile<'a> {
 
         let mut cpustats = Vec::new();
         let mut clock_option = false;
+        let mut buffers = Vec::new();
         let at = c.at;
         let mut tag = c.take(10, "section tag")?;
         if tag == SECTION_OPTIONS {
@@ -357,6 +371,18 @@ impl<'a> TraceFile<'a> {
                         cpustats.push(text(data, "CPUSTAT option", at)?);
                     }
                     OPTION_TRACECLOCK => clock_option = true,
+                    OPTION_BUFFER => {
+                        let mut o = Cursor { bytes: data, at: 0 };
+                        let offset = o.u64("buffer offset").map_err(|_| FileError::Malformed {
+                            what: "BUFFER option shorter than its offset".into(),
+                            at,
+                        })?;
+                        let name = o.cstr("buffer name").map_err(|_| FileError::Malformed {
+                            what: "BUFFER option without a NUL-terminated name".into(),
+                            at,
+                        })?;
+                        buffers.push((name.to_string(), offset));
+                    }
                     _ => {}
                 }
             }
@@ -377,49 +403,46 @@ impl<'a> TraceFile<'a> {
             });
         }
 
-        let mut cpu_data = Vec::with_capacity(cpus);
-        for _ in 0..cpus {
-            let offset = c.u64("flyrecord offset")?;
-            let size = c.u64("flyrecord size")?;
-            cpu_data.push(CpuData { offset, size });
-        }
-        // As trace-cmd: the clock text after the table is read only when the option says
-        // the file has one.
-        let clock = if clock_option {
-            let len = c.u64("trace clock size")?;
-            let text = c.sized_text(len, "trace clock")?;
-            clock_name(text)
-        } else {
-            None
-        };
+        let cpu_data = cpu_table(&mut c, cpus, clock_option)?;
+        let clock = cpu_data.1;
+        let cpu_data = cpu_data.0;
+        let header_end = c.at as u64;
+        check_cpu_data(&cpu_data, bytes.len() as u64, header_end, page_size)?;
 
-        let file_len = bytes.len() as u64;
-        for (cpu, d) in cpu_data.iter().enumerate() {
-            if d.size == 0 {
-                continue;
-            }
-            let bad = |why: &str| FileError::BadCpuData {
-                cpu,
-                offset: d.offset,
-                size: d.size,
-                why: why.to_string(),
-            };
-            match d.offset.checked_add(d.size) {
-                Some(end) if end <= file_len => {}
-                _ => {
-                    return Err(bad(&format!(
-                        "runs past the end of the file ({file_len} bytes): truncated?"
-                    )))
+        let mut instances = Vec::with_capacity(buffers.len());
+        for (name, offset) in buffers {
+            let at = usize::try_from(offset)
+                .ok()
+                .filter(|&at| at < bytes.len())
+                .ok_or_else(|| FileError::Truncated {
+                    what: format!("buffer {name:?}"),
+                    at: offset as usize,
+                })?;
+            let mut b = Cursor { bytes, at };
+            let mut tag = b.take(10, "buffer section tag")?;
+            if tag == SECTION_OPTIONS {
+                loop {
+                    if b.u16("option id")? == OPTION_DONE {
+                        break;
+                    }
+                    let size = b.u32("option size")?;
+                    b.take(size as usize, "option data")?;
                 }
+                tag = b.take(10, "buffer section tag")?;
             }
-            if d.offset < c.at as u64 {
-                return Err(bad("overlaps the file's header"));
+            if tag != SECTION_FLYRECORD {
+                return Err(FileError::Malformed {
+                    what: format!("buffer {name:?} does not start with flyrecord"),
+                    at,
+                });
             }
-            if d.size % page_size as u64 != 0 {
-                return Err(bad(&format!(
-                    "is not a whole number of {page_size}-byte pages"
-                )));
-            }
+            let (data, _) = cpu_table(&mut b, cpus, clock_option)?;
+            check_cpu_data(&data, bytes.len() as u64, header_end, page_size)?;
+            instances.push(Instance {
+                name,
+                offset,
+                cpu_data: data,
+            });
         }
 
         Ok(Self {
@@ -430,6 +453,7 @@ impl<'a> TraceFile<'a> {
             cpustats,
             clock,
             cpu_data,
+            instances,
         })
     }
 
@@ -442,9 +466,35 @@ impl<'a> TraceFile<'a> {
         }
     }
 
-    /// The pages of `cpu` (whole pages, validated by [`TraceFile::parse`]).
+    /// The pages of `cpu` of the top-level buffer (whole pages, validated by
+    /// [`TraceFile::parse`]).
     pub fn cpu_pages(&self, cpu: usize) -> &'a [u8] {
-        let d = self.cpu_data[cpu];
+        self.pages_of(self.cpu_data[cpu])
+    }
+
+    /// The data of `cpu` in buffer `buffer`: 0 is the top-level buffer, `i` the `i`-th
+    /// instance.
+    pub fn buffer_cpu_data(&self, buffer: usize, cpu: usize) -> CpuData {
+        match buffer.checked_sub(1) {
+            None => self.cpu_data[cpu],
+            Some(i) => self.instances[i].cpu_data[cpu],
+        }
+    }
+
+    /// The name of buffer `buffer` (`""` for the top-level one).
+    pub fn buffer_name(&self, buffer: usize) -> &str {
+        buffer
+            .checked_sub(1)
+            .map_or("", |i| self.instances[i].name.as_str())
+    }
+
+    /// How many buffers the file has: the top-level one and the instances.
+    pub fn buffer_count(&self) -> usize {
+        1 + self.instances.len()
+    }
+
+    /// The pages a table entry names (validated by [`TraceFile::parse`]).
+    pub fn pages_of(&self, d: CpuData) -> &'a [u8] {
         if d.size == 0 {
             return &[];
         }
@@ -484,6 +534,67 @@ impl<'a> TraceFile<'a> {
         }
         s
     }
+}
+
+/// A `flyrecord` table of `cpus` entries, then the clock text when the file has one (as
+/// trace-cmd: the text after the table is read only when the TRACECLOCK option says the file
+/// has one).
+fn cpu_table(
+    c: &mut Cursor<'_>,
+    cpus: usize,
+    clock_option: bool,
+) -> Result<(Vec<CpuData>, Option<String>), FileError> {
+    let mut cpu_data = Vec::with_capacity(cpus);
+    for _ in 0..cpus {
+        let offset = c.u64("flyrecord offset")?;
+        let size = c.u64("flyrecord size")?;
+        cpu_data.push(CpuData { offset, size });
+    }
+    let clock = if clock_option {
+        let len = c.u64("trace clock size")?;
+        let text = c.sized_text(len, "trace clock")?;
+        clock_name(text)
+    } else {
+        None
+    };
+    Ok((cpu_data, clock))
+}
+
+/// Every CPU's data must lie inside the file, after the header, in whole pages.
+fn check_cpu_data(
+    cpu_data: &[CpuData],
+    file_len: u64,
+    header_end: u64,
+    page_size: usize,
+) -> Result<(), FileError> {
+    for (cpu, d) in cpu_data.iter().enumerate() {
+        if d.size == 0 {
+            continue;
+        }
+        let bad = |why: &str| FileError::BadCpuData {
+            cpu,
+            offset: d.offset,
+            size: d.size,
+            why: why.to_string(),
+        };
+        match d.offset.checked_add(d.size) {
+            Some(end) if end <= file_len => {}
+            _ => {
+                return Err(bad(&format!(
+                    "runs past the end of the file ({file_len} bytes): truncated?"
+                )))
+            }
+        }
+        if d.offset < header_end {
+            return Err(bad("overlaps the file's header"));
+        }
+        if d.size % page_size as u64 != 0 {
+            return Err(bad(&format!(
+                "is not a whole number of {page_size}-byte pages"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The clock name of a `trace_clock` text: the bracketed word (`local [mono] global` or

@@ -93,3 +93,124 @@ proptest! {
         prop_assert!(TraceFile::parse(&file[..cut]).is_err());
     }
 }
+
+/// A page of `n` records of host event `id` (ftrace header, pid `pid`, one u32 field),
+/// timestamps `ts + 2 * i`.
+fn host_page(ts: u64, n: usize, id: u16, pid: i32) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    p[..8].copy_from_slice(&ts.to_le_bytes());
+    p[8..16].copy_from_slice(&(16 * n as u64).to_le_bytes());
+    for i in 0..n {
+        let at = HEADER_SIZE + 16 * i;
+        let delta = if i == 0 { 0 } else { 2 };
+        p[at..at + 4].copy_from_slice(&record::header(3, delta).to_le_bytes());
+        p[at + 4..at + 6].copy_from_slice(&id.to_le_bytes());
+        p[at + 8..at + 12].copy_from_slice(&pid.to_le_bytes());
+        p[at + 12..at + 16].copy_from_slice(&(i as u32).to_le_bytes());
+    }
+    p
+}
+
+#[test]
+fn two_buffers_read_back() {
+    use crate::{write_trace, Buffer, System};
+    use hyptrace_abi::host_events;
+    let host: Vec<Vec<u8>> = (0..2)
+        .map(|c| host_page(1001, 5, host_events::FIRST_ID + 6, 100 + c))
+        .collect();
+    // CPU 1's second hypervisor page says 9 events were lost before it.
+    let hyp: Vec<Vec<u8>> = (0..2)
+        .map(|c| {
+            let mut pages = page(1001, 7, 1);
+            let mut lossy = page(1020, 2, 2);
+            if c == 1 {
+                let len = 16u64;
+                let commit = len | 1 << 31 | 1 << 30;
+                lossy[8..16].copy_from_slice(&commit.to_le_bytes());
+                let at = HEADER_SIZE + len as usize;
+                lossy[at..at + 8].copy_from_slice(&9u64.to_le_bytes());
+            }
+            pages.extend(lossy);
+            pages
+        })
+        .collect();
+    fn cpus(pages: &[Vec<u8>]) -> Vec<CpuData<'_>> {
+        pages
+            .iter()
+            .map(|p| CpuData {
+                pages: p,
+                stats: CpuStats::default(),
+            })
+            .collect()
+    }
+    let (host_cpus, hyp_cpus) = (cpus(&host), cpus(&hyp));
+    let mut file = Vec::new();
+    let len = write_trace(
+        &mut file,
+        &[
+            System {
+                name: events::SYSTEM,
+                events: events::ALL,
+            },
+            System {
+                name: host_events::SYSTEM,
+                events: host_events::ALL,
+            },
+        ],
+        &[
+            Buffer {
+                name: "",
+                cpus: &host_cpus,
+            },
+            Buffer {
+                name: "hypervisor",
+                cpus: &hyp_cpus,
+            },
+        ],
+        "mono",
+    )
+    .unwrap();
+    assert_eq!(len, file.len() as u64);
+    let parsed = TraceFile::parse(&file).unwrap();
+    assert_eq!(parsed.buffer_count(), 2);
+    assert_eq!(parsed.buffer_name(1), "hypervisor");
+    assert_eq!(parsed.cpustats.len(), 5, "{:?}", parsed.cpustats);
+    for cpu in 0..2 {
+        assert_eq!(
+            parsed.pages_of(parsed.buffer_cpu_data(0, cpu)),
+            &host[cpu][..]
+        );
+        let d = parsed.buffer_cpu_data(1, cpu);
+        assert_eq!(d.offset % PAGE_SIZE as u64, 0);
+        assert_eq!(parsed.pages_of(d), &hyp[cpu][..]);
+    }
+
+    // What trace-cmd 3.1.6 prints for this file (its lines 1-4, 27 and 28): the top-level
+    // buffer wins ties, an instance's events carry its name, and a drop marker takes the
+    // name in place of the event line that follows it.
+    let report = crate::report::Report::new(&file).unwrap();
+    let mut lines = Vec::new();
+    let summary = report.for_each_line(&crate::report::Selection::default(), |l| {
+        lines.push(alloc::string::String::from(l));
+        true
+    });
+    assert!(summary.is_clean(), "{}", summary.problems());
+    assert_eq!(lines.len(), 30);
+    assert_eq!(lines[0], "cpus=2");
+    assert_eq!(
+        lines[1],
+        "                       <...>--1    [000]     0.000001: workload:             phase=0"
+    );
+    assert_eq!(
+        lines[3],
+        "hypervisor:            <...>--1    [000]     0.000001: hyp_enter:             "
+    );
+    assert_eq!(lines[26], "hypervisor: CPU:1 [9 EVENTS DROPPED]");
+    assert_eq!(
+        lines[27],
+        "           <...>--1    [001]     0.000001: hyp_exit:              "
+    );
+    assert_eq!(summary.buffers[1][1].dropped, 9);
+    assert_eq!(summary.buffers[0][0].events, 5);
+    assert_eq!(summary.cpus[1].events, 5 + 9);
+}

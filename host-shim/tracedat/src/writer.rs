@@ -1,11 +1,13 @@
 //! A trace.dat (version 6) writer that trace-cmd 3.1.6 and KernelShark read.
 //!
 //! The layout follows trace-cmd's file format v6: magic and sizes, the `header_page` and
-//! `header_event` texts, the event formats of one system (`hyp`), empty kallsyms/printk/cmdlines,
-//! the CPU count, options (per-CPU statistics for `trace-cmd report --stat`, and the clock),
-//! the `flyrecord` table of per-CPU data offsets, then every CPU's ring-buffer pages copied
-//! verbatim, each CPU starting on a page boundary. Offsets are computed before anything is
-//! written, so the file is written strictly sequentially (as semihosting wants).
+//! `header_event` texts, the event formats of each system (`hyp`, `host`), empty
+//! kallsyms/printk/cmdlines, the CPU count, options (per-CPU statistics for `trace-cmd report
+//! --stat`, one BUFFER option per instance, and the clock), the `flyrecord` table of the
+//! top-level buffer's per-CPU data offsets and its pages; then, for each instance, a
+//! `flyrecord` table of its own and its pages. Pages are copied verbatim, each CPU starting on
+//! a page boundary. Offsets are computed before anything is written, so the file is written
+//! strictly sequentially (as semihosting wants).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,9 +17,9 @@ use hyptrace_abi::event_format::EventDesc;
 use hyptrace_abi::page::PAGE_SIZE;
 
 use crate::format::{
-    header_page_text, HEADER_EVENT, MAGIC, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK,
-    SECTION_FLYRECORD, SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING,
-    VERSION,
+    header_page_text, HEADER_EVENT, MAGIC, OPTION_BUFFER, OPTION_CPUSTAT, OPTION_DONE,
+    OPTION_TRACECLOCK, SECTION_FLYRECORD, SECTION_HEADER_EVENT, SECTION_HEADER_PAGE,
+    SECTION_OPTIONS, TRACING, VERSION,
 };
 
 /// Statistics of one CPU's buffer, stored in the CPUSTAT option.
@@ -88,6 +90,17 @@ pub enum WriteError<E> {
         /// The CPU.
         cpu: usize,
     },
+    /// No buffer to write.
+    NoBuffer,
+    /// A buffer's CPU count differs from the top-level buffer's.
+    BufferCpus {
+        /// The buffer's index.
+        buffer: usize,
+        /// Its CPU count.
+        cpus: usize,
+        /// The top-level buffer's.
+        expected: usize,
+    },
     /// The sink failed.
     Sink(E),
 }
@@ -101,6 +114,16 @@ impl<E: fmt::Display> fmt::Display for WriteError<E> {
                     "CPU {cpu}'s data is not a whole number of {PAGE_SIZE}-byte pages"
                 )
             }
+            Self::NoBuffer => f.write_str("a trace needs at least its top-level buffer"),
+            Self::BufferCpus {
+                buffer,
+                cpus,
+                expected,
+            } => write!(
+                f,
+                "buffer {buffer} has {cpus} CPUs but the top-level buffer {expected}: every \
+                 buffer of a file has the file's CPU count"
+            ),
             Self::Sink(e) => write!(f, "writing the trace failed: {e}"),
         }
     }
@@ -135,12 +158,76 @@ pub fn cpustat_text(cpu: usize, s: &CpuStats) -> String {
     t
 }
 
-/// Builds everything before the CPU data: the file header up to and including the flyrecord
-/// table and the clock text, padded to a page boundary.
-///
-/// `system` names the event system every event of `events` belongs to (trace-cmd prints it
-/// with `-F system:event` and `--stat`); hyptrace's hypervisor uses `hyp`.
-pub fn build_header(system: &str, events: &[EventDesc], cpus: &[CpuData], clock: &str) -> Vec<u8> {
+/// One event system of a file: a name (`hyp`, `host`) and its events' formats.
+#[derive(Clone, Copy, Debug)]
+pub struct System<'a> {
+    /// The name trace-cmd prints with `-F system:event` and `--stat`.
+    pub name: &'a str,
+    /// Its events. IDs must be unique across every system of the file.
+    pub events: &'a [EventDesc],
+}
+
+/// One ring buffer of a file: the top-level buffer (name `""`) or an instance (the
+/// `hypervisor` instance of a tracefs, say), each with the same CPUs.
+#[derive(Clone, Copy, Debug)]
+pub struct Buffer<'a> {
+    /// `""` for the top-level buffer, else the instance's name.
+    pub name: &'a str,
+    /// Every CPU's data, CPU 0 first.
+    pub cpus: &'a [CpuData<'a>],
+}
+
+/// The CPU data table and clock text of one buffer: `flyrecord\0`, then per CPU an offset and
+/// a size, then the clock text, padded so the first CPU's pages start on a page boundary.
+/// `start` is where the table's `flyrecord` tag sits in the file (for the top buffer it
+/// follows the options; an instance's table starts a page-aligned section after the top's
+/// data). Returns the bytes and where the data that follows them ends.
+fn flyrecord(start: usize, cpus: &[CpuData], clock: &str) -> (Vec<u8>, u64) {
+    let mut h = Vec::new();
+    h.extend_from_slice(SECTION_FLYRECORD);
+    let table_at = h.len();
+    h.resize(table_at + 16 * cpus.len(), 0);
+    let clock_text = alloc::format!("[{clock}]\n");
+    put_u64(&mut h, clock_text.len() as u64);
+    h.extend_from_slice(clock_text.as_bytes());
+    h.resize((start + h.len()).next_multiple_of(PAGE_SIZE) - start, 0);
+    let mut offset = (start + h.len()) as u64;
+    for (cpu, data) in cpus.iter().enumerate() {
+        let size = data.pages.len() as u64;
+        let entry = table_at + 16 * cpu;
+        // A CPU without data gets offset 0 and size 0, as trace-cmd writes it.
+        let at = if size == 0 { 0 } else { offset };
+        h[entry..entry + 8].copy_from_slice(&at.to_le_bytes());
+        h[entry + 8..entry + 16].copy_from_slice(&size.to_le_bytes());
+        offset += size;
+    }
+    (h, offset)
+}
+
+fn put_cpustats(h: &mut Vec<u8>, cpus: &[CpuData]) {
+    for (cpu, data) in cpus.iter().enumerate() {
+        put_option(h, OPTION_CPUSTAT, cpustat_text(cpu, &data.stats).as_bytes());
+    }
+}
+
+/// An option record: id, size, data and its NUL.
+fn put_option(h: &mut Vec<u8>, id: u16, text: &[u8]) {
+    put_u16(h, id);
+    put_u32(h, text.len() as u32 + 1);
+    h.extend_from_slice(text);
+    h.push(0);
+}
+
+/// A whole file's layout, computed before anything is written: the header (up to and
+/// including the top buffer's CPU table), then for each instance the section that precedes
+/// its pages.
+struct Layout {
+    header: Vec<u8>,
+    sections: Vec<Vec<u8>>,
+    len: u64,
+}
+
+fn layout(systems: &[System], buffers: &[Buffer], clock: &str) -> Layout {
     let mut h = Vec::new();
     h.extend_from_slice(&MAGIC);
     h.extend_from_slice(TRACING);
@@ -159,60 +246,80 @@ pub fn build_header(system: &str, events: &[EventDesc], cpus: &[CpuData], clock:
     h.extend_from_slice(HEADER_EVENT.as_bytes());
 
     put_u32(&mut h, 0); // ftrace events
-    put_u32(&mut h, 1); // event systems
-    h.extend_from_slice(system.as_bytes());
-    h.push(0);
-    put_u32(&mut h, events.len() as u32);
-    for e in events {
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = e.write_format(&mut text);
-        put_u64(&mut h, text.len() as u64);
-        h.extend_from_slice(text.as_bytes());
+    put_u32(&mut h, systems.len() as u32);
+    for system in systems {
+        h.extend_from_slice(system.name.as_bytes());
+        h.push(0);
+        put_u32(&mut h, system.events.len() as u32);
+        for e in system.events {
+            let mut text = String::new();
+            // Writing to a String cannot fail.
+            let _ = e.write_format(&mut text);
+            put_u64(&mut h, text.len() as u64);
+            h.extend_from_slice(text.as_bytes());
+        }
     }
     put_u32(&mut h, 0); // kallsyms
     put_u32(&mut h, 0); // printk formats
     put_u64(&mut h, 0); // saved cmdlines
-    put_u32(&mut h, cpus.len() as u32);
+    let (top, instances) = buffers
+        .split_first()
+        .map_or((&[][..], &[][..]), |(t, i)| (t.cpus, i));
+    put_u32(&mut h, top.len() as u32);
 
     h.extend_from_slice(SECTION_OPTIONS);
-    for (cpu, data) in cpus.iter().enumerate() {
-        let mut text = cpustat_text(cpu, &data.stats).into_bytes();
-        text.push(0);
-        put_u16(&mut h, OPTION_CPUSTAT);
-        put_u32(&mut h, text.len() as u32);
-        h.extend_from_slice(&text);
+    put_cpustats(&mut h, top);
+    // Each instance: a BUFFER option (the offset of its section, patched below, and its
+    // name), and its statistics after a `Buffer: NAME` line, as `trace-cmd record` writes
+    // them.
+    let mut patches = Vec::new();
+    for b in instances {
+        put_u16(&mut h, OPTION_BUFFER);
+        put_u32(&mut h, 8 + b.name.len() as u32 + 1);
+        patches.push(h.len());
+        put_u64(&mut h, 0);
+        h.extend_from_slice(b.name.as_bytes());
+        h.push(0);
+        put_option(
+            &mut h,
+            OPTION_CPUSTAT,
+            alloc::format!("\nBuffer: {}\n\n", b.name).as_bytes(),
+        );
+        put_cpustats(&mut h, b.cpus);
     }
-    let clock_option = alloc::format!("[{clock}]\0");
-    put_u16(&mut h, OPTION_TRACECLOCK);
-    put_u32(&mut h, clock_option.len() as u32);
-    h.extend_from_slice(clock_option.as_bytes());
+    put_option(
+        &mut h,
+        OPTION_TRACECLOCK,
+        alloc::format!("[{clock}]").as_bytes(),
+    );
     put_u16(&mut h, OPTION_DONE);
 
-    h.extend_from_slice(SECTION_FLYRECORD);
-    let table_at = h.len();
-    h.resize(table_at + 16 * cpus.len(), 0);
-    let clock_text = alloc::format!("[{clock}]\n");
-    put_u64(&mut h, clock_text.len() as u64);
-    h.extend_from_slice(clock_text.as_bytes());
-    h.resize(h.len().next_multiple_of(PAGE_SIZE), 0);
-
-    let mut offset = h.len() as u64;
-    for (cpu, data) in cpus.iter().enumerate() {
-        let size = data.pages.len() as u64;
-        let entry = table_at + 16 * cpu;
-        // A CPU without data gets offset 0 and size 0, as trace-cmd writes it.
-        let at = if size == 0 { 0 } else { offset };
-        h[entry..entry + 8].copy_from_slice(&at.to_le_bytes());
-        h[entry + 8..entry + 16].copy_from_slice(&size.to_le_bytes());
-        offset += size;
+    let start = h.len();
+    let (table, mut end) = flyrecord(start, top, clock);
+    h.extend_from_slice(&table);
+    let mut sections = Vec::new();
+    for (b, patch) in instances.iter().zip(patches) {
+        let at = end.next_multiple_of(PAGE_SIZE as u64);
+        h[patch..patch + 8].copy_from_slice(&at.to_le_bytes());
+        // The gap up to the section's page-aligned start is written as zeros before it.
+        let (mut section, section_end) = flyrecord(at as usize, b.cpus, clock);
+        let gap = (at - end) as usize;
+        section.splice(0..0, core::iter::repeat_n(0, gap));
+        sections.push(section);
+        end = section_end;
     }
-    h
+    Layout {
+        header: h,
+        sections,
+        len: end,
+    }
 }
 
 /// Writes a complete trace.dat: header, then each CPU's pages. `system` names the events'
-/// system (see [`build_header`]); `clock` names the trace clock (`mono` makes trace-cmd print
-/// seconds).
+/// system (`hyp` for hyptrace's hypervisor: trace-cmd prints it with `-F system:event` and
+/// `--stat`); `clock` names the trace clock (`mono` makes trace-cmd print seconds).
+///
+/// The one-buffer, one-system case of [`write_trace`]. Returns the bytes written.
 ///
 /// # Errors
 /// [`WriteError::PartialPage`] when a CPU's data is not whole pages (nothing is written);
@@ -223,16 +330,59 @@ pub fn write_trace_dat<S: Sink>(
     events: &[EventDesc],
     cpus: &[CpuData],
     clock: &str,
-) -> Result<(), WriteError<S::Error>> {
-    if let Some(cpu) = cpus.iter().position(|c| c.pages.len() % PAGE_SIZE != 0) {
-        return Err(WriteError::PartialPage { cpu });
+) -> Result<u64, WriteError<S::Error>> {
+    write_trace(
+        sink,
+        &[System {
+            name: system,
+            events,
+        }],
+        &[Buffer { name: "", cpus }],
+        clock,
+    )
+}
+
+/// Writes a complete trace.dat of several event systems and several buffers: `buffers[0]`
+/// is the top-level buffer, the others instances that trace-cmd reports (and KernelShark
+/// opens as streams) by name. Offsets are computed first, so the file is written strictly
+/// sequentially. Returns the bytes written.
+///
+/// # Errors
+/// [`WriteError::NoBuffer`] for an empty `buffers`, [`WriteError::BufferCpus`] when the
+/// buffers' CPU counts differ (trace-cmd gives every instance the file's CPU count),
+/// [`WriteError::PartialPage`] when a CPU's data is not whole pages (nothing is written in
+/// these cases); [`WriteError::Sink`] when the sink fails.
+pub fn write_trace<S: Sink>(
+    sink: &mut S,
+    systems: &[System],
+    buffers: &[Buffer],
+    clock: &str,
+) -> Result<u64, WriteError<S::Error>> {
+    let top = buffers.first().ok_or(WriteError::NoBuffer)?;
+    for (buffer, b) in buffers.iter().enumerate() {
+        if b.cpus.len() != top.cpus.len() {
+            return Err(WriteError::BufferCpus {
+                buffer,
+                cpus: b.cpus.len(),
+                expected: top.cpus.len(),
+            });
+        }
+        if let Some(cpu) = b.cpus.iter().position(|c| c.pages.len() % PAGE_SIZE != 0) {
+            return Err(WriteError::PartialPage { cpu });
+        }
     }
-    let header = build_header(system, events, cpus, clock);
-    sink.write_all(&header).map_err(WriteError::Sink)?;
-    for data in cpus {
+    let l = layout(systems, buffers, clock);
+    sink.write_all(&l.header).map_err(WriteError::Sink)?;
+    for data in top.cpus {
         sink.write_all(data.pages).map_err(WriteError::Sink)?;
     }
-    Ok(())
+    for (b, section) in buffers[1..].iter().zip(&l.sections) {
+        sink.write_all(section).map_err(WriteError::Sink)?;
+        for data in b.cpus {
+            sink.write_all(data.pages).map_err(WriteError::Sink)?;
+        }
+    }
+    Ok(l.len)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //!   offset 0 (`kbuffer_missed_events`): a page starting with a TIME_EXTEND shows no marker.
 //! - Merge: the next record is the earliest of every CPU's next one; on equal timestamps the
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
-//!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order.
+//!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order. With several
+//!   buffers, every CPU of the top-level buffer comes before the instances' in that order, so
+//!   a tie goes to the top-level buffer (checked against trace-cmd 3.1.6).
 
 use alloc::format;
 use alloc::string::ToString;
@@ -20,6 +22,8 @@ use crate::page::{DecodeError, Missed, PageView, Record, Records};
 /// A decoded event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Item<'a> {
+    /// The buffer: 0 the top-level one, `i` the file's `i`-th instance.
+    pub buffer: usize,
     /// The CPU.
     pub cpu: usize,
     /// Absolute timestamp (ns).
@@ -64,6 +68,7 @@ impl fmt::Display for PageError {
 
 /// One CPU's events in file order.
 pub struct CpuEvents<'a> {
+    buffer: usize,
     cpu: usize,
     pages: &'a [u8],
     page_size: usize,
@@ -78,9 +83,23 @@ pub struct CpuEvents<'a> {
 }
 
 impl<'a> CpuEvents<'a> {
-    /// The events of `cpu`, whose whole pages are `pages`, at file offset `base`.
+    /// The events of `cpu` of the top-level buffer, whose whole pages are `pages`, at file
+    /// offset `base`.
     pub fn new(cpu: usize, pages: &'a [u8], page_size: usize, base: u64) -> Self {
+        Self::in_buffer(0, cpu, pages, page_size, base)
+    }
+
+    /// As [`CpuEvents::new`], for buffer `buffer` (0: the top-level one; `i`: the file's
+    /// `i`-th instance).
+    pub fn in_buffer(
+        buffer: usize,
+        cpu: usize,
+        pages: &'a [u8],
+        page_size: usize,
+        base: u64,
+    ) -> Self {
         Self {
+            buffer,
             cpu,
             pages,
             page_size,
@@ -96,6 +115,11 @@ impl<'a> CpuEvents<'a> {
     /// The CPU.
     pub fn cpu(&self) -> usize {
         self.cpu
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> usize {
+        self.buffer
     }
 
     fn load_next_page(&mut self) -> bool {
@@ -142,6 +166,7 @@ impl<'a> Iterator for CpuEvents<'a> {
                         let missed = if offset == 0 { self.page_missed } else { 0 };
                         self.page_missed = 0;
                         return Some(Item {
+                            buffer: self.buffer,
                             cpu: self.cpu,
                             ts,
                             payload,

@@ -153,8 +153,10 @@ pub struct CpuTotals {
 /// What a decode met, besides the lines.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
-    /// Per CPU (index = CPU).
+    /// Per CPU (index = CPU), every buffer together.
     pub cpus: Vec<CpuTotals>,
+    /// Per buffer (0: the top-level one, then the instances), per CPU.
+    pub buffers: Vec<Vec<CpuTotals>>,
     /// Pages that did not decode completely.
     pub page_errors: Vec<PageError>,
     /// Events that could not be rendered (unknown ID, field outside the payload): a few
@@ -201,6 +203,11 @@ pub struct Report<'a> {
     by_id: Vec<Option<u16>>,
     /// Offset and size of `common_type` in payloads.
     common_type: (usize, usize),
+    /// Offset and size of `common_pid`, as libtraceevent finds it: in the format of the
+    /// lowest-ID event, for every event (`None`: that event has none, so every pid is -1).
+    common_pid: Option<(usize, usize)>,
+    /// Width of the buffer-name column (`hypervisor:`); 0 when the file has no instances.
+    name_width: usize,
 }
 
 impl<'a> Report<'a> {
@@ -219,10 +226,26 @@ impl<'a> Report<'a> {
             .iter()
             .find_map(|e| e.field("common_type"))
             .map_or((0, 2), |f| (f.offset, f.size.min(8)));
+        // libtraceevent's `get_common_info` reads the common fields' places from its first
+        // event, and its events are sorted by ID.
+        let common_pid = file
+            .events
+            .iter()
+            .min_by_key(|e| e.id)
+            .and_then(|e| e.field("common_pid"))
+            .map(|f| (f.offset, f.size.min(8)));
+        let name_width = file
+            .instances
+            .iter()
+            .map(|i| i.name.len() + 1)
+            .max()
+            .unwrap_or(0);
         Ok(Self {
             file,
             by_id,
             common_type,
+            common_pid,
+            name_width,
         })
     }
 
@@ -268,25 +291,42 @@ impl<'a> Report<'a> {
         Ok(())
     }
 
-    /// The merged events of the selected CPUs.
+    /// The merged events of the selected CPUs, of every buffer.
+    ///
+    /// (`trace-cmd report --cpu` 3.1.6 prints the top-level buffer's events only; this
+    /// selection takes the CPUs of every buffer.)
     pub fn events(&self, sel: &Selection) -> Merged<'a> {
-        // trace-cmd 3.1.6 merges selected CPUs lowest first too, whatever order --cpu gave.
-        let order: Vec<usize> = (0..self.file.cpus)
-            .filter(|c| sel.cpus.is_empty() || sel.cpus.contains(c))
-            .collect();
-        Merged::new(
-            order
-                .into_iter()
-                .map(|cpu| {
-                    CpuEvents::new(
-                        cpu,
-                        self.file.cpu_pages(cpu),
-                        self.file.page_size,
-                        self.file.cpu_data[cpu].offset,
-                    )
-                })
-                .collect(),
-        )
+        // trace-cmd 3.1.6 merges selected CPUs lowest first too, whatever order --cpu gave,
+        // and the top-level buffer before the instances.
+        let mut sources = Vec::new();
+        for buffer in 0..self.file.buffer_count() {
+            for cpu in (0..self.file.cpus).filter(|c| sel.cpus.is_empty() || sel.cpus.contains(c)) {
+                let d = self.file.buffer_cpu_data(buffer, cpu);
+                sources.push(CpuEvents::in_buffer(
+                    buffer,
+                    cpu,
+                    self.file.pages_of(d),
+                    self.file.page_size,
+                    d.offset,
+                ));
+            }
+        }
+        Merged::new(sources)
+    }
+
+    /// The buffer-name column trace-cmd prints before every event of a file with
+    /// instances: `hypervisor: ` for an instance's, blanks of the same width for the
+    /// top-level buffer's; nothing in a file without instances.
+    fn write_buffer_name(&self, out: &mut String, buffer: usize) {
+        if self.name_width > 0 {
+            let name = self.file.buffer_name(buffer);
+            let label = if name.is_empty() {
+                String::new()
+            } else {
+                format!("{name}:")
+            };
+            let _ = write!(out, "{label:<width$} ", width = self.name_width);
+        }
     }
 
     /// Writes the timestamp as trace-cmd does: ` SSSSS.UUUUUU:` (microseconds, rounded) for
@@ -307,16 +347,19 @@ impl<'a> Report<'a> {
     /// # Errors
     /// An [`EventError`] naming the event and why it could not be rendered.
     pub fn render_event(&self, item: &Item<'_>, out: &mut String) -> Result<(), EventError> {
+        self.render(item, true, out)
+    }
+
+    /// [`Report::render_event`]; `named`: whether the line starts with the buffer's name
+    /// (trace-cmd prints it once per record: before the record's drop marker when it has
+    /// one, else before the event).
+    fn render(&self, item: &Item<'_>, named: bool, out: &mut String) -> Result<(), EventError> {
         let event = self.event_of(item.payload);
-        // No `common_pid` field in hyptrace's formats: pid -1, shown as `<...>` by
-        // libtraceevent; a format that has one is honoured.
-        let pid = event
-            .and_then(|(_, e)| {
-                let f = e.field("common_pid")?;
-                e.read_field(item.payload, f)
-            })
-            .unwrap_or(-1);
+        let pid = self.pid_of(item.payload);
         let comm = if pid == 0 { "<idle>" } else { "<...>" };
+        if named {
+            self.write_buffer_name(out, item.buffer);
+        }
         let _ = write!(out, "{comm:>16}-{pid:<5} [{:03}]", item.cpu);
         self.write_time(out, item.ts);
         match event {
@@ -356,6 +399,20 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// The pid, where the lowest-ID event has it, in every event (libtraceevent); without
+    /// one (pKVM's header) it is -1, shown as `<...>`.
+    fn pid_of(&self, payload: &[u8]) -> i64 {
+        self.common_pid
+            .and_then(|(off, size)| {
+                let bytes = payload.get(off..off + size)?;
+                let mut raw = [0u8; 8];
+                raw[..size].copy_from_slice(bytes);
+                let shift = 64 - 8 * size as u32;
+                Some(((u64::from_le_bytes(raw) << shift) as i64) >> shift)
+            })
+            .unwrap_or(-1)
+    }
+
     fn event_of_id(&self, payload: &[u8]) -> Option<u64> {
         let (off, size) = self.common_type;
         let bytes = payload.get(off..off + size)?;
@@ -367,8 +424,10 @@ impl<'a> Report<'a> {
     /// Produces every output line of the selection (no newlines), header first, into `sink`;
     /// stops early when `sink` returns false. Returns what was met on the way.
     pub fn for_each_line(&self, sel: &Selection, mut sink: impl FnMut(&str) -> bool) -> Summary {
+        let cpus = self.file.cpus;
         let mut summary = Summary {
-            cpus: vec![CpuTotals::default(); self.file.cpus],
+            cpus: vec![CpuTotals::default(); cpus],
+            buffers: vec![vec![CpuTotals::default(); cpus]; self.file.buffer_count()],
             ..Summary::default()
         };
         for line in self.header_lines() {
@@ -383,13 +442,14 @@ impl<'a> Report<'a> {
                 .collect()
         });
         // Losses of events filtered out are carried to the CPU's next printed event.
-        let mut pending = vec![0i64; self.file.cpus];
+        let mut pending = vec![0i64; cpus * self.file.buffer_count()];
         let mut merged = self.events(sel);
         let mut line = String::with_capacity(160);
         for item in merged.by_ref() {
             let cpu = item.cpu;
+            let slot = item.buffer * cpus + cpu;
             if item.missed != 0 {
-                pending[cpu] = match (pending[cpu], item.missed) {
+                pending[slot] = match (pending[slot], item.missed) {
                     (_, -1) | (-1, _) => -1,
                     (a, b) => a.saturating_add(b),
                 };
@@ -402,10 +462,11 @@ impl<'a> Report<'a> {
                     continue;
                 }
             }
-            let totals = &mut summary.cpus[cpu];
-            let missed = core::mem::take(&mut pending[cpu]);
+            let totals = &mut summary.buffers[item.buffer][cpu];
+            let missed = core::mem::take(&mut pending[slot]);
             if missed != 0 {
                 line.clear();
+                self.write_buffer_name(&mut line, item.buffer);
                 if missed > 0 {
                     let _ = write!(line, "CPU:{cpu} [{missed} EVENTS DROPPED]");
                     totals.drop_markers += 1;
@@ -419,7 +480,7 @@ impl<'a> Report<'a> {
                 }
             }
             line.clear();
-            if let Err(e) = self.render_event(&item, &mut line) {
+            if let Err(e) = self.render(&item, missed == 0, &mut line) {
                 summary.render_error_count += 1;
                 if summary.render_errors.len() < MAX_RENDER_EXAMPLES {
                     summary.render_errors.push(e);
@@ -432,7 +493,16 @@ impl<'a> Report<'a> {
         }
         for source in merged.sources() {
             summary.page_errors.extend(source.errors.iter().cloned());
-            summary.cpus[source.cpu()].pages = source.pages_read as u64;
+            summary.buffers[source.buffer()][source.cpu()].pages = source.pages_read as u64;
+        }
+        for buffer in &summary.buffers {
+            for (all, t) in summary.cpus.iter_mut().zip(buffer) {
+                all.events += t.events;
+                all.pages += t.pages;
+                all.drop_markers += t.drop_markers;
+                all.dropped += t.dropped;
+                all.unknown_drops += t.unknown_drops;
+            }
         }
         summary
     }
