@@ -198,6 +198,9 @@ pub struct RunOptions<'a> {
     pub events: Option<&'a str>,
     /// Where the trace goes (relative to QEMU's working directory).
     pub output: &'a str,
+    /// Whether the host records its own events too (`host_events=1`, the default): the
+    /// top-level buffer of trace.dat, with the hypervisor's in the `hypervisor` instance.
+    pub host_events: bool,
 }
 
 impl Default for RunOptions<'_> {
@@ -208,13 +211,15 @@ impl Default for RunOptions<'_> {
             period_ms: 10,
             events: None,
             output: "target/trace.dat",
+            host_events: true,
         }
     }
 }
 
 /// The semihosting command line: `hyptrace <test|run|soak|bench|crash|fault> [key=value ...]`.
 /// `test` takes `filter=S` and `seed=N`; `run` takes `duration_ms=`, `buffer_kb=`,
-/// `period_ms=`, `events=a,b` and `output=PATH`; `soak` the same but `output=`, plus `seed=`;
+/// `period_ms=`, `events=a,b`, `host_events=0|1` and `output=PATH`; `soak` the same but
+/// `output=` and `host_events=`, plus `seed=`;
 /// `fault` takes `kind=` with a [`FaultKind`] name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
@@ -287,6 +292,13 @@ impl<'a> Cmdline<'a> {
                 (Mode::Run | Mode::Soak, "period_ms") => cmd.run.period_ms = number(value)?,
                 (Mode::Run | Mode::Soak, "events") => cmd.run.events = Some(value),
                 (Mode::Run, "output") => cmd.run.output = value,
+                (Mode::Run, "host_events") => {
+                    cmd.run.host_events = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => return Err(CmdlineError::BadNumber(value)),
+                    }
+                }
                 (Mode::Fault, "kind") => {
                     let kind = FaultKind::ALL.into_iter().find(|k| k.name() == value);
                     cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(word))?);
@@ -424,7 +436,14 @@ mod tests {
                 period_ms: 1,
                 events: Some("hyp_enter,selftest"),
                 output: "x.dat",
+                host_events: true,
             }
+        );
+        let off = Cmdline::parse("hyptrace run host_events=0").unwrap().run;
+        assert!(!off.host_events);
+        assert_eq!(
+            Cmdline::parse("hyptrace run host_events=yes"),
+            Err(CmdlineError::BadNumber("yes"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace run").unwrap().run,

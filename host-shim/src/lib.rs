@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod harness;
+pub mod host_trace;
 pub mod mmu;
 pub mod page_pool;
 pub mod reader;

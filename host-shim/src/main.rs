@@ -19,6 +19,9 @@ extern crate alloc;
 mod arch;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod own_trace;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod qemu_bench;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -8,25 +8,31 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use core::ptr::NonNull;
+
 use host_shim::harness::RunOptions;
+use host_shim::host_trace::LocalControl;
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
-use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, RingControl};
-use host_shim::trace_buffer::ExtBuffer;
+use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, PageMemory, RingControl};
+use host_shim::trace_buffer::{ring_pages_for, ExtBuffer};
 use hyptrace_abi::calls::{status_from_regs, Call};
-use hyptrace_abi::events;
-use hyptrace_abi::{HypError, HypercallId, SwapResult};
+use hyptrace_abi::host_events::{self, Phase, ReaderPoll, ReaderSwap, Workload};
+use hyptrace_abi::{events, HypError, HypercallId, SwapResult};
 use hyptrace_platform::memmap::{HOST_POOL_BASE, MAX_CPUS};
 use hyptrace_ring::clock::ClockParams;
-use hyptrace_tracedat::writer::{self as tracedat, CpuData, CpuStats as FileStats};
+use hyptrace_ring::{PageDesc, DESC_SIZE};
+use hyptrace_tracedat::writer::{self as tracedat, Buffer, CpuData, CpuStats as FileStats, System};
 
 use crate::arch::boot::machine;
 use crate::arch::calls::hypercall_args;
 use crate::arch::console::println;
 use crate::arch::semihosting::File;
 use crate::arch::{cpu, smp};
+use crate::own_trace::{self, HOST};
 
 /// A hyptrace hypercall; `Err` with the decoded code when X0 is negative.
 pub fn call(id: HypercallId, args: &[u64]) -> Result<[u64; 3], HypError> {
@@ -45,7 +51,13 @@ pub struct HvcControl;
 
 impl RingControl for HvcControl {
     fn swap_reader(&mut self, cpu: u32) -> Result<SwapResult, HypError> {
-        SwapResult::from_regs(issue(Call::SwapReader { cpu: cpu.into() })?)
+        let swap = SwapResult::from_regs(issue(Call::SwapReader { cpu: cpu.into() })?)?;
+        own_trace::emit(&ReaderSwap {
+            cpu,
+            swapped: swap.swapped.into(),
+            lost: swap.lost,
+        });
+        Ok(swap)
     }
 
     fn update_footers(&mut self, cpu: u32) -> Result<(), HypError> {
@@ -181,6 +193,137 @@ impl Session {
     }
 }
 
+/// The host's own buffer: per CPU a reader page, ring pages and descriptors from the pool,
+/// loaded into [`HOST`]. The host is its only writer.
+pub struct HostBuffer {
+    cpus: Vec<HostCpu>,
+}
+
+struct HostCpu {
+    reader_page: u64,
+    pages: Vec<u64>,
+    descs: u64,
+    desc_pages: usize,
+}
+
+impl HostBuffer {
+    /// Allocates `size` bytes of buffer per CPU for `nr_cpus` CPUs and loads [`HOST`] with
+    /// them (not recording yet: see [`HostBuffer::start`]).
+    pub fn alloc(pool: &mut PagePool, size: usize, nr_cpus: usize) -> Result<Self, String> {
+        let mut buffer = Self { cpus: Vec::new() };
+        let n = ring_pages_for(size);
+        let desc_pages = ((n + 1) * DESC_SIZE).div_ceil(PAGE_SIZE as usize);
+        for cpu in 0..nr_cpus {
+            match Self::alloc_cpu(pool, cpu, n, desc_pages) {
+                Ok(c) => buffer.cpus.push(c),
+                Err(e) => {
+                    buffer.free(pool);
+                    return Err(format!("host buffer of CPU {cpu}: {e}"));
+                }
+            }
+        }
+        Ok(buffer)
+    }
+
+    fn alloc_cpu(
+        pool: &mut PagePool,
+        cpu: usize,
+        n: usize,
+        desc_pages: usize,
+    ) -> Result<HostCpu, String> {
+        let mut all = Vec::with_capacity(n + 1);
+        let take = |pool: &mut PagePool| -> Result<u64, String> {
+            let page = pool.alloc().map_err(|e| format!("{e:?}"))?;
+            // SAFETY: a pool page (identity-mapped host RAM) that is ours alone.
+            unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE_SIZE as usize) };
+            Ok(page)
+        };
+        let result = (|| {
+            for _ in 0..=n {
+                all.push(take(pool)?);
+            }
+            pool.alloc_contiguous(desc_pages)
+                .map_err(|e| format!("{e:?}"))
+        })();
+        let descs = match result {
+            Ok(d) => d,
+            Err(e) => {
+                for p in all {
+                    let _ = pool.free(p);
+                }
+                return Err(e);
+            }
+        };
+        let base = descs as *mut PageDesc;
+        for i in 0..=n {
+            // SAFETY: slot `i` of the descriptor run just allocated (room for `n + 1`).
+            unsafe { base.add(i).write(PageDesc::new()) };
+        }
+        // SAFETY: `n + 1` initialised descriptors in pool pages this buffer owns until `free`,
+        // which runs only after `HOST.teardown()`: the ring never uses them after that.
+        let desc_slice: &'static [PageDesc] = unsafe { core::slice::from_raw_parts(base, n + 1) };
+        let ptr = |pa: u64| NonNull::new(pa as *mut u8).expect("pool pages are never at 0");
+        // SAFETY: distinct, zeroed, 4096-aligned pool pages, used only by this ring and the
+        // recorder's reader until `HOST.teardown()`.
+        let loaded = unsafe {
+            HOST.load(
+                cpu,
+                desc_slice,
+                ptr(all[0]),
+                all[1..].iter().map(|&p| ptr(p)),
+            )
+        };
+        let c = HostCpu {
+            reader_page: all[0],
+            pages: all,
+            descs,
+            desc_pages,
+        };
+        if let Err(e) = loaded {
+            Self::free_cpu(pool, c);
+            return Err(format!("load: {e}"));
+        }
+        Ok(c)
+    }
+
+    /// Starts recording the host's events, on the hypervisor's clock.
+    pub fn start(&self) -> Result<(), String> {
+        HOST.start(clock_params())
+            .map_err(|e| format!("host buffer: {e}"))
+    }
+
+    /// One reader per CPU, CPU 0 first.
+    pub fn readers(&self) -> Vec<CpuReader<LocalControl<MAX_CPUS>, IdentityMemory>> {
+        self.cpus
+            .iter()
+            .enumerate()
+            .map(|(cpu, c)| {
+                // SAFETY: the ring's pages are identity-mapped host RAM, and its swap only
+                // returns pages it was loaded with.
+                let mem = unsafe { IdentityMemory::new() };
+                CpuReader::new(cpu as u32, c.reader_page, LocalControl(&HOST), mem)
+            })
+            .collect()
+    }
+
+    fn free_cpu(pool: &mut PagePool, c: HostCpu) {
+        for p in c.pages {
+            let _ = pool.free(p);
+        }
+        for i in 0..c.desc_pages as u64 {
+            let _ = pool.free(c.descs + i * PAGE_SIZE);
+        }
+    }
+
+    /// Unloads [`HOST`] and gives every page back to `pool`.
+    pub fn free(self, pool: &mut PagePool) {
+        HOST.teardown();
+        for c in self.cpus {
+            Self::free_cpu(pool, c);
+        }
+    }
+}
+
 /// Drained pages of one CPU, in a contiguous run of pool pages (trace.dat wants each CPU's
 /// pages back to back).
 pub struct PageStore {
@@ -246,7 +389,7 @@ impl PageStore {
 
 /// `ring_buffer_poke`: refreshes `reader`'s footers through the hypervisor (which cannot
 /// notify the host) and tells whether unread events are waiting.
-pub fn poke(reader: &mut CpuReader<HvcControl, IdentityMemory>) -> Result<bool, HypError> {
+pub fn poke<C: RingControl, M: PageMemory>(reader: &mut CpuReader<C, M>) -> Result<bool, HypError> {
     match reader.stats() {
         Ok(s) => Ok(s.entries > s.read + s.lost),
         // The head search lost every retry to a writer that keeps pushing the head: that
@@ -258,8 +401,8 @@ pub fn poke(reader: &mut CpuReader<HvcControl, IdentityMemory>) -> Result<bool, 
 
 /// Drains every complete or partial page `reader` has; returns the events stored. Sets
 /// `full` when `store` ran out of room (the page is then consumed but not stored).
-pub fn drain(
-    reader: &mut CpuReader<HvcControl, IdentityMemory>,
+pub fn drain<C: RingControl, M: PageMemory>(
+    reader: &mut CpuReader<C, M>,
     store: &mut PageStore,
     buf: &mut PageBuf,
 ) -> Result<(u64, bool), HypError> {
@@ -292,6 +435,9 @@ fn selftest_base(cpu: usize) -> u64 {
 /// One slice of the default workload on the calling CPU: hypercalls (null, info, one refused),
 /// a relayed PSCI call, a refused read of hypervisor memory, and a batch of selftest events.
 pub fn workload_slice(cpu: usize) -> Result<(), String> {
+    own_trace::emit(&Workload {
+        phase: Phase::Slice as u32,
+    });
     for i in 0..8 {
         issue(Call::Null { args: [i, 0, 0] }).map_err(|e| format!("null: {e}"))?;
     }
@@ -323,10 +469,16 @@ fn hypercall_raw_unknown() -> u64 {
 
 /// The workload job of a secondary CPU: slices until [`STOP`].
 pub fn worker(cpu: usize) -> Result<(), String> {
+    own_trace::emit(&Workload {
+        phase: Phase::Start as u32,
+    });
     // Acquire: pairs with the Release store of STOP by the recorder.
     while !STOP.load(Ordering::Acquire) {
         workload_slice(cpu)?;
     }
+    own_trace::emit(&Workload {
+        phase: Phase::Stop as u32,
+    });
     Ok(())
 }
 
@@ -341,34 +493,163 @@ pub fn run(opts: &RunOptions) -> u32 {
     }
 }
 
+/// One buffer being drained: its readers and where their pages go.
+struct Drained<C: RingControl> {
+    readers: Vec<CpuReader<C, IdentityMemory>>,
+    stores: Vec<PageStore>,
+}
+
+impl<C: RingControl> Drained<C> {
+    /// Polls every CPU and drains those with unread events; returns the events read and
+    /// whether a store ran out of room. `trace_polls`: record a `reader_poll` event for each
+    /// CPU polled (for the hypervisor's buffer; polling the host's own buffer records
+    /// nothing, or reading it would feed it).
+    fn poll(&mut self, buf: &mut PageBuf, trace_polls: bool) -> Result<(u64, bool), String> {
+        let mut read = 0;
+        let mut full = false;
+        for (reader, store) in self.readers.iter_mut().zip(self.stores.iter_mut()) {
+            let pending = poke(reader).map_err(|e| format!("poke: {e}"))?;
+            if trace_polls {
+                own_trace::emit(&ReaderPoll {
+                    cpu: reader.cpu(),
+                    pending: pending.into(),
+                });
+            }
+            if !pending {
+                continue;
+            }
+            let (n, f) = drain(reader, store, buf).map_err(|e| format!("drain: {e}"))?;
+            read += n;
+            full |= f;
+        }
+        Ok((read, full))
+    }
+
+    /// Drains every CPU completely (nothing is being written any more).
+    fn final_drain(&mut self, buf: &mut PageBuf) -> Result<(), String> {
+        for (reader, store) in self.readers.iter_mut().zip(self.stores.iter_mut()) {
+            let (_, full) = drain(reader, store, buf).map_err(|e| format!("final drain: {e}"))?;
+            if full {
+                return Err("the host's page store filled up during the final drain".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints each CPU's accounting (`trace: <label>cpu ...`) and returns the file's
+    /// statistics; `balanced` is cleared when read + lost != written on a CPU.
+    fn account(
+        &mut self,
+        label: &str,
+        end_ns: u64,
+        balanced: &mut bool,
+    ) -> Result<Vec<FileStats>, String> {
+        let mut files = Vec::new();
+        for (cpu_index, (reader, store)) in self.readers.iter_mut().zip(&self.stores).enumerate() {
+            let s = reader
+                .stats()
+                .map_err(|e| format!("stats of {label}CPU {cpu_index}: {e}"))?;
+            println!(
+                "trace: {label}cpu {cpu_index} written {} read {} lost {} pages {}",
+                s.entries,
+                s.read,
+                s.lost,
+                store.pages()
+            );
+            if s.read + s.lost != s.entries || s.lost != s.overrun {
+                println!(
+                    "trace: {label}cpu {cpu_index}: read + lost = {} but {} were written (overrun {})",
+                    s.read + s.lost,
+                    s.entries,
+                    s.overrun
+                );
+                *balanced = false;
+            }
+            files.push(FileStats {
+                entries: s.entries.saturating_sub(s.read + s.lost),
+                overrun: s.lost,
+                read: s.read,
+                bytes: (store.pages() * PAGE_SIZE as usize) as u64,
+                oldest_ts: store.first_ts(),
+                now_ts: end_ns,
+            });
+        }
+        Ok(files)
+    }
+
+    fn cpu_data<'a>(&'a self, stats: &[FileStats]) -> Vec<CpuData<'a>> {
+        self.stores
+            .iter()
+            .zip(stats)
+            .map(|(store, stats)| CpuData {
+                pages: store.bytes(),
+                stats: *stats,
+            })
+            .collect()
+    }
+
+    fn free(self, pool: &mut PagePool) {
+        self.stores.into_iter().for_each(|s| s.free(pool));
+    }
+}
+
+fn stores(pool: &mut PagePool, nr_cpus: usize, per_cpu: usize) -> Result<Vec<PageStore>, String> {
+    (0..nr_cpus)
+        .map(|_| PageStore::new(pool, per_cpu))
+        .collect()
+}
+
 fn record(opts: &RunOptions) -> Result<(), String> {
     let nr_cpus = machine().cpus.count();
     let mut pool = page_pool();
-    let session = Session::start(&mut pool, (opts.buffer_kb * 1024) as usize)?;
+    let size = (opts.buffer_kb * 1024) as usize;
+    let session = Session::start(&mut pool, size)?;
     session.enable_events(opts.events)?;
-    // Whatever is left, split between the CPUs, holds the drained pages.
-    let per_cpu = (pool.free_pages() / nr_cpus)
+    let host = if opts.host_events {
+        Some(HostBuffer::alloc(&mut pool, size, nr_cpus)?)
+    } else {
+        None
+    };
+    let buffers = if host.is_some() { 2 } else { 1 };
+    // Whatever is left, split between the CPUs of each buffer, holds the drained pages.
+    let per_cpu = (pool.free_pages() / (nr_cpus * buffers))
         .saturating_sub(16)
         .min(1 << 16);
-    let mut stores = (0..nr_cpus)
-        .map(|_| PageStore::new(&mut pool, per_cpu))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut readers = session.readers;
+    let mut hyp = Drained {
+        readers: session.readers,
+        stores: stores(&mut pool, nr_cpus, per_cpu)?,
+    };
     let session = Session {
         buffer: session.buffer,
         readers: Vec::new(),
     };
+    let mut own = match &host {
+        Some(h) => Some(Drained {
+            readers: h.readers(),
+            stores: stores(&mut pool, nr_cpus, per_cpu)?,
+        }),
+        None => None,
+    };
     println!(
-        "trace: recording {} ms on {nr_cpus} CPUs, {} KiB per CPU, poll every {} ms, events {}",
+        "trace: recording {} ms on {nr_cpus} CPUs, {} KiB per CPU, poll every {} ms, events {}, host events {}",
         opts.duration_ms,
         opts.buffer_kb,
         opts.period_ms,
-        opts.events.unwrap_or("all")
+        opts.events.unwrap_or("all"),
+        if host.is_some() { "on" } else { "off" }
     );
     STOP.store(false, Ordering::Release);
     session
         .set_writable(true)
         .map_err(|e| format!("enable_tracing: {e}"))?;
+    // The host records only while the hypervisor does: every call bracketed by host events
+    // has its hypervisor events in the file too (unless lost).
+    if let Some(h) = &host {
+        h.start()?;
+    }
+    own_trace::emit(&Workload {
+        phase: Phase::Start as u32,
+    });
     for worker_cpu in 1..nr_cpus {
         smp::start_job(
             worker_cpu,
@@ -391,22 +672,23 @@ fn record(opts: &RunOptions) -> Result<(), String> {
         let now = cpu::counter();
         if now >= next_poll {
             next_poll = now + period;
-            for (reader, store) in readers.iter_mut().zip(stores.iter_mut()) {
-                if !poke(reader).map_err(|e| format!("poke: {e}"))? {
-                    continue;
-                }
-                let (n, f) = drain(reader, store, &mut buf).map_err(|e| format!("drain: {e}"))?;
+            let (n, f) = hyp.poll(&mut buf, true)?;
+            read_events += n;
+            full |= f;
+            if let Some(own) = &mut own {
+                let (n, f) = own.poll(&mut buf, false)?;
                 read_events += n;
                 full |= f;
             }
         }
         if now >= next_progress {
             next_progress = now + progress_every;
-            let lost: u64 = readers
+            let lost: u64 = hyp
+                .readers
                 .iter_mut()
                 .map(|r| r.stats().map_or(0, |s| s.lost))
                 .sum();
-            let pages: usize = stores.iter().map(PageStore::pages).sum();
+            let pages: usize = hyp.stores.iter().map(PageStore::pages).sum();
             println!(
                 "trace: {}/{} ms, events read {read_events}, pages {pages}, lost {lost}",
                 cpu::ticks_to_ns(now - start) / 1_000_000,
@@ -422,77 +704,98 @@ fn record(opts: &RunOptions) -> Result<(), String> {
     for worker_cpu in 1..nr_cpus {
         smp::wait_job(worker_cpu, 30_000)?;
     }
+    own_trace::emit(&Workload {
+        phase: Phase::Stop as u32,
+    });
+    // The host stops before the hypervisor (see the start).
+    HOST.stop();
     session
         .set_writable(false)
         .map_err(|e| format!("disable: {e}"))?;
     // Final drain: nothing is written any more, so this empties every buffer.
-    for (reader, store) in readers.iter_mut().zip(stores.iter_mut()) {
-        let (_, f) = drain(reader, store, &mut buf).map_err(|e| format!("final drain: {e}"))?;
-        if f {
-            return Err("the host's page store filled up during the final drain".into());
-        }
+    hyp.final_drain(&mut buf)?;
+    if let Some(own) = &mut own {
+        own.final_drain(&mut buf)?;
     }
     let end_ns = clock_params().cycles_to_ns(cpu::counter());
-    let mut files = Vec::new();
-    let mut accounting_ok = true;
-    for (cpu_index, (reader, store)) in readers.iter_mut().zip(&stores).enumerate() {
-        let s = reader
-            .stats()
-            .map_err(|e| format!("stats of CPU {cpu_index}: {e}"))?;
-        println!(
-            "trace: cpu {cpu_index} written {} read {} lost {} pages {}",
-            s.entries,
-            s.read,
-            s.lost,
-            store.pages()
-        );
-        let selftest = SELFTEST_WRITTEN[cpu_index].load(Ordering::Relaxed);
+    let mut balanced = true;
+    let hyp_stats = hyp.account("", end_ns, &mut balanced)?;
+    for (cpu_index, written) in SELFTEST_WRITTEN.iter().enumerate().take(nr_cpus) {
+        let selftest = written.load(Ordering::Relaxed);
         if selftest > 0 {
             println!(
                 "trace: selftest cpu {cpu_index} first {} count {selftest}",
                 selftest_base(cpu_index)
             );
         }
-        if s.read + s.lost != s.entries || s.lost != s.overrun {
-            println!(
-                "trace: cpu {cpu_index}: read + lost = {} but the hypervisor wrote {} (overrun {})",
-                s.read + s.lost,
-                s.entries,
-                s.overrun
-            );
-            accounting_ok = false;
-        }
-        files.push(FileStats {
-            entries: s.entries.saturating_sub(s.read + s.lost),
-            overrun: s.lost,
-            read: s.read,
-            bytes: (store.pages() * PAGE_SIZE as usize) as u64,
-            oldest_ts: store.first_ts(),
-            now_ts: end_ns,
-        });
     }
+    let own_stats = match &mut own {
+        Some(own) => Some(own.account("host ", end_ns, &mut balanced)?),
+        None => None,
+    };
     session
         .stop(&mut pool)
         .map_err(|e| format!("teardown: {e}"))?;
-    let cpus: Vec<CpuData> = stores
-        .iter()
-        .zip(&files)
-        .map(|(store, stats)| CpuData {
-            pages: store.bytes(),
-            stats: *stats,
-        })
-        .collect();
+    let hyp_cpus = hyp.cpu_data(&hyp_stats);
+    let own_cpus = match (&own, &own_stats) {
+        (Some(own), Some(stats)) => own.cpu_data(stats),
+        _ => Vec::new(),
+    };
+    let systems = [
+        System {
+            name: events::SYSTEM,
+            events: events::ALL,
+        },
+        System {
+            name: host_events::SYSTEM,
+            events: host_events::ALL,
+        },
+    ];
+    let (systems, buffers): (&[System], Vec<Buffer>) = if own.is_some() {
+        (
+            &systems,
+            vec![
+                Buffer {
+                    name: "",
+                    cpus: &own_cpus,
+                },
+                Buffer {
+                    name: HYPERVISOR_INSTANCE,
+                    cpus: &hyp_cpus,
+                },
+            ],
+        )
+    } else {
+        (
+            &systems[..1],
+            vec![Buffer {
+                name: "",
+                cpus: &hyp_cpus,
+            }],
+        )
+    };
     let mut file = File::create(opts.output)
         .map_err(|errno| format!("cannot create {}: errno {errno}", opts.output))?;
-    tracedat::write_trace_dat(&mut file, events::SYSTEM, events::ALL, &cpus, "mono")
+    let bytes = tracedat::write_trace(&mut file, systems, &buffers, "mono")
         .map_err(|e| format!("writing {}: {e:?}", opts.output))?;
-    let bytes = tracedat::build_header(events::SYSTEM, events::ALL, &cpus, "mono").len()
-        + cpus.iter().map(|c| c.pages.len()).sum::<usize>();
     println!("trace: saved {} ({bytes} bytes)", opts.output);
-    stores.into_iter().for_each(|s| s.free(&mut pool));
-    if accounting_ok {
+    drop(buffers);
+    drop(own_cpus);
+    drop(hyp_cpus);
+    hyp.free(&mut pool);
+    if let Some(own) = own {
+        own.free(&mut pool);
+    }
+    if let Some(h) = host {
+        h.free(&mut pool);
+    }
+    if balanced {
         Ok(())
     } else {
         Err("read + lost != written on some CPU".into())
     }
 }
+
+/// The tracefs-style instance name of the hypervisor's buffer in trace.dat (as Android's
+/// `hypervisor` instance).
+pub const HYPERVISOR_INSTANCE: &str = "hypervisor";

@@ -112,6 +112,14 @@ pub struct RunArgs {
     /// Where trace.dat goes: absolute, or relative to the workspace root.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_OUTPUT)]
     pub output: PathBuf,
+    /// Record the host's own events too (hypercalls and SMCs it issues, the reader's polls
+    /// and swaps, workload phases) in trace.dat's top-level buffer, with the hypervisor's in
+    /// the `hypervisor` instance, on one clock [default].
+    #[arg(long, overrides_with = "no_host_events")]
+    pub host_events: bool,
+    /// Record the hypervisor's events only (in the top-level buffer).
+    #[arg(long, overrides_with = "host_events")]
+    pub no_host_events: bool,
     /// Kill QEMU after this many seconds [default: the duration + 120 s].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
@@ -161,8 +169,18 @@ impl RunArgs {
             words.push(format!("events={}", events.0.join(",")));
         }
         words.push(format!("output={}", self.output.display()));
+        words.push(format!(
+            "host_events={}",
+            u8::from(self.records_host_events())
+        ));
         words.extend(self.extra.iter().cloned());
         words
+    }
+
+    /// Whether the host records its own events (`--host-events`, the default, unless
+    /// `--no-host-events` came last).
+    pub fn records_host_events(&self) -> bool {
+        !self.no_host_events
     }
 
     /// The QEMU timeout: `--timeout`, else the duration rounded up plus
@@ -359,9 +377,36 @@ mod tests {
                 "buffer_kb=64",
                 "period_ms=10",
                 "output=target/trace.dat",
+                "host_events=1",
                 "alpha",
                 "beta"
             ]
+        );
+    }
+
+    #[test]
+    fn host_events_are_on_unless_switched_off_last() {
+        let words = |args: &[&str]| {
+            let mut all = vec!["xtask", "run"];
+            all.extend(args);
+            match Cli::try_parse_from(all).unwrap().command {
+                Command::Run(run) => run.guest_words(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let flag = |w: Vec<String>| w.iter().find(|w| w.starts_with("host_events=")).cloned();
+        assert_eq!(flag(words(&[])).as_deref(), Some("host_events=1"));
+        assert_eq!(
+            flag(words(&["--no-host-events"])).as_deref(),
+            Some("host_events=0")
+        );
+        assert_eq!(
+            flag(words(&["--no-host-events", "--host-events"])).as_deref(),
+            Some("host_events=1")
+        );
+        assert_eq!(
+            flag(words(&["--host-events", "--no-host-events"])).as_deref(),
+            Some("host_events=0")
         );
     }
 
@@ -398,7 +443,8 @@ mod tests {
                 "buffer_kb=8",
                 "period_ms=1",
                 "events=selftest,hyp_enter",
-                "output=/tmp/x.dat"
+                "output=/tmp/x.dat",
+                "host_events=1"
             ]
         );
     }

@@ -163,6 +163,11 @@ impl<C: RingControl, M: PageMemory> CpuReader<C, M> {
         }
     }
 
+    /// The CPU this reader reads.
+    pub fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
     /// The control interface (e.g. to issue a reset).
     pub fn control(&mut self) -> &mut C {
         &mut self.ctl
