@@ -78,6 +78,8 @@ pub struct SelftestSeen {
 /// One event line of the report, borrowed from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventLine<'a> {
+    /// The buffer's name (`hypervisor`), or `""` for the top-level buffer.
+    pub buffer: &'a str,
     /// The `[NNN]` field.
     pub cpu: u32,
     /// The timestamp, e.g. `2.500000`.
@@ -88,8 +90,24 @@ pub struct EventLine<'a> {
     pub fields: &'a str,
 }
 
-/// Parses an event line: `<comm>-<pid> [CPU] <ts>: <name>: <fields>`.
+/// The buffer-name column of a report line of a file with instances: `hypervisor: ...` gives
+/// `("hypervisor", rest)`. Lines of the top-level buffer (and of files without instances)
+/// start with blanks and give `("", line)`.
+pub fn split_buffer(line: &str) -> (&str, &str) {
+    if line.starts_with(char::is_whitespace) {
+        return ("", line);
+    }
+    match line.split_once(' ') {
+        Some((first, rest)) if first.len() > 1 && first.ends_with(':') && !first.contains('[') => {
+            (&first[..first.len() - 1], rest)
+        }
+        _ => ("", line),
+    }
+}
+
+/// Parses an event line: `[<buffer>:] <comm>-<pid> [CPU] <ts>: <name>: <fields>`.
 pub fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
+    let (buffer, line) = split_buffer(line);
     // The CPU is the first `[digits]` group: the comm before it is `<...>` or a task name
     // (which could hold brackets, but not a bracketed number followed by a timestamp).
     let mut search = 0;
@@ -114,6 +132,7 @@ pub fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
             return None;
         }
         return Some(EventLine {
+            buffer,
             cpu: digits.parse().ok()?,
             timestamp,
             name,
@@ -186,7 +205,8 @@ impl ReportScan {
                 return;
             }
         }
-        if trimmed.starts_with("CPU:") && trimmed.ends_with("EVENTS DROPPED]") {
+        let unnamed = split_buffer(trimmed).1.trim();
+        if unnamed.starts_with("CPU:") && unnamed.ends_with("EVENTS DROPPED]") {
             self.dropped_lines += 1;
             return;
         }
@@ -393,14 +413,20 @@ pub fn judge(e: &Evidence<'_>) -> Result<Passed, Vec<RuleFailure>> {
         );
     }
 
-    // Per-CPU event counts equal the guest's reads.
+    // Per-CPU event counts equal the guest's reads (of both buffers).
     let mut mismatches = Vec::new();
     for cpu in 0..u32::from(e.cpus) {
         let in_report = report.events_per_cpu.get(&cpu).copied().unwrap_or(0);
+        let host = e.guest.host_cpu(cpu).map_or(0, |c| c.read);
         match e.guest.cpu(cpu) {
-            Some(c) if c.read == in_report => {}
-            Some(c) => mismatches.push(format!(
+            Some(c) if c.read + host == in_report => {}
+            Some(c) if e.guest.host_cpus.is_empty() => mismatches.push(format!(
                 "CPU {cpu}: report {in_report}, guest read {}",
+                c.read
+            )),
+            Some(c) => mismatches.push(format!(
+                "CPU {cpu}: report {in_report}, guest read {} (hypervisor {}, host {host})",
+                c.read + host,
                 c.read
             )),
             None => {}

@@ -73,7 +73,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "{}",
         render_summary(&guest, &display_path(&written), file_bytes)
     );
+    if !guest.host_cpus.is_empty() {
+        match latency_line(&written) {
+            Ok(Some(line)) => println!("latency: {line}"),
+            Ok(None) => println!("latency: no complete null hypercall was recorded"),
+            Err(e) => println!("latency: could not be computed: {e:#}"),
+        }
+    }
     Ok(())
+}
+
+/// One line of `cargo xtask report --latency` for the recording at `path`.
+fn latency_line(path: &Path) -> Result<Option<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report = crate::report::Report::new(&bytes)?;
+    let m = crate::report::matching(report, &crate::report::Selection::default())?;
+    Ok(crate::latency::summary_line(&m))
 }
 
 /// The lines `run` keeps: the harness's fatal markers and every line of the recorder.

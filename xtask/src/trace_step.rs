@@ -18,6 +18,7 @@ use crate::report;
 use crate::report_check::{self, CapturedRun, Evidence, ReportScan, ScannedRun};
 use crate::run_cmd::TraceOutput;
 use crate::supervise::RunEnd;
+use crate::timeline::{self, Timeline};
 use crate::tools;
 use crate::trace_summary::GuestTrace;
 use crate::workspace;
@@ -108,7 +109,7 @@ pub fn run(images: &Images) -> Result<()> {
                  ({:.1} s)",
                 started.elapsed().as_secs_f64()
             );
-            Ok(())
+            clocks_line_up(&trace_cmd, file)
         }
         Err(failures) => {
             eprintln!("{}", guest.table());
@@ -120,6 +121,44 @@ pub fn run(images: &Images) -> Result<()> {
                 rules.join(", ")
             ))
         }
+    }
+}
+
+/// Complete HVC sequences every CPU must show in the CI recording.
+const MIN_HVC_PER_CPU: usize = 10_000;
+/// Complete SMC sequences every CPU must show in the CI recording.
+const MIN_SMC_PER_CPU: usize = 500;
+
+/// The proof that host and hypervisor share one clock, from the real `trace-cmd report -t`
+/// (nanosecond timestamps): every complete call in order `hvc_call <= hyp_enter <=
+/// host_hcall <= hyp_exit <= hvc_return` (and the same for SMCs), not one inversion.
+fn clocks_line_up(trace_cmd: &Path, file: &std::ffi::OsStr) -> Result<()> {
+    let mut command = Command::new(trace_cmd);
+    command.args(["report", "-t", "-i"]).arg(file);
+    let (end, timeline) = supervised(command, |stdout, stderr| {
+        let errors = thread::spawn(move || read_all(stderr));
+        let mut timeline = Timeline::default();
+        for_each_line(stdout, |line| timeline.line(line));
+        drop(errors.join());
+        timeline
+    })?;
+    if end != RunEnd::Exited(0) {
+        bail!("`trace-cmd report -t` ended with {end}");
+    }
+    if !timeline.unreadable.is_empty() {
+        bail!(
+            "{} lines of `trace-cmd report -t` could not be read, e.g. {:?}",
+            timeline.unreadable.count,
+            timeline.unreadable.examples
+        );
+    }
+    let matching = timeline.matching();
+    match timeline::judge(&matching, u32::from(CPUS), MIN_HVC_PER_CPU, MIN_SMC_PER_CPU) {
+        Ok(summary) => {
+            eprintln!("xtask: host and hypervisor clocks line up, 0 inversions: {summary}");
+            Ok(())
+        }
+        Err(problems) => bail!("host and hypervisor events do not line up:\n{problems}"),
     }
 }
 

@@ -1,7 +1,9 @@
 //! What the guest's `run` mode says about the trace it recorded, parsed from its console.
 //!
 //! The guest (`host-shim/src/record.rs`) prints, among progress lines:
-//! - `trace: cpu <i> written <W> read <R> lost <L> pages <P>`, one line per CPU at the end;
+//! - `trace: cpu <i> written <W> read <R> lost <L> pages <P>`, one line per CPU at the end
+//!   (the hypervisor's buffer), and `trace: host cpu <i> ...` the same for the host's own
+//!   buffer when it recorded its events;
 //! - `trace: selftest cpu <i> first <S> count <C>` for each CPU that wrote selftest events
 //!   (sequence numbers `S..S+C` were written there; some may have been lost);
 //! - `trace: saved <PATH> (<B> bytes)` once the file is written.
@@ -56,8 +58,10 @@ impl SelftestRange {
 /// Everything the guest said about its recording.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestTrace {
-    /// Per-CPU accounting, in the order printed.
+    /// Per-CPU accounting of the hypervisor's buffer, in the order printed.
     pub cpus: Vec<CpuCounts>,
+    /// Per-CPU accounting of the host's own buffer (empty when it recorded none).
+    pub host_cpus: Vec<CpuCounts>,
     /// Selftest ranges, in the order printed.
     pub selftest: Vec<SelftestRange>,
     /// `(path, bytes)` of the `trace: saved` line, if any.
@@ -77,6 +81,8 @@ impl GuestTrace {
             };
             if let Some(counts) = parse_cpu(rest) {
                 trace.cpus.push(counts);
+            } else if let Some(counts) = rest.strip_prefix("host ").and_then(parse_cpu) {
+                trace.host_cpus.push(counts);
             } else if let Some(range) = parse_selftest(rest) {
                 trace.selftest.push(range);
             } else if let Some(saved) = parse_saved(rest) {
@@ -91,6 +97,11 @@ impl GuestTrace {
     /// The accounting of CPU `cpu`, if printed.
     pub fn cpu(&self, cpu: u32) -> Option<&CpuCounts> {
         self.cpus.iter().find(|c| c.cpu == cpu)
+    }
+
+    /// The accounting of CPU `cpu` in the host's own buffer, if printed.
+    pub fn host_cpu(&self, cpu: u32) -> Option<&CpuCounts> {
+        self.host_cpus.iter().find(|c| c.cpu == cpu)
     }
 
     /// The selftest range of CPU `cpu`, if printed.
@@ -112,6 +123,20 @@ impl GuestTrace {
         for c in self.cpus.iter().filter(|c| !c.balanced()) {
             problems.push(format!(
                 "CPU {}: read {} + lost {} != written {}",
+                c.cpu, c.read, c.lost, c.written
+            ));
+        }
+        if !self.host_cpus.is_empty() {
+            for cpu in 0..u32::from(cpus) {
+                match self.host_cpus.iter().filter(|c| c.cpu == cpu).count() {
+                    1 => {}
+                    n => problems.push(format!("{n} `trace: host cpu {cpu} ...` lines")),
+                }
+            }
+        }
+        for c in self.host_cpus.iter().filter(|c| !c.balanced()) {
+            problems.push(format!(
+                "host CPU {}: read {} + lost {} != written {}",
                 c.cpu, c.read, c.lost, c.written
             ));
         }
@@ -152,6 +177,25 @@ impl GuestTrace {
         }
         let [w, r, l, p] = total;
         row(&mut out, "total", w, r, l, p);
+        if !self.host_cpus.is_empty() {
+            let _ = writeln!(out, "  host's own buffer:");
+            let mut total = [0u64; 4];
+            for c in &self.host_cpus {
+                row(
+                    &mut out,
+                    &c.cpu.to_string(),
+                    c.written,
+                    c.read,
+                    c.lost,
+                    c.pages,
+                );
+                for (t, v) in total.iter_mut().zip([c.written, c.read, c.lost, c.pages]) {
+                    *t = t.saturating_add(v);
+                }
+            }
+            let [w, r, l, p] = total;
+            row(&mut out, "total", w, r, l, p);
+        }
         out.pop();
         out
     }
@@ -309,6 +353,30 @@ mod tests {
             assert!(t.cpus.is_empty() && t.selftest.is_empty() && t.saved.is_none());
             assert_eq!(t.notes.len(), 1, "{line}");
         }
+    }
+
+    #[test]
+    fn host_lines_are_the_host_buffers_accounting() {
+        let mut lines = REAL_RUN.to_vec();
+        lines.push("trace: host cpu 0 written 18736 read 18736 lost 0 pages 274");
+        lines.push("trace: host cpu 1 written 129052 read 120643 lost 8409 pages 1243");
+        let t = GuestTrace::parse(&lines);
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        assert_eq!(t.host_cpu(1).map(|c| c.read), Some(120_643));
+        assert_eq!(t.cpu(1).map(|c| c.read), Some(431_563));
+        let problems = t.problems(4).join(" | ");
+        assert!(
+            problems.contains("0 `trace: host cpu 2 ...` lines"),
+            "{problems}"
+        );
+        lines.push("trace: host cpu 2 written 5 read 3 lost 1 pages 1");
+        let problems = GuestTrace::parse(&lines).problems(3).join(" | ");
+        assert!(
+            problems.contains("host CPU 2: read 3 + lost 1 != written 5"),
+            "{problems}"
+        );
+        let table = GuestTrace::parse(&lines).table();
+        assert!(table.contains("host's own buffer"), "{table}");
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub struct ReportArgs {
     /// decoder's, line by line (what `cargo xtask test` does).
     #[arg(long, conflicts_with_all = ["cpu", "event", "stat"])]
     pub compare: bool,
+    /// Print nanosecond timestamps (as `trace-cmd report -t`).
+    #[arg(short = 't', long = "ts-ns")]
+    pub nanoseconds: bool,
+    /// Instead of the events: per CPU and per hypercall (and SMC function), the time inside
+    /// the hypervisor and the host's round trip (count, min, median, p99, max, histogram),
+    /// from a recording with host events.
+    #[arg(long, conflicts_with_all = ["event", "stat", "compare"])]
+    pub latency: bool,
+    /// With `--latency`: the same figures as JSON.
+    #[arg(long, requires = "latency")]
+    pub json: bool,
 }
 
 /// `--stat`'s table of what this decoder found, per CPU.
@@ -79,6 +90,55 @@ pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) ->
     s
 }
 
+/// The matched calls of a decoded file: every line (nanosecond timestamps) through
+/// [`crate::timeline::Timeline`].
+pub fn matching(report: Report<'_>, sel: &Selection) -> Result<crate::timeline::Matching> {
+    let report = report.with_nanoseconds(true);
+    let mut timeline = crate::timeline::Timeline::default();
+    let summary = report.for_each_line(sel, |line| {
+        timeline.line(line);
+        true
+    });
+    if !summary.is_clean() {
+        eprint!("{}", summary.problems());
+    }
+    if !timeline.unreadable.is_empty() {
+        bail!(
+            "{} events could not be read for matching, e.g. {:?}",
+            timeline.unreadable.count,
+            timeline.unreadable.examples
+        );
+    }
+    Ok(timeline.matching())
+}
+
+/// `--latency`: the figures of [`crate::latency`], as text or JSON.
+fn latency(report: Report<'_>, sel: &Selection, json: bool) -> Result<()> {
+    if report.file.instances.is_empty() {
+        bail!(
+            "--latency needs the host's events beside the hypervisor's: record with \
+             `cargo xtask run` (host events are on unless --no-host-events)"
+        );
+    }
+    let m = matching(report, sel)?;
+    let rows = crate::latency::rows(&m);
+    if json {
+        print!("{}", crate::latency::json(&rows));
+    } else {
+        print!("{}", crate::latency::text(&rows));
+    }
+    let failures: u64 = m.cpus.values().map(|c| c.failures.count).sum();
+    if failures > 0 {
+        for c in m.cpus.values() {
+            for e in &c.failures.examples {
+                eprintln!("  {e}");
+            }
+        }
+        bail!("{failures} calls are out of order between host and hypervisor (see above)");
+    }
+    Ok(())
+}
+
 /// Runs `cargo xtask report`.
 pub fn run(args: &ReportArgs) -> Result<()> {
     if args.compare {
@@ -101,6 +161,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         events: args.event.clone(),
     };
     report.check(&sel)?;
+    if args.latency {
+        return latency(report, &sel, args.json);
+    }
+    let report = report.with_nanoseconds(args.nanoseconds);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_error = None;

@@ -163,6 +163,7 @@ fn parses_real_event_lines() {
     assert_eq!(
         e,
         EventLine {
+            buffer: "",
             cpu: 0,
             timestamp: "0.078171",
             name: "host_hcall",
@@ -183,6 +184,30 @@ fn parses_real_event_lines() {
     // A task name with brackets before the CPU field.
     let e = parse_event_line("  kworker/[1]-9 [003]  5.000001: selftest: seq=1 payload=0x1");
     assert_eq!(e.map(|e| (e.cpu, e.name)), Some((3, "selftest")));
+}
+
+/// Lines of a real two-buffer recording (trace-cmd 3.1.6 report of `cargo xtask run`).
+const TWO_BUFFER_LINES: [&str; 4] = [
+    "hypervisor:            <...>--1    [000]     0.144990752: hyp_exit:              ",
+    "                       <...>--1    [000]     0.145770512: workload:             phase=0",
+    "hypervisor: CPU:1 [882 EVENTS DROPPED]",
+    "           <...>--1    [001]     0.151631728: selftest:             seq=1099511628308 \
+     payload=0x15c50a7c86c98549",
+];
+
+#[test]
+fn lines_of_a_two_buffer_file_name_their_buffer() {
+    let e = parse_event_line(TWO_BUFFER_LINES[0]).expect("instance event");
+    assert_eq!((e.buffer, e.cpu, e.name), ("hypervisor", 0, "hyp_exit"));
+    let e = parse_event_line(TWO_BUFFER_LINES[1]).expect("top-level event");
+    assert_eq!((e.buffer, e.name, e.fields), ("", "workload", "phase=0"));
+    let mut s = ReportScan::default();
+    for line in TWO_BUFFER_LINES {
+        s.line(line);
+    }
+    assert_eq!(s.dropped_lines, 1);
+    assert!(s.unrecognised.is_empty(), "{:?}", s.unrecognised);
+    assert_eq!(s.events_per_cpu, BTreeMap::from([(0, 2), (1, 1)]));
 }
 
 #[test]

@@ -208,6 +208,8 @@ pub struct Report<'a> {
     common_pid: Option<(usize, usize)>,
     /// Width of the buffer-name column (`hypervisor:`); 0 when the file has no instances.
     name_width: usize,
+    /// Print nanosecond timestamps (`trace-cmd report -t`).
+    nanoseconds: bool,
 }
 
 impl<'a> Report<'a> {
@@ -246,7 +248,15 @@ impl<'a> Report<'a> {
             common_type,
             common_pid,
             name_width,
+            nanoseconds: false,
         })
+    }
+
+    /// Prints full nanosecond timestamps, as `trace-cmd report -t` does.
+    #[must_use]
+    pub fn with_nanoseconds(mut self, on: bool) -> Self {
+        self.nanoseconds = on;
+        self
     }
 
     fn event_of(&self, payload: &[u8]) -> Option<(u64, &EventFormat)> {
@@ -332,7 +342,9 @@ impl<'a> Report<'a> {
     /// Writes the timestamp as trace-cmd does: ` SSSSS.UUUUUU:` (microseconds, rounded) for
     /// nanosecond clocks, else the raw count right-aligned in 12 columns.
     fn write_time(&self, out: &mut String, ts: u64) {
-        if self.file.time_in_usecs() {
+        if self.file.time_in_usecs() && self.nanoseconds {
+            let _ = write!(out, " {:5}.{:09}:", ts / 1_000_000_000, ts % 1_000_000_000);
+        } else if self.file.time_in_usecs() {
             let us = ts / 1000 + u64::from(ts % 1000 >= 500);
             let _ = write!(out, " {:5}.{:06}:", us / 1_000_000, us % 1_000_000);
         } else {
