@@ -53,7 +53,7 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-/// `--stat`'s table of what this decoder found, per CPU.
+/// `--stat`'s table of what this decoder found, per buffer and CPU.
 pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) -> String {
     let mut s = String::from(
         "hyptrace decoder, per CPU:\n    CPU       events    pages  drop marks  dropped (counted)  \
@@ -64,25 +64,46 @@ pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) ->
     } else {
         sel.cpus.clone()
     };
-    for cpu in shown {
-        let t = summary.cpus[cpu];
-        let stat = report
-            .file
-            .cpustats
-            .iter()
-            .find(|text| text.lines().next() == Some(&format!("CPU: {cpu}")))
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("read events: "))
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| "-".into());
-        let marks = t.drop_markers + t.unknown_drops;
-        let _ = writeln!(
-            s,
-            "{cpu:>7} {:>12} {:>8} {marks:>11} {:>18} {stat:>17}",
-            t.events, t.pages, t.dropped
-        );
+    // The CPUSTAT texts of each buffer: the top-level buffer's first, then after each
+    // `Buffer: NAME` text the instance's.
+    let mut groups: Vec<Vec<&str>> = vec![Vec::new()];
+    for text in &report.file.cpustats {
+        if text.trim_start().starts_with("Buffer:") {
+            groups.push(Vec::new());
+        } else if let Some(g) = groups.last_mut() {
+            g.push(text);
+        }
+    }
+    for (buffer, totals) in summary.buffers.iter().enumerate() {
+        if report.file.buffer_count() > 1 {
+            let name = report.file.buffer_name(buffer);
+            let _ = writeln!(
+                s,
+                "  buffer {}:",
+                if name.is_empty() { "(top level)" } else { name }
+            );
+        }
+        for &cpu in &shown {
+            let t = totals[cpu];
+            let stat = groups
+                .get(buffer)
+                .and_then(|g| {
+                    g.iter()
+                        .find(|text| text.lines().next() == Some(&format!("CPU: {cpu}")))
+                })
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("read events: "))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "-".into());
+            let marks = t.drop_markers + t.unknown_drops;
+            let _ = writeln!(
+                s,
+                "{cpu:>7} {:>12} {:>8} {marks:>11} {:>18} {stat:>17}",
+                t.events, t.pages, t.dropped
+            );
+        }
     }
     if !sel.events.is_empty() {
         let _ = writeln!(s, "(events counted: {} only)", sel.events.join(", "));
