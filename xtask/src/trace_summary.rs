@@ -149,56 +149,41 @@ impl GuestTrace {
         problems
     }
 
-    /// The per-CPU table: written, read, lost, pages, and a total line.
+    /// The per-CPU table: written, read, lost, pages, and a total line; then the same for
+    /// the host's own buffer when it recorded.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let row = |out: &mut String, label: &str, w: u64, r: u64, l: u64, p: u64| {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "  {label:>5} {w:>12} {r:>12} {l:>12} {p:>8}");
-        };
+        // Writing to a String cannot fail.
         let _ = writeln!(
             out,
             "  {:>5} {:>12} {:>12} {:>12} {:>8}",
             "CPU", "written", "read", "lost", "pages"
         );
-        let mut total = [0u64; 4];
-        for c in &self.cpus {
-            row(
-                &mut out,
-                &c.cpu.to_string(),
-                c.written,
-                c.read,
-                c.lost,
-                c.pages,
-            );
-            for (t, v) in total.iter_mut().zip([c.written, c.read, c.lost, c.pages]) {
-                *t = t.saturating_add(v);
-            }
-        }
-        let [w, r, l, p] = total;
-        row(&mut out, "total", w, r, l, p);
+        rows_with_total(&mut out, &self.cpus);
         if !self.host_cpus.is_empty() {
             let _ = writeln!(out, "  host's own buffer:");
-            let mut total = [0u64; 4];
-            for c in &self.host_cpus {
-                row(
-                    &mut out,
-                    &c.cpu.to_string(),
-                    c.written,
-                    c.read,
-                    c.lost,
-                    c.pages,
-                );
-                for (t, v) in total.iter_mut().zip([c.written, c.read, c.lost, c.pages]) {
-                    *t = t.saturating_add(v);
-                }
-            }
-            let [w, r, l, p] = total;
-            row(&mut out, "total", w, r, l, p);
+            rows_with_total(&mut out, &self.host_cpus);
         }
         out.pop();
         out
     }
+}
+
+/// One row per CPU of `counts`, then their total.
+fn rows_with_total(out: &mut String, counts: &[CpuCounts]) {
+    let row = |out: &mut String, label: &str, [w, r, l, p]: [u64; 4]| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "  {label:>5} {w:>12} {r:>12} {l:>12} {p:>8}");
+    };
+    let mut total = [0u64; 4];
+    for c in counts {
+        let values = [c.written, c.read, c.lost, c.pages];
+        row(out, &c.cpu.to_string(), values);
+        for (t, v) in total.iter_mut().zip(values) {
+            *t = t.saturating_add(v);
+        }
+    }
+    row(out, "total", total);
 }
 
 /// The text after `trace:` (trimmed), for lines of the recorder.

@@ -129,6 +129,16 @@ pub struct EventDesc {
     pub print_fmt: &'static str,
 }
 
+/// The event of `table` with ID `id`.
+pub fn find_id(table: &'static [EventDesc], id: u16) -> Option<&'static EventDesc> {
+    table.iter().find(|e| e.id == id)
+}
+
+/// The event of `table` named `name`.
+pub fn find_name(table: &'static [EventDesc], name: &str) -> Option<&'static EventDesc> {
+    table.iter().find(|e| e.name == name)
+}
+
 /// A field value decoded from a payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldValue {

@@ -30,12 +30,12 @@ crate::define_events! {
 
 /// The event with this ID.
 pub fn by_id(id: u16) -> Option<&'static crate::event_format::EventDesc> {
-    ALL.iter().find(|e| e.id == id)
+    crate::event_format::find_id(ALL, id)
 }
 
 /// The event with this name.
 pub fn by_name(name: &str) -> Option<&'static crate::event_format::EventDesc> {
-    ALL.iter().find(|e| e.name == name)
+    crate::event_format::find_name(ALL, name)
 }
 
 /// The payload a `selftest` event with sequence number `seq` carries, so readers can check
