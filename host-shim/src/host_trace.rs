@@ -110,12 +110,6 @@ impl<const N: usize> HostRings<N> {
         }
     }
 
-    /// Whether events are being recorded.
-    pub fn is_active(&self) -> bool {
-        // Relaxed: a status read; nothing is read on its strength.
-        self.active.load(Ordering::Relaxed)
-    }
-
     /// Unloads every ring: their pages and descriptors are the caller's again.
     pub fn teardown(&self) {
         self.stop();
@@ -137,19 +131,21 @@ impl<const N: usize> HostRings<N> {
         }
     }
 
-    /// Records `event` on `cpu`'s ring at counter value `cycles`, with `cpu`'s task as
-    /// `common_pid`. Returns whether it was written (`false` when not recording). When not
-    /// recording it costs one load and a branch.
+    /// Records `event` on the ring of the CPU `here_and_now()` names, at the counter value
+    /// it reads, with that CPU's task as `common_pid`. Returns whether it was written
+    /// (`false` when not recording). When not recording it costs one load and a branch:
+    /// `here_and_now` is not called.
     ///
-    /// Only `cpu` itself may call this for its ring (a second writer at once loses its
-    /// event, as the ring documents).
+    /// Only a CPU itself may write its ring (a second writer at once loses its event, as
+    /// the ring documents).
     #[inline]
-    pub fn emit<E: Event>(&self, cpu: usize, cycles: u64, event: &E) -> bool {
+    pub fn emit<E: Event>(&self, here_and_now: impl FnOnce() -> (usize, u64), event: &E) -> bool {
         const { assert!(E::PAYLOAD_LEN <= MAX_EVENT) };
         // Acquire: pairs with the Release store in `start`: the clock words are visible.
         if !self.active.load(Ordering::Acquire) {
             return false;
         }
+        let (cpu, cycles) = here_and_now();
         let Some(ring) = self.rings.get(cpu) else {
             return false;
         };
@@ -221,12 +217,12 @@ mod tests {
         let rings: &'static HostRings<2> = Box::leak(Box::new(HostRings::new()));
         load(rings, 2);
         let e = HvcCall { id: 1, arg0: 2 };
-        assert!(!rings.emit(0, 10, &e));
+        assert!(!rings.emit(|| (0, 10), &e));
         rings.start(ClockParams::new(1, 0, 0, 0).unwrap()).unwrap();
-        assert!(rings.emit(0, 10, &e));
-        assert!(!rings.emit(5, 10, &e), "no such CPU");
+        assert!(rings.emit(|| (0, 10), &e));
+        assert!(!rings.emit(|| (5, 10), &e), "no such CPU");
         rings.stop();
-        assert!(!rings.emit(0, 11, &e));
+        assert!(!rings.emit(|| (0, 11), &e));
         assert_eq!(rings.ring(0).stats().entries, 1);
         rings.teardown();
     }
@@ -239,8 +235,8 @@ mod tests {
         let clock = ClockParams::for_frequency(62_500_000, 0, 0).unwrap();
         rings.start(clock).unwrap();
         for i in 0..1000u64 {
-            assert!(rings.emit(1, 1000 + i, &HvcCall { id: 7, arg0: i }));
-            assert!(rings.emit(1, 1000 + i, &HvcReturn { id: 7, ret: -1 }));
+            assert!(rings.emit(|| (1, 1000 + i), &HvcCall { id: 7, arg0: i }));
+            assert!(rings.emit(|| (1, 1000 + i), &HvcReturn { id: 7, ret: -1 }));
         }
         rings.stop();
         // SAFETY: the pages are the leaked ones the rings were loaded with.

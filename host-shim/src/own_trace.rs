@@ -19,9 +19,7 @@ pub static HOST: HostRings<MAX_CPUS> = HostRings::new();
 /// host is not recording.
 #[inline]
 pub fn emit<E: Event>(event: &E) {
-    if HOST.is_active() {
-        HOST.emit(cpu::index(), cpu::counter(), event);
-    }
+    HOST.emit(|| (cpu::index(), cpu::counter()), event);
 }
 
 /// Just before `HVC #0` with W0 = `fid` and X1 = `arg0`.

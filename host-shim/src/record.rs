@@ -193,16 +193,13 @@ impl Session {
     }
 }
 
-/// The host's own buffer: per CPU a reader page, ring pages and descriptors from the pool,
-/// loaded into [`HOST`]. The host is its only writer.
+/// The host's own buffer: per CPU a reader page and ring pages (an [`ExtBuffer`]'s: the
+/// host writes it only through the ring) and the ring's descriptors, from the pool, loaded
+/// into [`HOST`]. The host is its only writer.
 pub struct HostBuffer {
-    cpus: Vec<HostCpu>,
-}
-
-struct HostCpu {
-    reader_page: u64,
-    pages: Vec<u64>,
-    descs: u64,
+    pages: ExtBuffer,
+    /// Per CPU loaded: the first page of its descriptor run.
+    descs: Vec<u64>,
     desc_pages: usize,
 }
 
@@ -210,50 +207,31 @@ impl HostBuffer {
     /// Allocates `size` bytes of buffer per CPU for `nr_cpus` CPUs and loads [`HOST`] with
     /// them (not recording yet: see [`HostBuffer::start`]).
     pub fn alloc(pool: &mut PagePool, size: usize, nr_cpus: usize) -> Result<Self, String> {
-        let mut buffer = Self { cpus: Vec::new() };
+        let pages = ExtBuffer::alloc(pool, size, nr_cpus)
+            .map_err(|e| format!("cannot allocate the host's {size} bytes per CPU: {e:?}"))?;
         let n = ring_pages_for(size);
-        let desc_pages = ((n + 1) * DESC_SIZE).div_ceil(PAGE_SIZE as usize);
+        let mut buffer = Self {
+            pages,
+            descs: Vec::with_capacity(nr_cpus),
+            desc_pages: ((n + 1) * DESC_SIZE).div_ceil(PAGE_SIZE as usize),
+        };
         for cpu in 0..nr_cpus {
-            match Self::alloc_cpu(pool, cpu, n, desc_pages) {
-                Ok(c) => buffer.cpus.push(c),
-                Err(e) => {
-                    buffer.free(pool);
-                    return Err(format!("host buffer of CPU {cpu}: {e}"));
-                }
+            if let Err(e) = buffer.load_cpu(pool, cpu) {
+                buffer.free(pool);
+                return Err(format!("host buffer of CPU {cpu}: {e}"));
             }
         }
         Ok(buffer)
     }
 
-    fn alloc_cpu(
-        pool: &mut PagePool,
-        cpu: usize,
-        n: usize,
-        desc_pages: usize,
-    ) -> Result<HostCpu, String> {
-        let mut all = Vec::with_capacity(n + 1);
-        let take = |pool: &mut PagePool| -> Result<u64, String> {
-            let page = pool.alloc().map_err(|e| format!("{e:?}"))?;
-            // SAFETY: a pool page (identity-mapped host RAM) that is ours alone.
-            unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE_SIZE as usize) };
-            Ok(page)
-        };
-        let result = (|| {
-            for _ in 0..=n {
-                all.push(take(pool)?);
-            }
-            pool.alloc_contiguous(desc_pages)
-                .map_err(|e| format!("{e:?}"))
-        })();
-        let descs = match result {
-            Ok(d) => d,
-            Err(e) => {
-                for p in all {
-                    let _ = pool.free(p);
-                }
-                return Err(e);
-            }
-        };
+    /// Takes `cpu`'s descriptors from the pool and loads its ring.
+    fn load_cpu(&mut self, pool: &mut PagePool, cpu: usize) -> Result<(), String> {
+        let c = &self.pages.cpus()[cpu];
+        let n = c.ring_pages.len();
+        let descs = pool
+            .alloc_contiguous(self.desc_pages)
+            .map_err(|e| format!("{e:?}"))?;
+        self.descs.push(descs);
         let base = descs as *mut PageDesc;
         for i in 0..=n {
             // SAFETY: slot `i` of the descriptor run just allocated (room for `n + 1`).
@@ -263,27 +241,17 @@ impl HostBuffer {
         // which runs only after `HOST.teardown()`: the ring never uses them after that.
         let desc_slice: &'static [PageDesc] = unsafe { core::slice::from_raw_parts(base, n + 1) };
         let ptr = |pa: u64| NonNull::new(pa as *mut u8).expect("pool pages are never at 0");
-        // SAFETY: distinct, zeroed, 4096-aligned pool pages, used only by this ring and the
+        // SAFETY: distinct, 4096-aligned pool pages, used only by this ring and the
         // recorder's reader until `HOST.teardown()`.
-        let loaded = unsafe {
+        unsafe {
             HOST.load(
                 cpu,
                 desc_slice,
-                ptr(all[0]),
-                all[1..].iter().map(|&p| ptr(p)),
+                ptr(c.reader_page),
+                c.ring_pages.iter().map(|&p| ptr(p)),
             )
-        };
-        let c = HostCpu {
-            reader_page: all[0],
-            pages: all,
-            descs,
-            desc_pages,
-        };
-        if let Err(e) = loaded {
-            Self::free_cpu(pool, c);
-            return Err(format!("load: {e}"));
         }
-        Ok(c)
+        .map_err(|e| format!("load: {e}"))
     }
 
     /// Starts recording the host's events, on the hypervisor's clock.
@@ -294,32 +262,26 @@ impl HostBuffer {
 
     /// One reader per CPU, CPU 0 first.
     pub fn readers(&self) -> Vec<CpuReader<LocalControl<MAX_CPUS>, IdentityMemory>> {
-        self.cpus
+        self.pages
+            .cpus()
             .iter()
-            .enumerate()
-            .map(|(cpu, c)| {
+            .map(|c| {
                 // SAFETY: the ring's pages are identity-mapped host RAM, and its swap only
                 // returns pages it was loaded with.
                 let mem = unsafe { IdentityMemory::new() };
-                CpuReader::new(cpu as u32, c.reader_page, LocalControl(&HOST), mem)
+                CpuReader::new(c.cpu, c.reader_page, LocalControl(&HOST), mem)
             })
             .collect()
-    }
-
-    fn free_cpu(pool: &mut PagePool, c: HostCpu) {
-        for p in c.pages {
-            let _ = pool.free(p);
-        }
-        for i in 0..c.desc_pages as u64 {
-            let _ = pool.free(c.descs + i * PAGE_SIZE);
-        }
     }
 
     /// Unloads [`HOST`] and gives every page back to `pool`.
     pub fn free(self, pool: &mut PagePool) {
         HOST.teardown();
-        for c in self.cpus {
-            Self::free_cpu(pool, c);
+        self.pages.free(pool);
+        for base in self.descs {
+            for i in 0..self.desc_pages as u64 {
+                let _ = pool.free(base + i * PAGE_SIZE);
+            }
         }
     }
 }
