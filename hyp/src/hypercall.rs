@@ -7,7 +7,7 @@
 
 use crate::abi::calls::{ok_regs, Call};
 use crate::abi::hypercall::{ABI_VERSION, SMCCC_NOT_SUPPORTED};
-use crate::abi::{HypError, Info, RingCounters, SwapResult};
+use crate::abi::{HypError, Info, PrintkFormats, RingCounters, SwapResult};
 use crate::tracing::memory_rules::MemoryRules;
 use crate::tracing::TracingService;
 
@@ -93,6 +93,11 @@ pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
         Call::WriteSelftest { first_seq, count } => t
             .write_selftest(ctx.cpu, ctx.counter, first_seq, count)
             .map(|n| [n, 0, 0]),
+        Call::PrintkFormats { page_pa, first } => {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { t.printk_formats(page_pa, first, ctx.rules, &crate::printk::SITES) }
+                .map(PrintkFormats::to_regs)
+        }
     };
     result.into()
 }

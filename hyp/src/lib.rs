@@ -8,7 +8,8 @@
 //! - [`abi`]: the contract with the host (the `hyptrace-abi` crate).
 //! - [`ring`]: the single external writer of the per-CPU ring buffers (the `hyptrace-ring`
 //!   crate), with [`clock`], its counter-to-nanosecond conversion.
-//! - [`tracing`]: the tracing service behind the tracing hypercalls.
+//! - [`tracing`]: the tracing service behind the tracing hypercalls; [`printk`] and
+//!   [`hyp_printk!`]: formatted text in the trace, formatted by its reader.
 //! - [`hypercall`]: decoding and dispatch of host hypercalls.
 //! - [`psci`]: the PSCI relay decisions for trapped host SMCs.
 //! - [`inject`]: handing an exception the hypervisor trapped back to the host's vectors;
@@ -40,6 +41,7 @@ pub mod fgt;
 pub mod hypercall;
 pub mod inject;
 pub mod mdcr;
+pub mod printk;
 pub mod psci;
 pub mod s1walk;
 pub mod stage2;

@@ -95,15 +95,22 @@ impl Relay<'_> {
 
     fn cpu_on(&self, target: u64, entry: u64, context_id: u64, fw: &impl Firmware) -> u64 {
         if target & !MPIDR_AFFINITY_MASK != 0 {
+            crate::hyp_printk!("CPU_ON refused: target {:#x} has non-affinity bits", target);
             return status(INVALID_PARAMETERS);
         }
         let Some(index) = self.cpus.index_of(target) else {
+            crate::hyp_printk!("CPU_ON refused: no CPU has MPIDR {:#x}", target);
             return status(INVALID_PARAMETERS);
         };
         if !entry.is_multiple_of(4)
             || !self.ram.contains(&entry)
             || self.hyp_region.contains(&entry)
         {
+            crate::hyp_printk!(
+                "CPU_ON refused: entry {:#x} for CPU {} is unaligned, outside RAM or in the hypervisor",
+                entry,
+                index
+            );
             return status(INVALID_ADDRESS);
         }
         match self
@@ -111,8 +118,14 @@ impl Relay<'_> {
             .claim_for_on(index, HostEntry { entry, context_id })
         {
             Ok(()) => {}
-            Err(PowerState::On) => return status(ALREADY_ON),
-            Err(_) => return status(ON_PENDING),
+            Err(PowerState::On) => {
+                crate::hyp_printk!("CPU_ON refused: CPU {} is already on", index);
+                return status(ALREADY_ON);
+            }
+            Err(_) => {
+                crate::hyp_printk!("CPU_ON refused: CPU {} has a CPU_ON pending", index);
+                return status(ON_PENDING);
+            }
         }
         let result = fw.call(
             PSCI_CPU_ON_64,
@@ -121,6 +134,11 @@ impl Relay<'_> {
         if result != 0 {
             // The firmware did not start it (e.g. it is still running a failed CPU_OFF).
             self.power.abandon_claim(index);
+            crate::hyp_printk!(
+                "CPU_ON of CPU {}: the firmware refused with {:i}",
+                index,
+                result as i64
+            );
         }
         result
     }

@@ -75,7 +75,7 @@ fn unknown_ids_not_supported(_: &Ctx) -> TestResult {
         // Inside the vendor-hypervisor range: unused numbers, SMC32, yielding, reserved bits.
         0xC600_0002,
         0xC600_000F,
-        0xC600_0019,
+        0xC600_001A,
         0xC600_FFFF,
         null & !(1 << 30),
         null & !(1 << 31),

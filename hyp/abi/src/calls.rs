@@ -88,6 +88,15 @@ pub enum Call {
         /// How many (at most [`MAX_SELFTEST_BATCH`](crate::limits::MAX_SELFTEST_BATCH)).
         count: u64,
     },
+    /// `printk_formats(page_pa, first)`: the hypervisor writes `hyp_printk` format-table
+    /// entries ([`crate::printk`]) into the host page, answering a
+    /// [`PrintkFormats`](crate::PrintkFormats).
+    PrintkFormats {
+        /// Host address of a page the host owns and has not shared.
+        page_pa: u64,
+        /// Index of the first entry wanted.
+        first: u64,
+    },
 }
 
 impl Call {
@@ -105,6 +114,7 @@ impl Call {
             Self::UpdateClock { .. } => HypercallId::UpdateClock,
             Self::ResetTracing { .. } => HypercallId::ResetTracing,
             Self::WriteSelftest { .. } => HypercallId::WriteSelftest,
+            Self::PrintkFormats { .. } => HypercallId::PrintkFormats,
         }
     }
 
@@ -126,6 +136,7 @@ impl Call {
                 epoch_cyc,
             } => [mult, shift, epoch_ns, epoch_cyc],
             Self::WriteSelftest { first_seq, count } => [first_seq, count, 0, 0],
+            Self::PrintkFormats { page_pa, first } => [page_pa, first, 0, 0],
         };
         [self.id().function_id() as u64, a[0], a[1], a[2], a[3]]
     }
@@ -161,6 +172,10 @@ impl Call {
             HypercallId::WriteSelftest => Self::WriteSelftest {
                 first_seq: x[1],
                 count: x[2],
+            },
+            HypercallId::PrintkFormats => Self::PrintkFormats {
+                page_pa: x[1],
+                first: x[2],
             },
         })
     }
@@ -209,6 +224,7 @@ mod tests {
             }),
             v().prop_map(|cpu| Call::ResetTracing { cpu }),
             (v(), v()).prop_map(|(first_seq, count)| Call::WriteSelftest { first_seq, count }),
+            (v(), v()).prop_map(|(page_pa, first)| Call::PrintkFormats { page_pa, first }),
         ]
     }
 

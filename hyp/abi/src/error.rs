@@ -51,11 +51,14 @@ pub enum HypError {
     InvalidClock = -19,
     /// An argument is out of its documented range (e.g. a boolean that is not 0 or 1).
     InvalidArgument = -20,
+    /// The page is shared with the hypervisor (a page of the loaded trace buffer): the call
+    /// writes only pages the host alone owns.
+    PageShared = -21,
 }
 
 impl HypError {
     /// Every error, in code order.
-    pub const ALL: [HypError; 20] = [
+    pub const ALL: [HypError; 21] = [
         Self::NotSupported,
         Self::NotLoaded,
         Self::AlreadyLoaded,
@@ -76,6 +79,7 @@ impl HypError {
         Self::UnknownEvent,
         Self::InvalidClock,
         Self::InvalidArgument,
+        Self::PageShared,
     ];
 
     /// The value placed in X0.
@@ -116,6 +120,7 @@ impl HypError {
             Self::UnknownEvent => "unknown event ID",
             Self::InvalidClock => "invalid clock parameters",
             Self::InvalidArgument => "argument out of range",
+            Self::PageShared => "page shared with the hypervisor",
         }
     }
 }

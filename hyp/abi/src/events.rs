@@ -28,6 +28,10 @@ crate::define_events! {
         print "\"seq=%llu payload=0x%llx\", REC->seq, REC->payload";
 }
 
+// `hyp_printk`'s event takes the next ID, so the hypervisor's enable flags stay one dense
+// array (IDs 1..=8).
+const _: () = assert!(crate::printk::ID as usize == ALL.len() + 1);
+
 /// The event with this ID.
 pub fn by_id(id: u16) -> Option<&'static crate::event_format::EventDesc> {
     crate::event_format::find_id(ALL, id)
@@ -97,6 +101,38 @@ mod tests {
              \tfield:u8 invalid;\toffset:6;\tsize:1;\tsigned:0;\n\n\
              print fmt: \"id=0x%x invalid=%u\", REC->id, REC->invalid\n"
         );
+    }
+
+    #[test]
+    fn info_text_renders_the_print_format() {
+        let mut buf = [0u8; 7];
+        HostHcall {
+            id: 0xc600_0013,
+            invalid: 1,
+        }
+        .encode(&mut buf);
+        let mut s = String::new();
+        HostHcall::DESC.write_info(&buf, &mut s).unwrap();
+        assert_eq!(s, "id=0xc6000013 invalid=1");
+        let mut s = String::new();
+        HostHcall::DESC.write_info(&buf[..4], &mut s).unwrap();
+        assert_eq!(s, "id=0x[truncated]");
+        let mut buf = [0u8; 14];
+        PsciCpuOn {
+            target: 0x101,
+            result: -4,
+        }
+        .encode(&mut buf);
+        let mut s = String::new();
+        PsciCpuOn::DESC.write_info(&buf, &mut s).unwrap();
+        assert_eq!(s, "target=0x101 result=-4");
+        let mut s = String::new();
+        HypEnter::DESC.write_info(&[1, 0], &mut s).unwrap();
+        assert_eq!(s, " ");
+        let mut s = String::new();
+        crate::event_format::write_event_name(&mut s, "host_hcall").unwrap();
+        crate::event_format::write_timestamp_us(&mut s, 2_500_000_499).unwrap();
+        assert_eq!(s, " host_hcall:                2.500000:");
     }
 
     #[test]

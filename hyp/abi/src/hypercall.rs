@@ -25,7 +25,7 @@ pub const HYPTRACE_FID_BASE: u32 =
     SMCCC_FAST_CALL | SMCCC_64 | (SMCCC_OWNER_VENDOR_HYP << SMCCC_OWNER_SHIFT);
 
 /// Version of this ABI, reported by [`HypercallId::Info`]: major in bits 31:16, minor in 15:0.
-pub const ABI_VERSION: u64 = 1 << 16;
+pub const ABI_VERSION: u64 = (1 << 16) | 1;
 
 /// Function ID of the test-only fault-injection call (number 0xF0, outside [`HypercallId`]):
 /// `fault_injection(kind, addr)` makes the hypervisor commit the fault [`FaultKind`] names, so
@@ -33,6 +33,13 @@ pub const ABI_VERSION: u64 = 1 << 16;
 /// (`cargo xtask test` builds one for the fault checks) answers it; every normal build returns
 /// SMCCC `NOT_SUPPORTED`, as for any unknown ID.
 pub const FAULT_INJECTION_FID: u32 = HYPTRACE_FID_BASE | 0xf0;
+
+/// Function ID of the test-only `hyp_printk` benchmark (number 0xF1, outside
+/// [`HypercallId`]): `printk_bench(count)` runs `hyp_printk!` with two arguments `count`
+/// times (at most [`MAX_SELFTEST_BATCH`](crate::limits::MAX_SELFTEST_BATCH)) on the calling
+/// CPU and answers X0 = 0, X1 = `count`. Only the `fault-injection` build answers it, as
+/// [`FAULT_INJECTION_FID`]; every normal build returns SMCCC `NOT_SUPPORTED`.
+pub const PRINTK_BENCH_FID: u32 = HYPTRACE_FID_BASE | 0xf1;
 
 /// The faults [`FAULT_INJECTION_FID`] can commit at EL2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,11 +107,14 @@ pub enum HypercallId {
     ResetTracing = 0x17,
     /// `write_selftest(first_seq, count)`: the calling CPU writes `count` selftest events.
     WriteSelftest = 0x18,
+    /// `printk_formats(page_pa, first)`: fills the host page at `page_pa` with `hyp_printk`
+    /// format-table entries from entry `first` on (see `crate::printk`).
+    PrintkFormats = 0x19,
 }
 
 impl HypercallId {
     /// Every ID, in numeric order.
-    pub const ALL: [HypercallId; 11] = [
+    pub const ALL: [HypercallId; 12] = [
         Self::Null,
         Self::Info,
         Self::LoadTracing,
@@ -116,6 +126,7 @@ impl HypercallId {
         Self::UpdateClock,
         Self::ResetTracing,
         Self::WriteSelftest,
+        Self::PrintkFormats,
     ];
 
     /// The SMCCC function ID the caller puts in W0.
@@ -150,6 +161,7 @@ impl HypercallId {
             Self::UpdateClock => "update_clock",
             Self::ResetTracing => "reset_tracing",
             Self::WriteSelftest => "write_selftest",
+            Self::PrintkFormats => "printk_formats",
         }
     }
 }
@@ -197,7 +209,7 @@ mod tests {
             null | 0x0080_0000,
             null | 0x02,
             null | 0x0f,
-            null | 0x19,
+            null | 0x1a,
             null | 0xffff,
             0,
             u64::MAX as u32,

@@ -15,7 +15,10 @@
 //!   parser;
 //! - [`event_format`] and [`define_events!`]: event payloads, and the format text tracefs and
 //!   trace.dat carry for them; [`events`]: the hypervisor's events; [`host_events`]: the
-//!   host's own (one ID namespace for both).
+//!   host's own (one ID namespace for both);
+//! - [`printk`]: `hyp_printk`'s `ftrace:bprint` event, its compile-time format conversion and
+//!   the format table the host fetches; [`printf`]: C conversions rendered without allocation,
+//!   as libtraceevent renders them.
 //!
 //! Both sides of hyptrace (the EL2 `hyp` and the EL1 `host-shim`, and `xtask`) use only these
 //! definitions for the contract; `docs/abi.md` in the repository describes them byte by byte.
@@ -59,8 +62,10 @@ pub mod hypercall;
 pub mod limits;
 pub mod pack;
 pub mod page;
+pub mod printf;
+pub mod printk;
 pub mod results;
 
 pub use error::HypError;
 pub use hypercall::{FaultKind, HypercallId, FAULT_INJECTION_FID};
-pub use results::{Info, RingCounters, SwapResult};
+pub use results::{Info, PrintkFormats, RingCounters, SwapResult};

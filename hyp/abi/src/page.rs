@@ -13,6 +13,8 @@
 //! ordering, who writes what) live in the ring writer (`hyp::ring`); the host's reader follows
 //! the same rules.
 
+pub mod decode;
+
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
 

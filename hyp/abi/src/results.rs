@@ -113,6 +113,35 @@ impl Info {
     }
 }
 
+/// Result of `printk_formats(page_pa, first)`: how much of the format table the page holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrintkFormats {
+    /// Entries written, from entry `first` on (0 when `first` is the table's length).
+    pub written: u64,
+    /// Entries in the whole table: the host asks again from `first + written` while it is
+    /// below this.
+    pub total: u64,
+    /// Bytes of the page the entries fill (the rest is zero).
+    pub bytes: u64,
+}
+
+impl PrintkFormats {
+    /// X1..X3.
+    pub const fn to_regs(self) -> [u64; 3] {
+        [self.written, self.total, self.bytes]
+    }
+
+    /// Decodes X1..X3 (check `bytes` against the page size and `written` against `total`
+    /// yourself: they come from the other side).
+    pub const fn from_regs(regs: [u64; 3]) -> Self {
+        Self {
+            written: regs[0],
+            total: regs[1],
+            bytes: regs[2],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

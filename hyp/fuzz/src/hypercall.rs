@@ -554,6 +554,9 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
                 (HvcOutcome::Err(_), None) => {}
             }
         }
+        Call::PrintkFormats { page_pa, first } => {
+            printk_formats(state, before.as_ref(), page_pa, first, outcome);
+        }
         _ if before.is_none() => assert_eq!(outcome, not_loaded, "{call:?} while unloaded"),
         Call::TeardownTracing => {
             assert_eq!(outcome, ok0, "teardown of a loaded buffer");
@@ -603,7 +606,8 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
         }
         Call::EnableEvent { id, enable } => {
             let loaded = state.loaded.as_mut().expect("loaded (checked above)");
-            let known = (1..=events::ALL.len() as u64).contains(&id);
+            // The hypervisor's events and `hyp_printk`'s, right after them.
+            let known = (1..=events::ALL.len() as u64 + 1).contains(&id);
             match (known, enable) {
                 (false, _) => assert_eq!(outcome, err(HypError::UnknownEvent), "event {id}"),
                 (true, 0 | 1) => {
@@ -641,6 +645,57 @@ fn call(state: &mut State, cpu: u8, x: [u64; 5]) {
     state.check_ram(before.as_ref());
     let owners_changed = matches!(call, Call::LoadTracing { .. } | Call::TeardownTracing);
     state.after_call(owners_changed);
+}
+
+/// Checks a `printk_formats` answer: the refusal the rules give, or the table written into
+/// that page alone (which may then change).
+fn printk_formats(
+    state: &mut State,
+    before: Option<&Loaded>,
+    page_pa: u64,
+    first: u64,
+    outcome: HvcOutcome,
+) {
+    let total = hyp::printk::SITES.len() as u64;
+    let page = arena_page(page_pa);
+    let want = if first > total {
+        Some(HypError::InvalidArgument)
+    } else if !page_pa.is_multiple_of(PAGE_SIZE_U64) {
+        Some(HypError::PageMisaligned)
+    } else if page.is_some_and(is_hyp_page) {
+        Some(HypError::PageInHyp)
+    } else if page.is_none() {
+        Some(HypError::PageNotRam)
+    } else if page.is_some_and(|p| mask(before) & (1 << p) != 0) {
+        Some(HypError::PageShared)
+    } else {
+        None
+    };
+    let (Some(page), None) = (page, want) else {
+        assert_eq!(
+            outcome,
+            HvcOutcome::Err(want.map_or(0, HypError::code)),
+            "printk_formats({page_pa:#x}, {first})"
+        );
+        return;
+    };
+    let HvcOutcome::Ok([written, answered_total, bytes]) = outcome else {
+        panic!("printk_formats({page_pa:#x}, {first}) refused: {outcome:?}");
+    };
+    assert_eq!(answered_total, total);
+    assert_eq!(written, total - first, "the whole table fits in a page");
+    assert!(bytes <= PAGE_SIZE_U64);
+    let r = page * PAGE_SIZE..(page + 1) * PAGE_SIZE;
+    let ram = ram();
+    let entries: Vec<_> = hyp::abi::printk::entries(&ram[r.clone()], written as usize)
+        .map(|e| e.expect("the hypervisor's own table parses"))
+        .collect();
+    for (e, site) in entries.iter().zip(&hyp::printk::SITES[first as usize..]) {
+        assert_eq!((e.format, e.location), (site.format, site.location));
+    }
+    assert!(ram[r.start + bytes as usize..r.end].iter().all(|&b| b == 0));
+    // The named page is the one the call may write.
+    state.shadow[r.clone()].copy_from_slice(&ram[r]);
 }
 
 fn load(state: &mut State, cpu: u8, pack: &PackSpec, at: Addr, size: Size, fail: Option<u8>) {

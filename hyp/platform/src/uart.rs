@@ -112,6 +112,24 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Runs `f` with the console, on a fatal path: like [`print_fatal`](Self::print_fatal),
+    /// waits a bounded time for the lock, then keeps it (if it got it) for all `f` prints, so
+    /// a long report is not interleaved with other CPUs' messages.
+    pub fn with_fatal(&self, f: impl FnOnce(&mut dyn fmt::Write)) {
+        let mut guard = None;
+        for _ in 0..1_000_000 {
+            guard = self.lock.try_lock();
+            if guard.is_some() {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        f(&mut self.uart());
+        drop(guard);
+    }
+}
+
 impl Default for Console {
     fn default() -> Self {
         Self::new()

@@ -60,6 +60,16 @@ pub(crate) struct Control<'a> {
 }
 
 impl Control<'_> {
+    /// Whether a ring is loaded.
+    pub(crate) fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Descriptor index of the reader page.
+    pub(crate) fn reader(&self) -> usize {
+        self.reader
+    }
+
     pub(crate) const fn new() -> Self {
         Self {
             descs: &[],

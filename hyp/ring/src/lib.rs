@@ -82,6 +82,7 @@ pub mod clock_banks;
 mod control;
 pub mod desc;
 mod error;
+mod freeze;
 mod page_io;
 mod status;
 mod sync;
@@ -90,6 +91,7 @@ mod writer;
 pub use control::{Swap, HEAD_SEARCH_ATTEMPTS, SWAP_ATTEMPTS};
 pub use desc::{PageDesc, DESC_SIZE, MAX_RING_PAGES};
 pub use error::RingError;
+pub use freeze::{FreezeError, Frozen};
 #[cfg(loom)]
 pub use page_io::LoomPage;
 pub use writer::{event_size, Reservation, MAX_PAYLOAD};

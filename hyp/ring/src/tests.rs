@@ -573,3 +573,67 @@ fn concurrent_swaps(nr_pages: usize) {
     assert!(swaps > 0);
     assert_eq!(lost + final_lost, f.ring.stats().overrun);
 }
+
+/// The events of `pages` in order, decoded with the ABI's page decoder: (ts, first payload
+/// word).
+fn events_in(pages: impl Iterator<Item = Page>) -> Vec<(u64, u64)> {
+    use hyptrace_abi::page::decode::PageView;
+    let mut out = Vec::new();
+    for p in pages {
+        // SAFETY: a test page, whole, while no writer runs.
+        let bytes = unsafe { core::slice::from_raw_parts(p.as_ptr(), PAGE_SIZE) };
+        for e in PageView::new(bytes).events() {
+            let e = e.unwrap();
+            out.push((e.ts, u64::from_le_bytes(e.payload[..8].try_into().unwrap())));
+        }
+    }
+    out
+}
+
+#[test]
+fn freeze_stops_the_writer_and_lists_pages_oldest_first() {
+    let f = fixture(4);
+    for i in 0..1000u64 {
+        assert!(f.ring.write(10 + i, &i.to_le_bytes()));
+    }
+    // Swap once so the reader page is a former ring page: it must not be listed.
+    let swap = f.ring.swap_reader().unwrap();
+    assert!(swap.swapped);
+    for i in 1000..1100u64 {
+        assert!(f.ring.write(10 + i, &i.to_le_bytes()));
+    }
+    let frozen = f.ring.freeze(8).expect("loaded and idle");
+    assert!(frozen.writer_stopped());
+    let pages: Vec<Page> = frozen.pages().collect();
+    assert_eq!(pages.len(), 4, "every ring page, not the reader page");
+    assert!(!pages.contains(&swap.reader_page));
+    let events = events_in(pages.into_iter());
+    // Consecutive values up to the last one written, timestamps in order.
+    assert_eq!(events.last(), Some(&(1109, 1099)));
+    for w in events.windows(2) {
+        assert_eq!(w[1].1, w[0].1 + 1);
+        assert!(w[1].0 >= w[0].0);
+    }
+    drop(frozen);
+    assert!(
+        !f.ring.write(5000, &[0; 8]),
+        "a frozen ring stays non-writable"
+    );
+}
+
+#[test]
+fn freeze_gives_up_on_a_held_lock_and_an_unloaded_ring() {
+    let f = fixture(2);
+    let guard = f.ring.control.0.lock();
+    assert_eq!(f.ring.freeze(4).unwrap_err(), FreezeError::Busy);
+    drop(guard);
+    let _writing = f.ring.reserve(1, 8).unwrap();
+    let frozen = f.ring.freeze(4).expect("lock free now");
+    assert!(
+        !frozen.writer_stopped(),
+        "a write in flight: the wait is bounded"
+    );
+    drop(frozen);
+    let unloaded = RingBuffer::new();
+    assert_eq!(unloaded.freeze(4).unwrap_err(), FreezeError::NotLoaded);
+}

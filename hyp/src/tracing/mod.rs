@@ -12,6 +12,7 @@
 //! memory, parses and validates the copy (structure, every page address, no page twice) and
 //! only then touches any ring. Any failure leaves nothing loaded.
 
+pub mod flight;
 pub mod host_memory;
 pub mod memory_rules;
 pub mod ownership;
@@ -22,8 +23,9 @@ use crate::abi::event_format::Event;
 use crate::abi::events;
 use crate::abi::limits::{MAX_LOAD_PAGES, MAX_PACK_SIZE, MAX_SELFTEST_BATCH};
 use crate::abi::pack::TraceBufferPack;
-use crate::abi::page::PAGE_SIZE_U64;
-use crate::abi::{HypError, RingCounters, SwapResult};
+use crate::abi::page::{PAGE_SIZE, PAGE_SIZE_U64};
+use crate::abi::printk;
+use crate::abi::{HypError, PrintkFormats, RingCounters, SwapResult};
 use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
@@ -36,8 +38,9 @@ use ownership::PageStates;
 /// reader pages of all CPUs together) one load may describe.
 const DESC_POOL: usize = MAX_LOAD_PAGES;
 
-/// Number of event-enable slots (IDs are 1..=ALL.len()).
-const EVENT_SLOTS: usize = events::ALL.len() + 1;
+/// Number of event-enable slots: the hypervisor's events (IDs 1..=ALL.len()) and
+/// `hyp_printk`'s, right after them.
+const EVENT_SLOTS: usize = printk::ID as usize + 1;
 
 /// Scratch space of `load`, and the pages of the loaded buffer (shared until teardown).
 struct Scratch {
@@ -251,6 +254,7 @@ impl TracingService {
             // Relaxed: a flag; the next load starts with every event disabled.
             e.store(false, Ordering::Relaxed);
         }
+        crate::printk::flag_changed(self, false);
         Ok(())
     }
 
@@ -291,7 +295,18 @@ impl TracingService {
     /// the one the pack named.
     pub fn swap_reader(&self, cpu: u64) -> Result<SwapResult, HypError> {
         let ctl = self.control.lock();
-        let swap = self.loaded_ring(&ctl, cpu)?.swap_reader()?;
+        let swap = self
+            .loaded_ring(&ctl, cpu)?
+            .swap_reader()
+            .inspect_err(|e| {
+                if *e == crate::ring::RingError::Busy {
+                    crate::hyp_printk!(
+                        "swap_reader cpu={}: the writer kept moving, {} attempts ran out",
+                        cpu,
+                        crate::ring::SWAP_ATTEMPTS
+                    );
+                }
+            })?;
         // `loaded_ring` checked `cpu`, and the ring's descriptor index is below its page
         // count, so the lookup cannot miss; if an invariant were ever broken, the call is
         // refused rather than the hypervisor panicking.
@@ -310,7 +325,19 @@ impl TracingService {
     /// `update_footers(cpu)`: returns the writer's counters as written into the footers.
     pub fn update_footers(&self, cpu: u64) -> Result<RingCounters, HypError> {
         let ctl = self.control.lock();
-        Ok(self.loaded_ring(&ctl, cpu)?.update_footers()?)
+        let counters = self
+            .loaded_ring(&ctl, cpu)?
+            .update_footers()
+            .inspect_err(|e| {
+                if *e == crate::ring::RingError::Busy {
+                    crate::hyp_printk!(
+                        "update_footers cpu={}: no head found in {} attempts",
+                        cpu,
+                        crate::ring::HEAD_SEARCH_ATTEMPTS
+                    );
+                }
+            })?;
+        Ok(counters)
     }
 
     /// `reset_tracing(cpu)`: empties one CPU's buffer without teardown.
@@ -327,11 +354,14 @@ impl TracingService {
         }
         let desc = u16::try_from(id)
             .ok()
-            .and_then(events::by_id)
+            .and_then(|id| events::by_id(id).or((id == printk::ID).then_some(&printk::DESC)))
             .ok_or(HypError::UnknownEvent)?;
         let enable = boolean(enable)?;
         // Relaxed: writers only need to see the flag eventually; nothing is published with it.
         self.events[desc.id as usize].store(enable, Ordering::Relaxed);
+        if desc.id == printk::ID {
+            crate::printk::flag_changed(self, enable);
+        }
         Ok(())
     }
 
@@ -385,6 +415,114 @@ impl TracingService {
         slot.write_at(0, &payload[..E::PAYLOAD_LEN]);
         slot.commit();
         true
+    }
+
+    /// Writes a `hyp_printk` event of the site at `site` with `args` on `cpu`'s buffer, if
+    /// the printk event is enabled and the buffer writable. Returns whether it was written.
+    pub fn write_printk(&self, cpu: usize, counter: u64, site: u64, args: &[u64]) -> bool {
+        // Relaxed: see `enable_event`.
+        if !self.events[printk::ID as usize].load(Ordering::Relaxed)
+            || args.len() > printk::MAX_ARGS
+        {
+            return false;
+        }
+        let Some(ring) = self.rings.get(cpu) else {
+            return false;
+        };
+        let ts = self.clock.cycles_to_ns(counter);
+        let Some(mut slot) = ring.reserve(ts, printk::payload_len(args.len())) else {
+            return false;
+        };
+        let mut head = [0u8; printk::ARGS_OFFSET];
+        printk::encode_header(&mut head, site, args.len() as u16);
+        slot.write_at(0, &head);
+        for (i, a) in args.iter().enumerate() {
+            slot.write_at(printk::ARGS_OFFSET + 8 * i, &a.to_le_bytes());
+        }
+        slot.commit();
+        true
+    }
+
+    /// `printk_formats(page_pa, first)`: writes the entries of `sites` from `first` on into
+    /// the host page at `page_pa`, as many as fit (the rest of the page is zeroed).
+    ///
+    /// Errors: those of the page checks ([`HypError::PageMisaligned`],
+    /// [`HypError::PageNotRam`], [`HypError::PageInHyp`]), [`HypError::PageShared`] for a
+    /// page of the loaded buffer, [`HypError::InvalidArgument`] for `first` past the table,
+    /// [`HypError::NoMemory`] when the EL2 tables cannot map the page. Nothing is written then.
+    ///
+    /// # Safety
+    ///
+    /// As [`load`](Self::load) for `rules`.
+    pub unsafe fn printk_formats(
+        &self,
+        page_pa: u64,
+        first: u64,
+        rules: &MemoryRules,
+        sites: &'static [printk::Site],
+    ) -> Result<PrintkFormats, HypError> {
+        let total = sites.len() as u64;
+        let rest = usize::try_from(first)
+            .ok()
+            .and_then(|f| sites.get(f..))
+            .ok_or(HypError::InvalidArgument)?;
+        // SAFETY: the caller's contract for `rules`.
+        unsafe {
+            self.write_host_page(page_pa, rules, |page| {
+                let (mut at, mut written) = (0, 0);
+                for site in rest {
+                    let addr = crate::printk::site_address(site);
+                    match printk::write_entry(&mut page[at..], addr, site.format, site.location) {
+                        Some(len) => at += len,
+                        None => break,
+                    }
+                    written += 1;
+                }
+                PrintkFormats {
+                    written,
+                    total,
+                    bytes: at as u64,
+                }
+            })
+        }
+    }
+
+    /// Fills a private copy of the host page at `pa` with `fill` (zeroed first), then copies
+    /// it into the page: only a page of host RAM outside the hypervisor that the host alone
+    /// owns, mapped writable for the copy alone.
+    ///
+    /// # Safety
+    ///
+    /// As [`load`](Self::load) for `rules`.
+    unsafe fn write_host_page<R>(
+        &self,
+        pa: u64,
+        rules: &MemoryRules,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, HypError> {
+        rules.check_page(pa, &(0..0))?;
+        // The scratch lock orders this against load and teardown (see `read_host_word`); its
+        // pack buffer, free outside `load`, is the private copy.
+        let mut scratch = self.storage.scratch.lock();
+        if scratch.states.state(pa) == Some(ownership::PageState::Shared) {
+            return Err(HypError::PageShared);
+        }
+        let staging = &mut scratch.pack[..PAGE_SIZE];
+        staging.fill(0);
+        let result = fill(staging);
+        let dst = host_pointer(pa).ok_or(HypError::PageNotRam)?;
+        self.memory.map(pa..pa + PAGE_SIZE_U64, true)?;
+        for (i, chunk) in scratch.pack[..PAGE_SIZE].chunks_exact(8).enumerate() {
+            let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+            // SAFETY: `pa` is a page of host RAM outside the hypervisor that is not shared
+            // (checked above under the scratch lock), which the caller guarantees is host
+            // memory reachable at its own address while mapped; mapped just above; `8 * i`
+            // stays inside the page. Volatile: the host may be reading it.
+            unsafe { core::ptr::write_volatile(dst.as_ptr().cast::<u64>().add(i), word) };
+        }
+        self.memory.unmap(pa..pa + PAGE_SIZE_U64);
+        drop(scratch);
+        Ok(result)
     }
 
     /// `write_selftest(first_seq, count)`: writes `count` selftest events with sequence

@@ -741,3 +741,100 @@ fn selftest_batches_whose_sequence_wraps_are_refused() {
     assert_eq!(s.write_selftest(0, || 1, u64::MAX - 1, 0), Ok(0));
     s.teardown().unwrap();
 }
+
+fn flight_text(s: &TracingService, per_cpu: usize) -> String {
+    let mut out = String::new();
+    // SAFETY: test memory stays mapped (identity, heap) and nothing tears down meanwhile.
+    unsafe { s.flight_record(per_cpu, &mut out) }.unwrap();
+    out
+}
+
+#[test]
+fn flight_recorder_with_nothing_loaded_says_so() {
+    let s = service!();
+    assert_eq!(
+        flight_text(s, 32),
+        "hyp: flight recorder: tracing is not loaded: no events\n"
+    );
+}
+
+/// The one test that installs a `hyp_printk!` sink (installing is once per process).
+#[test]
+fn printk_and_flight_recorder_end_to_end() {
+    static SINK: crate::printk::Sink = crate::printk::Sink {
+        tracing: service!(),
+        cpu: || 1,
+        counter: || 500,
+    };
+    let s = SINK.tracing;
+    crate::printk::install(&SINK);
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.update_clock(1, 0, 0, 0).unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    s.enable(1).unwrap();
+    assert!(
+        !crate::printk::enabled(),
+        "the printk event starts disabled"
+    );
+    crate::hyp_printk!("flight test not recorded {}", 1u8);
+    s.enable_event(u64::from(crate::abi::printk::ID), 1)
+        .unwrap();
+    assert!(
+        crate::printk::enabled(),
+        "mirrors the installed service's flag"
+    );
+    for cpu in 0..2 {
+        assert_eq!(s.write_selftest(cpu, || 100, 10 * cpu as u64, 5), Ok(5));
+    }
+    // Written on CPU 1 (the sink's CPU) at counter 500: the newest event of that CPU.
+    crate::hyp_printk!(
+        "flight test cpu={} err={:i} at {:#x}",
+        1usize,
+        -22i32,
+        0xbeefu64
+    );
+
+    let text = flight_text(s, 4);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "hyp: flight recorder: the last 4 events of each CPU, newest last"
+    );
+    assert_eq!(
+        lines[1],
+        "hyp: flight recorder: CPU 0: 4 of 5 events in the ring"
+    );
+    let seq1 = events::selftest_payload(1);
+    assert_eq!(
+        lines[2],
+        format!(
+            "hypervisor:            <...>--1    [000]     0.000000: selftest:             seq=1 payload={seq1:#x}"
+        )
+    );
+    assert!(lines[5].contains("seq=4 payload="), "{text}");
+    assert_eq!(
+        lines[6],
+        "hyp: flight recorder: CPU 1: 4 of 6 events in the ring"
+    );
+    assert_eq!(
+        lines[10],
+        "hypervisor:            <...>--1    [001]     0.000001: bprint:               \
+         hyp::tracing::tests: flight test cpu=1 err=-22 at 0xbeef"
+    );
+    assert_eq!(lines[11], "hyp: flight recorder: end");
+    assert_eq!(lines.len(), 12, "{text}");
+    // Frozen: nothing more is written.
+    assert_eq!(s.write_selftest(0, || 900, 100, 1), Ok(0));
+
+    // A page the host scribbled on: an error line, the other pages still printed.
+    // SAFETY: page 2 is CPU 0's second ring page, live test memory; its commit word set to
+    // a length no page holds.
+    unsafe { ((host.addr(2) + 8) as *mut u64).write(4000) };
+    let text = flight_text(s, 32);
+    assert!(text.contains("CPU 0: page"), "{text}");
+    assert!(text.contains("flight test cpu=1"), "{text}");
+    crate::printk::flag_changed(s, false);
+}

@@ -44,6 +44,7 @@ pub extern "C" fn boot_main() -> ! {
     // needed for it to see them.
     let root = build_stage2().unwrap_or_else(|why| fatal(format_args!("{why}")));
     enable_stage2(root);
+    hyp::printk::install(&super::platform::PRINTK_SINK);
     POWER.mark_on(0);
     hyp_println!(
         "hyptrace hypervisor at EL2: {} CPUs, RAM {:#x}..{:#x}, boot MPIDR {:#x}",

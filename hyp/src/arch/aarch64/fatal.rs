@@ -2,7 +2,7 @@
 //! a failure status through semihosting, so nothing ever hangs silently.
 
 use aarch64_cpu::registers::*;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 use hyp::el2_map::El2Fault;
 use hyp::esr::{Esr, VectorSlot};
 
@@ -10,7 +10,9 @@ use hyp::memmap::MAX_CPUS;
 use qemu_exit::QEMUExit;
 
 use super::console::CONSOLE;
+use super::platform::TRACING;
 use super::regs::cpu_index;
+use hyp::tracing::flight;
 use hyp::trap_frame::TrapFrame;
 
 /// Semihosting exit status for an unexpected exception in the hypervisor.
@@ -21,19 +23,37 @@ pub const EXIT_HYP_PANIC: u32 = 4;
 /// DTB, a CPU started without a pending CPU_ON, ...).
 pub const EXIT_HYP_FATAL: u32 = 8;
 
-/// Per CPU: a fatal report is being printed. A second fatal entry on the same CPU (a fault
-/// while reporting, e.g. in the console) ends QEMU at once instead of looping. Plain loads
-/// and stores only: no exclusive, which may run before the MMU is on.
-static REPORTING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the exit status of the fatal report being printed (0: none). A second fatal
+/// entry on the same CPU (a fault while reporting, e.g. in the console or the flight
+/// recorder) ends QEMU at once with the first report's status instead of looping: a fault
+/// during the dump ends the dump, not the report printed before it. Plain loads and stores
+/// only: no exclusive, which may run before the MMU is on.
+static REPORTING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
-/// Marks this CPU as reporting; if it already was, ends QEMU with `status` right away.
+/// Marks this CPU as reporting; if it already was, ends QEMU with the first report's status
+/// right away.
 fn enter_report(status: u32) {
     let cpu = cpu_index() % MAX_CPUS;
-    // Relaxed: only this CPU reads and writes its own flag.
-    if REPORTING[cpu].load(Ordering::Relaxed) {
-        qemu_exit::AArch64::new().exit(status)
+    // Relaxed: only this CPU reads and writes its own slot.
+    let first = REPORTING[cpu].load(Ordering::Relaxed);
+    if first != 0 {
+        CONSOLE.print_fatal(format_args!(
+            "hyp: a second fatal error on CPU {cpu} during its report: stopping here\n"
+        ));
+        qemu_exit::AArch64::new().exit(first)
     }
-    REPORTING[cpu].store(true, Ordering::Relaxed);
+    REPORTING[cpu].store(status, Ordering::Relaxed);
+}
+
+/// After a fatal report: the last events of every CPU's ring (the flight recorder), then
+/// QEMU ends with `status`.
+fn dump_and_exit(status: u32) -> ! {
+    CONSOLE.with_fatal(|out| {
+        // SAFETY: a fatal path: this CPU never returns to the host, and the recorder holds
+        // each ring's control lock while it reads its pages, so no teardown unmaps them.
+        let _ = unsafe { TRACING.flight_record(flight::DEFAULT_EVENTS, out) };
+    });
+    qemu_exit::AArch64::new().exit(status)
 }
 
 /// Reports an exception the hypervisor does not handle and ends QEMU.
@@ -70,7 +90,7 @@ pub fn unexpected_exception(slot: u64, frame: &TrapFrame) -> ! {
         x2 = frame.x[2],
         x3 = frame.x[3],
     ));
-    qemu_exit::AArch64::new().exit(EXIT_HYP_EXCEPTION)
+    dump_and_exit(EXIT_HYP_EXCEPTION)
 }
 
 /// Ends QEMU with [`EXIT_HYP_FATAL`] before anything can be printed (no console yet, MMU
@@ -87,7 +107,7 @@ pub fn fatal(args: core::fmt::Arguments) -> ! {
         cpu_index(),
         args
     ));
-    qemu_exit::AArch64::new().exit(EXIT_HYP_FATAL)
+    dump_and_exit(EXIT_HYP_FATAL)
 }
 
 #[panic_handler]
@@ -98,5 +118,5 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         cpu_index(),
         info
     ));
-    qemu_exit::AArch64::new().exit(EXIT_HYP_PANIC)
+    dump_and_exit(EXIT_HYP_PANIC)
 }

@@ -15,6 +15,12 @@ pub fn trigger(kind: u64, addr: u64) {
         return;
     };
     hyp_println!("fault injection on CPU {}: {}", cpu_index(), kind.name());
+    // The last event of this CPU's ring, which the flight recorder must show.
+    hyp::hyp_printk!(
+        "fault injection: committing fault {} on CPU {}",
+        kind as u64,
+        cpu_index()
+    );
     match kind {
         FaultKind::StackOverflow => {
             recurse(core::hint::black_box(1));
@@ -53,4 +59,15 @@ fn recurse(depth: u64) -> u64 {
     frame[(depth % 1024) as usize] = depth as u8;
     core::hint::black_box(&mut frame);
     recurse(depth + 1) + frame[0] as u64
+}
+
+/// `printk_bench(count)`: `count` (at most `MAX_SELFTEST_BATCH`) `hyp_printk!` calls with two
+/// arguments, for the benchmark that compares them with selftest events. Returns how many
+/// calls it made.
+pub fn printk_bench(count: u64) -> u64 {
+    let count = count.min(hyp::abi::limits::MAX_SELFTEST_BATCH);
+    for seq in 0..count {
+        hyp::hyp_printk!("printk bench seq={} of {}", seq, count);
+    }
+    count
 }

@@ -25,6 +25,14 @@ static TRACING_STORAGE: TracingStorage = TracingStorage::new();
 /// through the EL2 tables, while they are shared.
 pub static TRACING: TracingService = TracingService::new(&TRACING_STORAGE, &El2HostMemory);
 
+/// Where `hyp_printk!` writes: the tracing service, on the calling CPU's ring, with the
+/// trace clock's counter.
+pub static PRINTK_SINK: hyp::printk::Sink = hyp::printk::Sink {
+    tracing: &TRACING,
+    cpu: super::regs::cpu_index,
+    counter: super::trap::counter,
+};
+
 /// Which memory the host may name in a pack: its RAM bank minus the hypervisor's region.
 pub fn memory_rules() -> &'static MemoryRules {
     RULES.call_once(|| MemoryRules {

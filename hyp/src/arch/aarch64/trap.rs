@@ -23,7 +23,7 @@ const NOT_SUPPORTED: u64 = u64::MAX;
 /// The trace clock's counter: the physical count, which the host reads too. The ISB keeps
 /// the read from being taken early, ahead of the instructions before it (Arm ARM D12.1.2:
 /// counter reads are not ordered by program order otherwise).
-fn counter() -> u64 {
+pub(super) fn counter() -> u64 {
     barrier::isb(barrier::SY);
     CNTPCT_EL0.get()
 }
@@ -142,6 +142,12 @@ fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
     #[cfg(feature = "fault-injection")]
     if x[0] as u32 == hyp::abi::FAULT_INJECTION_FID {
         super::fault_injection::trigger(x[1], x[2]);
+    }
+    #[cfg(feature = "fault-injection")]
+    if x[0] as u32 == hyp::abi::hypercall::PRINTK_BENCH_FID {
+        frame.x[0] = 0;
+        frame.x[1] = super::fault_injection::printk_bench(x[1]);
+        return;
     }
     // SAFETY: the rules' host RAM is host memory, which the tracing service reaches only
     // through the EL2 tables (`El2HostMemory`), mapped while shared.

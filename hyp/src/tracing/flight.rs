@@ -1,0 +1,185 @@
+//! The flight recorder: the last events of every CPU's ring, printed when the hypervisor
+//! dies.
+//!
+//! [`TracingService::flight_record`] runs on a fatal path, on whichever CPU met the error,
+//! while the other CPUs may still be writing. It freezes each ring (the writer stopped and
+//! the control lock held, each with a bounded wait: [`crate::ring::RingBuffer::freeze`]),
+//! copies each page into private memory before reading it (the host can write the pages at
+//! any time), decodes the copy with the bounds-checked page decoder and prints the last
+//! events as trace-cmd prints the `hypervisor` instance of a recording: the same columns,
+//! the same event text, `hyp_printk` lines formatted from the hypervisor's own format table
+//! (never from an address read off a page). A scribbled page yields a decoding error line,
+//! never a fault.
+
+use core::fmt::{self, Write};
+
+use crate::abi::event_format::{write_event_name, write_timestamp_us, EventDesc};
+use crate::abi::page::decode::{PageBuf, PageView};
+use crate::abi::{events, printf, printk};
+use crate::memmap::MAX_CPUS;
+use crate::ring::{FreezeError, Frozen};
+
+use super::TracingService;
+
+/// Events printed per CPU unless asked otherwise.
+pub const DEFAULT_EVENTS: usize = 32;
+
+/// Attempts at each ring's control lock and writer handshake (a bounded wait: a spin each).
+pub const FREEZE_TRIES: u32 = 1 << 20;
+
+/// The name of the hypervisor's buffer in the file, printed first on each line as trace-cmd
+/// prints an instance's events.
+pub const INSTANCE: &str = "hypervisor";
+
+/// The private copy of the page being decoded. One dump at a time: a second CPU dying
+/// during a dump finds it taken and says so.
+static PAGE: spin::Mutex<PageBuf> = spin::Mutex::new(PageBuf::zeroed());
+
+/// Copies the page at `page` into `out` with volatile 8-byte reads.
+///
+/// # Safety
+/// `page` must be a mapped, readable, 8-aligned page.
+unsafe fn copy_page(page: core::ptr::NonNull<u8>, out: &mut PageBuf) {
+    for (i, chunk) in out.0.chunks_exact_mut(8).enumerate() {
+        // SAFETY: inside the page the caller vouches for; aligned since the page is.
+        let word = unsafe { core::ptr::read_volatile(page.as_ptr().cast::<u64>().add(i)) };
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+}
+
+/// The event with this ID, the printk event included.
+fn desc_of(payload: &[u8]) -> Option<&'static EventDesc> {
+    let id = u16::from_le_bytes(payload.get(..2)?.try_into().ok()?);
+    events::by_id(id).or((id == printk::ID).then_some(&printk::DESC))
+}
+
+/// Writes one event as trace-cmd prints it in the `hypervisor` instance: `hypervisor:`, the
+/// task (`<...>-1`: hypervisor events carry no pid), the CPU, the time, the name, the text.
+fn write_event(out: &mut dyn Write, cpu: usize, ts: u64, payload: &[u8]) -> fmt::Result {
+    write!(out, "{INSTANCE}: {:>16}-{:<5} [{cpu:03}]", "<...>", -1)?;
+    write_timestamp_us(out, ts)?;
+    let Some(desc) = desc_of(payload) else {
+        let id = payload.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        return write!(out, " [unknown event {id:?}]");
+    };
+    write_event_name(out, desc.name)?;
+    if desc.id != printk::ID {
+        return desc.write_info(payload, out);
+    }
+    let Some(record) = printk::parse(payload) else {
+        return out.write_str("[truncated]");
+    };
+    match crate::printk::site_at(record.fmt) {
+        Some(site) => {
+            write!(out, "{}: ", site.location)?;
+            printf::write_binary(out, site.format, record.args)
+        }
+        None => write!(
+            out,
+            "{:#x}: [no hyp_printk site at {:#x}]",
+            record.ip, record.fmt
+        ),
+    }
+}
+
+impl TracingService {
+    /// Prints the last `per_cpu` events of every CPU's ring to `out`, newest last, for a
+    /// hypervisor that is going down (see the module documentation). Leaves every ring it
+    /// reached non-writable. Returns whether anything was loaded.
+    ///
+    /// # Safety
+    /// Call only on a fatal path: while a ring is frozen its pages must stay mapped (nothing
+    /// tears tracing down concurrently, which holds since a frozen ring's control lock is
+    /// held by the caller).
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub unsafe fn flight_record(&self, per_cpu: usize, out: &mut dyn Write) -> fmt::Result {
+        let Some(mut page) = PAGE.try_lock() else {
+            return writeln!(out, "hyp: flight recorder: busy (another CPU is dumping)");
+        };
+        let mut any = false;
+        for (cpu, ring) in self.rings.iter().enumerate().take(MAX_CPUS) {
+            let frozen = match ring.freeze(FREEZE_TRIES) {
+                Ok(f) => f,
+                Err(FreezeError::NotLoaded) => continue,
+                Err(e) => {
+                    any = true;
+                    writeln!(out, "hyp: flight recorder: CPU {cpu}: not dumped: {e}")?;
+                    continue;
+                }
+            };
+            if !any {
+                writeln!(
+                    out,
+                    "hyp: flight recorder: the last {per_cpu} events of each CPU, newest last"
+                )?;
+                any = true;
+            }
+            // SAFETY: the ring is frozen (its pages stay loaded and mapped while its control
+            // lock is held), per this function's contract.
+            unsafe { dump_ring(cpu, &frozen, per_cpu, &mut page, out)? };
+        }
+        if any {
+            writeln!(out, "hyp: flight recorder: end")
+        } else {
+            writeln!(
+                out,
+                "hyp: flight recorder: tracing is not loaded: no events"
+            )
+        }
+    }
+}
+
+/// Prints the last `per_cpu` events of one frozen ring.
+///
+/// # Safety
+/// The frozen ring's pages must be mapped.
+unsafe fn dump_ring(
+    cpu: usize,
+    frozen: &Frozen<'_, '_>,
+    per_cpu: usize,
+    page: &mut PageBuf,
+    out: &mut dyn Write,
+) -> fmt::Result {
+    // Pass 1: count the events (decoding private copies); pass 2: print the last ones. The
+    // host may change the pages in between: the two passes then disagree, harmlessly.
+    let mut total = 0usize;
+    for p in frozen.pages() {
+        // SAFETY: a page of the frozen ring: mapped (caller).
+        unsafe { copy_page(p, page) };
+        total += page.view().events().filter(Result::is_ok).count();
+    }
+    let skip = total.saturating_sub(per_cpu);
+    writeln!(
+        out,
+        "hyp: flight recorder: CPU {cpu}: {} of {total} events in the ring{}",
+        total - skip,
+        if frozen.writer_stopped() {
+            ""
+        } else {
+            " (its writer did not stop: the newest record may be torn)"
+        }
+    )?;
+    let mut seen = 0usize;
+    for (index, p) in frozen.pages().enumerate() {
+        // SAFETY: as above.
+        unsafe { copy_page(p, page) };
+        let view: PageView<'_> = page.view();
+        for e in view.events() {
+            match e {
+                Ok(e) => {
+                    if seen >= skip {
+                        write_event(out, cpu, e.ts, e.payload)?;
+                        out.write_char('\n')?;
+                    }
+                    seen += 1;
+                }
+                Err(err) => {
+                    writeln!(out, "hyp: flight recorder: CPU {cpu}: page {index}: {err}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
