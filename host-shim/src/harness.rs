@@ -233,6 +233,9 @@ pub struct Cmdline<'a> {
     pub run: RunOptions<'a>,
     /// The fault `fault` asks for.
     pub fault: Option<FaultKind>,
+    /// `fault ... trace=1`: trace every CPU first and fault while they write (the flight
+    /// recorder's check).
+    pub fault_traced: bool,
 }
 
 /// Why a command line was rejected.
@@ -303,6 +306,13 @@ impl<'a> Cmdline<'a> {
                     let kind = FaultKind::ALL.into_iter().find(|k| k.name() == value);
                     cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(word))?);
                 }
+                (Mode::Fault, "trace") => {
+                    cmd.fault_traced = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => return Err(CmdlineError::BadNumber(value)),
+                    }
+                }
                 _ => return Err(CmdlineError::Unknown(word)),
             }
         }
@@ -316,6 +326,7 @@ impl<'a> Cmdline<'a> {
             seed: None,
             run: RunOptions::default(),
             fault: None,
+            fault_traced: false,
         }
     }
 }
@@ -402,6 +413,8 @@ mod tests {
             (fault.mode, fault.fault),
             (Mode::Fault, Some(FaultKind::WriteText))
         );
+        let traced = Cmdline::parse("hyptrace fault kind=write-text trace=1").unwrap();
+        assert!(traced.fault_traced && !fault.fault_traced);
         assert_eq!(
             Cmdline::parse("hyptrace fault kind=melt"),
             Err(CmdlineError::Unknown("kind=melt"))

@@ -138,6 +138,7 @@ fn measure() -> Result<(), String> {
     let ev = print("selftest_event", &mut event, "ns/event");
     let fl = print("store_loop_floor", &mut floor, "ns/event");
     println!("bench: selftest_over_floor {:.3} ratio", ev / fl);
+    printk_against_selftest(&mut pool)?;
 
     // (e) Scaling: per-event cost against buffer size (one writer) and writer count.
     for kb in [64u64, 1024, 16 * 1024, 64 * 1024] {
@@ -180,6 +181,52 @@ fn measure() -> Result<(), String> {
     }
     drain_rates(&mut pool)?;
     println!("bench: done");
+    Ok(())
+}
+
+/// ns per `hyp_printk!` (two arguments) of one `printk_bench` batch on this CPU; `None` when
+/// the hypervisor does not answer the test-only call (a normal build).
+fn printk_batch() -> Result<Option<f64>, String> {
+    let mut regs = [0u64; 18];
+    regs[0] = hyptrace_abi::hypercall::PRINTK_BENCH_FID.into();
+    regs[1] = BATCH;
+    let start = cpu::counter();
+    let out = crate::arch::calls::hvc_raw(regs);
+    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
+    match (out[0], out[1]) {
+        (0, n) if n == BATCH => Ok(Some(ns / BATCH as f64)),
+        (0, n) => Err(format!("printk_bench made {n} of {BATCH} calls")),
+        _ => Ok(None),
+    }
+}
+
+/// (c') One `hyp_printk!` with two arguments against one selftest event, alternating in
+/// one session. Needs the fault-injection hypervisor (the benchmark call is test-only); run
+/// under `-icount shift=0` the ns figures are guest instructions (see docs/performance.md).
+fn printk_against_selftest(pool: &mut host_shim::page_pool::PagePool) -> Result<(), String> {
+    let s = Session::start(pool, 1 << 20)?;
+    for id in [Selftest::DESC.id, hyptrace_abi::printk::ID] {
+        call(HypercallId::EnableEvent, &[id as u64, 1]).map_err(|e| format!("{e}"))?;
+    }
+    s.set_writable(true).map_err(|e| format!("{e}"))?;
+    let (mut printk, mut event) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS as u64 {
+        match printk_batch()? {
+            Some(ns) => printk.push(ns),
+            None => break,
+        }
+        event.push(selftest_batch(round * BATCH)?);
+    }
+    s.stop(pool).map_err(|e| format!("{e}"))?;
+    if printk.is_empty() {
+        println!(
+            "bench: printk_event skipped: the benchmark call needs the fault-injection hypervisor"
+        );
+        return Ok(());
+    }
+    let p = print("printk_event", &mut printk, "ns/event");
+    let e = print("printk_selftest_event", &mut event, "ns/event");
+    println!("bench: printk_over_selftest {:.3} ratio", p / e);
     Ok(())
 }
 

@@ -21,11 +21,12 @@ use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, PageMemory, RingCont
 use host_shim::trace_buffer::{ring_pages_for, ExtBuffer};
 use hyptrace_abi::calls::{status_from_regs, Call};
 use hyptrace_abi::host_events::{self, Phase, ReaderPoll, ReaderSwap, Workload};
-use hyptrace_abi::{events, HypError, HypercallId, SwapResult};
+use hyptrace_abi::{events, printk, HypError, HypercallId, PrintkFormats, SwapResult};
 use hyptrace_platform::memmap::{HOST_POOL_BASE, MAX_CPUS};
 use hyptrace_ring::clock::ClockParams;
 use hyptrace_ring::{PageDesc, DESC_SIZE};
 use hyptrace_tracedat::writer::{self as tracedat, Buffer, CpuData, CpuStats as FileStats, System};
+use hyptrace_tracedat::PrintkFormat;
 
 use crate::arch::boot::machine;
 use crate::arch::calls::hypercall_args;
@@ -33,6 +34,65 @@ use crate::arch::console::println;
 use crate::arch::semihosting::File;
 use crate::arch::{cpu, smp};
 use crate::own_trace::{self, HOST};
+
+/// One `hyp_printk` call site of the hypervisor, as `printk_formats` described it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrintkSite {
+    /// The site address (`ip` and `fmt` of its events).
+    pub addr: u64,
+    /// Its C format.
+    pub format: String,
+    /// Its module path.
+    pub location: String,
+}
+
+/// Fetches the hypervisor's `hyp_printk` format table, one page at a time, through a page of
+/// `pool`. Checks what comes back: the counts, the byte count, every entry.
+pub fn fetch_printk_formats(pool: &mut PagePool) -> Result<Vec<PrintkSite>, String> {
+    let page = pool
+        .alloc()
+        .map_err(|e| format!("printk formats page: {e:?}"))?;
+    let result = (|| {
+        let mut sites = Vec::new();
+        loop {
+            let regs = issue(Call::PrintkFormats {
+                page_pa: page,
+                first: sites.len() as u64,
+            })
+            .map_err(|e| format!("printk_formats: {e}"))?;
+            let answer = PrintkFormats::from_regs(regs);
+            let first = sites.len() as u64;
+            if answer.bytes > PAGE_SIZE
+                || first
+                    .checked_add(answer.written)
+                    .is_none_or(|end| end > answer.total)
+            {
+                return Err(format!("printk_formats answered nonsense: {answer:?}"));
+            }
+            // SAFETY: `page` is a pool page this CPU owns, identity-mapped; the hypervisor
+            // wrote it before returning.
+            let bytes =
+                unsafe { core::slice::from_raw_parts(page as *const u8, answer.bytes as usize) };
+            for e in printk::entries(bytes, answer.written as usize) {
+                let e = e.map_err(|e| format!("printk_formats: {e}"))?;
+                sites.push(PrintkSite {
+                    addr: e.addr,
+                    format: e.format.into(),
+                    location: e.location.into(),
+                });
+            }
+            if sites.len() as u64 == answer.total {
+                return Ok(sites);
+            }
+            if answer.written == 0 {
+                return Err("printk_formats wrote nothing before the table's end".into());
+            }
+        }
+    })();
+    pool.free(page)
+        .map_err(|e| format!("printk formats page: {e:?}"))?;
+    result
+}
 
 /// A hyptrace hypercall; `Err` with the decoded code when X0 is negative.
 pub fn call(id: HypercallId, args: &[u64]) -> Result<[u64; 3], HypError> {
@@ -153,10 +213,12 @@ impl Session {
     pub fn enable_events(&self, names: Option<&str>) -> Result<(), String> {
         let mut ids = Vec::new();
         match names {
-            None => ids.extend(events::ALL.iter().map(|e| e.id)),
+            None => ids.extend(events::ALL.iter().chain([&printk::DESC]).map(|e| e.id)),
             Some(list) => {
                 for name in list.split(',').filter(|n| !n.is_empty()) {
-                    let e = events::by_name(name).ok_or_else(|| format!("no event {name:?}"))?;
+                    let e = events::by_name(name)
+                        .or((name == printk::NAME).then_some(&printk::DESC))
+                        .ok_or_else(|| format!("no event {name:?}"))?;
                     ids.push(e.id);
                 }
             }
@@ -388,6 +450,11 @@ pub fn drain<C: RingControl, M: PageMemory>(
 /// Tells the workload jobs to return.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 static SELFTEST_WRITTEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Slices each CPU ran, to space out the rare calls of the workload.
+static SLICES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Every this many slices a CPU asks to start itself again: a CPU_ON the relay refuses
+/// (ALREADY_ON), which the hypervisor reports with `hyp_printk`.
+const REFUSED_CPU_ON_EVERY: u64 = 64;
 
 /// First selftest sequence number CPU `cpu` uses: CPUs never share one.
 fn selftest_base(cpu: usize) -> u64 {
@@ -395,7 +462,8 @@ fn selftest_base(cpu: usize) -> u64 {
 }
 
 /// One slice of the default workload on the calling CPU: hypercalls (null, info, one refused),
-/// a relayed PSCI call, a refused read of hypervisor memory, and a batch of selftest events.
+/// a relayed PSCI call (and now and then a refused CPU_ON of itself), a refused read of
+/// hypervisor memory, and a batch of selftest events.
 pub fn workload_slice(cpu: usize) -> Result<(), String> {
     own_trace::emit(&Workload {
         phase: Phase::Slice as u32,
@@ -407,6 +475,20 @@ pub fn workload_slice(cpu: usize) -> Result<(), String> {
     // An unknown call: traced as host_hcall with invalid=1.
     let _ = hypercall_raw_unknown();
     crate::arch::calls::psci(smccc::psci::PSCI_VERSION, [0; 3]);
+    // Relaxed: a per-CPU counter only its own CPU touches.
+    if SLICES[cpu]
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(REFUSED_CPU_ON_EVERY)
+    {
+        let entry = hyptrace_platform::memmap::HOST_BASE;
+        let x0 = crate::arch::calls::psci(
+            smccc::psci::PSCI_CPU_ON_64,
+            [crate::arch::cpu::mpidr(), entry, 0],
+        );
+        if x0 != i64::from(smccc::psci::error::ALREADY_ON) {
+            return Err(format!("CPU_ON of a running CPU answered {:#x}", x0));
+        }
+    }
     // A read of hypervisor memory: stage 2 refuses it (traced as host_mem_abort) and the
     // abort comes back to our EL1 handler, which skips the load.
     if crate::arch::exceptions::probe_read(hyptrace_platform::memmap::HYP_BASE).is_ok() {
@@ -442,6 +524,43 @@ pub fn worker(cpu: usize) -> Result<(), String> {
         phase: Phase::Stop as u32,
     });
     Ok(())
+}
+
+/// Before a `fault ... trace=1`: loads tracing on every CPU with every event enabled
+/// (`hyp_printk`'s too), starts the workload on every secondary CPU and runs it on this one
+/// until every CPU has written events. Returns with the secondaries still writing, so the
+/// fault that follows meets writers in flight; nothing is ever torn down (the fault ends the
+/// run).
+pub fn trace_every_cpu() -> Result<(), String> {
+    let nr_cpus = machine().cpus.count();
+    let mut pool = page_pool();
+    let session = Session::start(&mut pool, 64 * 1024)?;
+    session.enable_events(None)?;
+    STOP.store(false, Ordering::Release);
+    session
+        .set_writable(true)
+        .map_err(|e| format!("enable_tracing: {e}"))?;
+    for worker_cpu in 1..nr_cpus {
+        smp::start_job(
+            worker_cpu,
+            alloc::boxed::Box::new(move || worker(worker_cpu)),
+        )?;
+    }
+    // Bounded: the workers write thousands of events per slice of ours.
+    for _ in 0..10_000 {
+        workload_slice(0)?;
+        let mut traced = 0;
+        for cpu in 0..nr_cpus as u64 {
+            let counters = issue(Call::UpdateFooters { cpu }).map_err(|e| format!("{e}"))?;
+            traced += usize::from(hyptrace_abi::RingCounters::from_regs(counters).entries > 0);
+        }
+        if traced == nr_cpus {
+            println!("host: every CPU ({nr_cpus}) has written events; its workload goes on");
+            // The buffer stays loaded for the fault: `session` is never torn down.
+            return Ok(());
+        }
+    }
+    Err("some CPU wrote no events".into())
 }
 
 /// `cargo xtask run`: records a trace of the default workload and writes trace.dat.
@@ -735,9 +854,21 @@ fn record(opts: &RunOptions) -> Result<(), String> {
             }],
         )
     };
+    // The hypervisor's hyp_printk call sites: trace.dat's printk formats and kallsyms, so
+    // trace-cmd prints its bprint events as text.
+    let sites = fetch_printk_formats(&mut pool)?;
+    println!("trace: {} hyp_printk formats", sites.len());
+    let printk: Vec<PrintkFormat> = sites
+        .iter()
+        .map(|s| PrintkFormat {
+            addr: s.addr,
+            format: &s.format,
+            location: &s.location,
+        })
+        .collect();
     let mut file = File::create(opts.output)
         .map_err(|errno| format!("cannot create {}: errno {errno}", opts.output))?;
-    let bytes = tracedat::write_trace(&mut file, systems, &buffers, "mono")
+    let bytes = tracedat::write_trace_with_printk(&mut file, systems, &buffers, "mono", &printk)
         .map_err(|e| format!("writing {}: {e:?}", opts.output))?;
     println!("trace: saved {} ({bytes} bytes)", opts.output);
     drop(buffers);

@@ -183,7 +183,17 @@ pub struct ReportScan {
     pub selftest_duplicate: Findings,
     /// Selftest events whose seq is below the previous one on the same CPU.
     pub selftest_decreasing: Findings,
+    /// Per CPU: `hyp_printk` lines of the workload's refused CPU_ON, formatted in full
+    /// ([`PRINTK_REFUSAL`] with that CPU's number).
+    pub printk_refusals: BTreeMap<u32, u64>,
+    /// `bprint` lines printed without their format or symbol (`NO FORMAT FOUND`, a bare
+    /// address instead of the call site's module).
+    pub printk_unformatted: Findings,
 }
+
+/// The text of the `hyp_printk` the relay writes for the workload's CPU_ON of a running CPU,
+/// as trace-cmd prints it after `bprint:` (`{}`: the CPU).
+pub const PRINTK_REFUSAL: &str = "hyp::psci: CPU_ON refused: CPU {} is already on";
 
 impl ReportScan {
     /// Takes one line of the report's stdout or stderr.
@@ -223,6 +233,14 @@ impl ReportScan {
         }
         if event.name == "selftest" {
             self.selftest_event(event.cpu, event.fields, line);
+        }
+        if event.name == "bprint" {
+            let refusal = PRINTK_REFUSAL.replace("{}", &event.cpu.to_string());
+            if event.fields == refusal {
+                *self.printk_refusals.entry(event.cpu).or_default() += 1;
+            } else if event.fields.contains("NO FORMAT FOUND") || event.fields.starts_with("0x") {
+                self.printk_unformatted.add(line);
+            }
         }
     }
 
@@ -444,6 +462,33 @@ pub fn judge(e: &Evidence<'_>) -> Result<Passed, Vec<RuleFailure>> {
 
     // Every selftest event decodes to what was written.
     selftest_rules(e, &mut fail);
+
+    // hyp_printk: the workload's refused CPU_ON is printed as text on every CPU, and no
+    // bprint line lacks its format or its call site.
+    let silent: Vec<String> = (0..u32::from(e.cpus))
+        .filter(|cpu| !report.printk_refusals.contains_key(cpu))
+        .map(|cpu| cpu.to_string())
+        .collect();
+    if !silent.is_empty() {
+        fail(
+            "hyp_printk",
+            format!(
+                "no `bprint: {PRINTK_REFUSAL}` line on CPU {}",
+                silent.join(", ")
+            ),
+            &[],
+        );
+    }
+    if !report.printk_unformatted.is_empty() {
+        fail(
+            "hyp_printk formats",
+            format!(
+                "{} bprint lines without their format or call site",
+                report.printk_unformatted.count
+            ),
+            &report.printk_unformatted.examples,
+        );
+    }
 
     let missing: Vec<&str> = REQUIRED_EVENTS
         .iter()

@@ -308,6 +308,13 @@ cases! {
     reader_page_also_ring_page: Unloaded, PageDuplicate, |f| { let p = [f.page[0], f.page[1]]; load(f.ring(&p)) };
     reader_page_in_hypervisor: Unloaded, PageInHyp, |f| { let p = [f.page[1], f.page[2]]; load(f.raw(1, 3, &[(0, HYP_BASE, 2, &p)])) };
     page_wrapping_address: Unloaded, PageNotRam, |f| { let p = [!0xfff, f.page[2]]; load(f.ring(&p)) };
+    // The page printk_formats fills: only one the host alone owns.
+    printk_formats_page_misaligned: Unloaded, PageMisaligned, |f| (HypercallId::PrintkFormats, [f.page[3] + 8, 0].to_vec());
+    printk_formats_in_hypervisor: Unloaded, PageInHyp, |_| (HypercallId::PrintkFormats, [HYP_BASE, 0].to_vec());
+    printk_formats_in_mmio: Unloaded, PageNotRam, |_| (HypercallId::PrintkFormats, [uart(), 0].to_vec());
+    printk_formats_beyond_ram: Unloaded, PageNotRam, |_| (HypercallId::PrintkFormats, [machine().ram.end, 0].to_vec());
+    printk_formats_shared_page: Loaded, PageShared, |f| (HypercallId::PrintkFormats, [f.page[1], 0].to_vec());
+    printk_formats_first_past_the_table: Unloaded, InvalidArgument, |f| (HypercallId::PrintkFormats, [f.page[3], u64::MAX].to_vec());
     // Calls in the wrong state.
     load_twice: Loaded, AlreadyLoaded, |f| load(f.good());
     swap_before_load: Unloaded, NotLoaded, |_| (HypercallId::SwapReader, [0].to_vec());

@@ -9,12 +9,24 @@
 //!
 //! Values follow libtraceevent: a field is read as an unsigned number of its size (no sign
 //! extension), then cast to the conversion's width (`int` without a length, `long` with `l`,
-//! ...), then printed signed (`d`, `i`) or unsigned.
+//! ...), then printed signed (`d`, `i`) or unsigned. The conversions themselves are
+//! `hyptrace_abi::printf`'s, which the hypervisor's own readers share.
+//!
+//! ftrace's `bprint` (`hyp_printk`'s event) is the exception libtraceevent makes too: its
+//! print format is not used; its records print as the kallsyms symbol of their `ip`, then
+//! the printk format their `fmt` names applied to their binary arguments
+//! ([`EventFormat::render_with`]).
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
+
+use hyptrace_abi::printf;
+
+use crate::symbols::{Kallsyms, PrintkFormats};
+/// A conversion and its length modifier: `hyptrace_abi`'s, shared with every other reader.
+pub use hyptrace_abi::printf::{Conversion, Length};
 
 /// One field of an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,55 +58,25 @@ pub struct EventFormat {
     pub fields: Vec<Field>,
     /// The `print fmt:` text as stored.
     pub print_fmt_text: String,
-    /// The parsed print format.
+    /// The parsed print format (empty for `ftrace:bprint`, which libtraceevent prints its
+    /// own way: see [`EventFormat::bprint`]).
     pub print: PrintFmt,
+    /// For ftrace's `bprint` (system `ftrace`, name `bprint`), its fields libtraceevent reads.
+    pub bprint: Option<Bprint>,
 }
 
-/// A conversion's length modifier, as the width of the C type it casts to.
+/// The fields of an `ftrace:bprint` event, which libtraceevent (`make_bprint_args`,
+/// `get_bprint_format`) finds by name, as indices into [`EventFormat::fields`]. Its records
+/// print as `SYMBOL: TEXT`: the kallsyms symbol of `ip` (`%ps`), then the printk format that
+/// `fmt` names, applied to the binary arguments in `buf`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Length {
-    /// `hh`: char.
-    Char,
-    /// `h`: short.
-    Short,
-    /// none: int.
-    Int,
-    /// `l`, `ll`, `z`, `j`, `t`: 64 bits.
-    Long,
-}
-
-impl Length {
-    fn bits(self) -> u32 {
-        match self {
-            Self::Char => 8,
-            Self::Short => 16,
-            Self::Int => 32,
-            Self::Long => 64,
-        }
-    }
-}
-
-/// One `%` conversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conversion {
-    /// `-`
-    pub left: bool,
-    /// `+`
-    pub plus: bool,
-    /// ` `
-    pub space: bool,
-    /// `#`
-    pub alt: bool,
-    /// `0`
-    pub zero: bool,
-    /// Minimum width.
-    pub width: usize,
-    /// Minimum digits.
-    pub precision: Option<usize>,
-    /// Length modifier.
-    pub length: Length,
-    /// `d i u x X o c`.
-    pub conv: u8,
+pub struct Bprint {
+    /// `ip`: the call site.
+    pub ip: usize,
+    /// `fmt`: the address of the format.
+    pub fmt: usize,
+    /// `buf`: the arguments, each at the next 4-byte boundary.
+    pub buf: usize,
 }
 
 /// A piece of a print format.
@@ -113,13 +95,63 @@ pub struct PrintFmt(pub Vec<Piece>);
 /// Why a payload could not be rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderError {
-    /// The field that lies outside the payload.
+    /// The field that could not be rendered (`buf` for a `bprint` record's arguments).
     pub field: String,
+    /// What is wrong with it.
+    pub problem: RenderProblem,
+}
+
+/// What is wrong with a field that could not be rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderProblem {
+    /// It lies (partly) outside the payload: a truncated record.
+    OutsidePayload,
+    /// A `bprint` record holds fewer argument bytes than its format reads. (libtraceevent
+    /// prints garbage for it, and `[FAILED TO PARSE]` for every later `bprint` record.)
+    TooFewArguments {
+        /// The record's printk format.
+        format: String,
+        /// Bytes of arguments the format reads.
+        needed: usize,
+        /// Bytes of arguments the record holds.
+        held: usize,
+    },
+    /// A `bprint` record's printk format has a conversion this crate does not render.
+    Format {
+        /// The format.
+        format: String,
+        /// The conversion's problem.
+        error: printf::ConvError,
+    },
+}
+
+impl RenderError {
+    fn outside(field: &Field) -> Self {
+        Self {
+            field: field.name.clone(),
+            problem: RenderProblem::OutsidePayload,
+        }
+    }
 }
 
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "field {} lies outside the payload", self.field)
+        let field = &self.field;
+        match &self.problem {
+            RenderProblem::OutsidePayload => write!(f, "field {field} lies outside the payload"),
+            RenderProblem::TooFewArguments {
+                format,
+                needed,
+                held,
+            } => write!(
+                f,
+                "field {field} holds {held} bytes of arguments, but the format {format:?} reads \
+                 {needed}"
+            ),
+            RenderProblem::Format { format, error } => {
+                write!(f, "field {field}: the format {format:?}: {error}")
+            }
+        }
     }
 }
 
@@ -182,8 +214,15 @@ pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, FormatError
     let name = name.ok_or("no name: line")?;
     let id = id.ok_or_else(|| format!("{name}: no ID: line"))?;
     let print_fmt_text = print_fmt_text.ok_or_else(|| format!("{name}: no print fmt: line"))?;
-    let print = parse_print_fmt(&print_fmt_text, &fields)
-        .map_err(|e| format!("{name}: print fmt {print_fmt_text:?}: {e}"))?;
+    // libtraceevent prints ftrace's `bprint` with its own code, whatever its print fmt says.
+    let (print, bprint) = if system == "ftrace" && name == "bprint" {
+        let layout = bprint_layout(&fields).map_err(|e| format!("{name}: {e}"))?;
+        (PrintFmt::default(), Some(layout))
+    } else {
+        let print = parse_print_fmt(&print_fmt_text, &fields)
+            .map_err(|e| format!("{name}: print fmt {print_fmt_text:?}: {e}"))?;
+        (print, None)
+    };
     Ok(EventFormat {
         id,
         name,
@@ -191,7 +230,40 @@ pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, FormatError
         fields,
         print_fmt_text,
         print,
+        bprint,
     })
+}
+
+/// The `ip`, `fmt` and `buf` fields of a `bprint` format.
+fn bprint_layout(fields: &[Field]) -> Result<Bprint, String> {
+    let find = |name: &str, scalar: bool| {
+        let i = fields
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| format!("no field {name}"))?;
+        let f = &fields[i];
+        if scalar && (f.array || !matches!(f.size, 1 | 2 | 4 | 8)) {
+            return Err(format!("field {name} ({} bytes) is not a scalar", f.size));
+        }
+        Ok(i)
+    };
+    Ok(Bprint {
+        ip: find("ip", true)?,
+        fmt: find("fmt", true)?,
+        buf: find("buf", false)?,
+    })
+}
+
+/// Bytes of binary arguments `format` reads (each at the next 4-byte boundary, as
+/// [`printf::write_binary`] reads them).
+fn binary_args_len(format: &str) -> Result<usize, printf::ConvError> {
+    let mut at = 0usize;
+    for piece in printf::pieces(format) {
+        if let printf::Piece::Value(c) = piece? {
+            at = at.next_multiple_of(4) + c.length.arg_size();
+        }
+    }
+    Ok(at)
 }
 
 /// `field:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;`
@@ -272,81 +344,14 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, FormatE
     let mut args = args.iter();
     let mut pieces = Vec::new();
     let mut lit = String::new();
-    let bytes = fmt.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = fmt[i..].chars().next().unwrap_or('\0');
-        if c != '%' {
-            lit.push(c);
-            i += c.len_utf8();
-            continue;
-        }
-        i += 1;
-        if bytes.get(i) == Some(&b'%') {
-            lit.push('%');
-            i += 1;
-            continue;
-        }
-        let mut conv = Conversion {
-            left: false,
-            plus: false,
-            space: false,
-            alt: false,
-            zero: false,
-            width: 0,
-            precision: None,
-            length: Length::Int,
-            conv: 0,
+    for piece in printf::pieces(&fmt) {
+        let conv = match piece.map_err(|e| e.to_string())? {
+            printf::Piece::Text(t) => {
+                lit.push_str(t);
+                continue;
+            }
+            printf::Piece::Value(c) => c,
         };
-        while let Some(&f) = bytes.get(i) {
-            match f {
-                b'-' => conv.left = true,
-                b'+' => conv.plus = true,
-                b' ' => conv.space = true,
-                b'#' => conv.alt = true,
-                b'0' => conv.zero = true,
-                _ => break,
-            }
-            i += 1;
-        }
-        let digits = |i: &mut usize| {
-            let start = *i;
-            while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
-            }
-            fmt[start..*i].parse::<usize>().ok()
-        };
-        if bytes.get(i) == Some(&b'*') {
-            return Err("`*` widths are not supported".into());
-        }
-        conv.width = digits(&mut i).unwrap_or(0);
-        if bytes.get(i) == Some(&b'.') {
-            i += 1;
-            if bytes.get(i) == Some(&b'*') {
-                return Err("`*` precisions are not supported".into());
-            }
-            conv.precision = Some(digits(&mut i).unwrap_or(0));
-        }
-        let rest = &bytes[i..];
-        let (length, n) = if rest.starts_with(b"hh") {
-            (Length::Char, 2)
-        } else if rest.starts_with(b"ll") {
-            (Length::Long, 2)
-        } else {
-            match rest.first() {
-                Some(b'h') => (Length::Short, 1),
-                Some(b'l' | b'z' | b'j' | b't' | b'L' | b'q') => (Length::Long, 1),
-                _ => (Length::Int, 0),
-            }
-        };
-        conv.length = length;
-        i += n;
-        let c = *bytes.get(i).ok_or("format ends inside a conversion")?;
-        i += 1;
-        if !matches!(c, b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'c') {
-            return Err(format!("conversion %{} is not supported", c as char).into());
-        }
-        conv.conv = c;
         let arg = args
             .next()
             .ok_or("more conversions than arguments")?
@@ -390,69 +395,11 @@ fn read_raw(payload: &[u8], f: &Field) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
-/// Formats one value as C's printf would, after the cast libtraceevent applies.
+/// Formats one value as C's printf would, after the cast libtraceevent applies
+/// ([`printf::write_value`], appending to a `String`).
 pub fn format_value(out: &mut String, c: &Conversion, raw: u64) {
-    let bits = c.length.bits();
-    let value = if bits == 64 {
-        raw
-    } else {
-        raw & ((1u64 << bits) - 1)
-    };
-    if c.conv == b'c' {
-        let ch = char::from(value as u8);
-        pad(out, c, "", &ch.to_string(), false);
-        return;
-    }
-    let (negative, magnitude) = if matches!(c.conv, b'd' | b'i') {
-        let shift = 64 - bits;
-        let signed = ((value << shift) as i64) >> shift;
-        (signed < 0, signed.unsigned_abs())
-    } else {
-        (false, value)
-    };
-    let mut digits = match c.conv {
-        b'x' => format!("{magnitude:x}"),
-        b'X' => format!("{magnitude:X}"),
-        b'o' => format!("{magnitude:o}"),
-        _ => magnitude.to_string(),
-    };
-    if let Some(p) = c.precision {
-        if p == 0 && magnitude == 0 {
-            digits.clear();
-        }
-        while digits.len() < p {
-            digits.insert(0, '0');
-        }
-    }
-    let prefix = match c.conv {
-        b'd' | b'i' if negative => "-",
-        b'd' | b'i' if c.plus => "+",
-        b'd' | b'i' if c.space => " ",
-        b'x' if c.alt && magnitude != 0 => "0x",
-        b'X' if c.alt && magnitude != 0 => "0X",
-        b'o' if c.alt && !digits.starts_with('0') => "0",
-        _ => "",
-    };
-    pad(out, c, prefix, &digits, c.precision.is_none());
-}
-
-/// Pads `prefix` + `digits` to the conversion's width.
-fn pad(out: &mut String, c: &Conversion, prefix: &str, digits: &str, zero_ok: bool) {
-    let len = prefix.len() + digits.len();
-    let fill = c.width.saturating_sub(len);
-    if c.left {
-        out.push_str(prefix);
-        out.push_str(digits);
-        out.extend(core::iter::repeat_n(' ', fill));
-    } else if c.zero && zero_ok {
-        out.push_str(prefix);
-        out.extend(core::iter::repeat_n('0', fill));
-        out.push_str(digits);
-    } else {
-        out.extend(core::iter::repeat_n(' ', fill));
-        out.push_str(prefix);
-        out.push_str(digits);
-    }
+    // Writing to a String cannot fail.
+    let _ = printf::write_value(out, c, raw);
 }
 
 impl EventFormat {
@@ -460,19 +407,104 @@ impl EventFormat {
     ///
     /// # Errors
     /// [`RenderError`] when a field lies outside `payload` (a truncated record).
+    ///
+    /// A `bprint` event renders here without symbols or formats (`0x…: (NO FORMAT FOUND
+    /// at …)`): [`EventFormat::render_with`] takes the file's.
     pub fn render(&self, payload: &[u8], out: &mut String) -> Result<(), RenderError> {
+        self.render_with(
+            payload,
+            &Kallsyms::default(),
+            &PrintkFormats::default(),
+            out,
+        )
+    }
+
+    /// [`EventFormat::render`], with the kallsyms and printk formats of the file, which a
+    /// `bprint` record is rendered with as trace-cmd 3.1.6 renders it: the symbol of `ip`
+    /// (`0x` and the address without one), `: `, then the format `fmt` names applied to the
+    /// arguments (`(NO FORMAT FOUND at ADDR)` and a newline without one).
+    ///
+    /// # Errors
+    /// [`RenderError`] when a field lies outside `payload` (a truncated record), or, for
+    /// `bprint`, when the arguments are fewer than the format reads or the format has a
+    /// conversion [`printf`] does not render. Nothing is written then.
+    pub fn render_with(
+        &self,
+        payload: &[u8],
+        kallsyms: &Kallsyms,
+        printk: &PrintkFormats,
+        out: &mut String,
+    ) -> Result<(), RenderError> {
+        if let Some(b) = &self.bprint {
+            return self.render_bprint(b, payload, kallsyms, printk, out);
+        }
+        let start = out.len();
         for piece in &self.print.0 {
             match piece {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Value(c, index) => {
                     let f = &self.fields[*index];
-                    let raw = read_raw(payload, f).ok_or_else(|| RenderError {
-                        field: f.name.clone(),
-                    })?;
+                    let Some(raw) = read_raw(payload, f) else {
+                        out.truncate(start);
+                        return Err(RenderError::outside(f));
+                    };
                     format_value(out, c, raw);
                 }
             }
         }
+        Ok(())
+    }
+
+    fn render_bprint(
+        &self,
+        b: &Bprint,
+        payload: &[u8],
+        kallsyms: &Kallsyms,
+        printk: &PrintkFormats,
+        out: &mut String,
+    ) -> Result<(), RenderError> {
+        let read = |i: usize| {
+            let f = &self.fields[i];
+            read_raw(payload, f).ok_or_else(|| RenderError::outside(f))
+        };
+        let (ip, fmt) = (read(b.ip)?, read(b.fmt)?);
+        // libtraceevent aligns each argument in memory, where the payload is 4-byte
+        // aligned: relative to the payload, from `buf` on.
+        let args = self.fields[b.buf]
+            .offset
+            .checked_next_multiple_of(4)
+            .and_then(|at| payload.get(at..))
+            .unwrap_or(&[]);
+        let format = printk.format(fmt);
+        if let Some(format) = format {
+            let problem = match binary_args_len(format) {
+                Ok(needed) if needed <= args.len() => None,
+                Ok(needed) => Some(RenderProblem::TooFewArguments {
+                    format: format.to_string(),
+                    needed,
+                    held: args.len(),
+                }),
+                Err(error) => Some(RenderProblem::Format {
+                    format: format.to_string(),
+                    error,
+                }),
+            };
+            if let Some(problem) = problem {
+                return Err(RenderError {
+                    field: self.fields[b.buf].name.clone(),
+                    problem,
+                });
+            }
+        }
+        // Writing to a String cannot fail.
+        let _ = match kallsyms.function(ip) {
+            Some(name) => write!(out, "{name}: "),
+            None => write!(out, "{ip:#x}: "),
+        };
+        let _ = match format {
+            Some(format) => printf::write_binary(out, format, args),
+            None => writeln!(out, "(NO FORMAT FOUND at {fmt:x})"),
+        };
         Ok(())
     }
 
@@ -496,12 +528,10 @@ impl EventFormat {
 }
 
 /// Writes `"{name}: "` followed by the padding trace-cmd puts after event names, so that
-/// names shorter than 20 characters line up (`print_event_name` in trace-read.c).
+/// names shorter than 20 characters line up (`print_event_name` in trace-read.c): the ABI
+/// crate's [`write_event_name`](hyptrace_abi::event_format::write_event_name), which the
+/// hypervisor's flight recorder prints with too.
 pub fn write_event_name(out: &mut String, name: &str) {
     // Writing to a String cannot fail.
-    let _ = write!(out, " {name}: ");
-    let len = name.len();
-    if len < 20 {
-        out.extend(core::iter::repeat_n(' ', 20 - len));
-    }
+    let _ = hyptrace_abi::event_format::write_event_name(out, name);
 }

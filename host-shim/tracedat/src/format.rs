@@ -6,8 +6,11 @@
 //! u8 endian  u8 sizeof(long)  u32 page size
 //! "header_page" 00  u64 size  text      the ftrace page header   (header_page_text)
 //! "header_event" 00 u64 size  text      the record header        (HEADER_EVENT)
-//! u32 ftrace events (0), u32 systems, then per system: name 00, u32 count, (u64 size, text)*
-//! u32 kallsyms size (0), u32 printk formats size (0), u64 saved cmdlines size (0)
+//! u32 ftrace events (0, or 1: bprint), (u64 size, text)*
+//! u32 systems, then per system: name 00, u32 count, (u64 size, text)*
+//! u32 kallsyms size, text                 "ADDR t LOCATION\n" per printk site (or empty)
+//! u32 printk formats size, text           "0xADDR : \"FORMAT\"\n" per printk site (or empty)
+//! u64 saved cmdlines size (0)
 //! u32 CPU count
 //! "options  " 00  (u16 id, u32 size, data)* u16 0        CPUSTAT per CPU, TRACECLOCK
 //! "flyrecord" 00  (u64 offset, u64 size) per CPU, u64 size + trace_clock text

@@ -9,6 +9,8 @@
 //!   every read;
 //! - [`event_format`]: the event format texts (`field:` lines, `print fmt:`) and the printf
 //!   subset they use, rendered as libtraceevent does;
+//! - [`symbols`]: the kallsyms and printk formats sections, through which `ftrace:bprint`
+//!   records (`hyp_printk`) name their call site and format;
 //! - [`page`]: decoding the records of one ring-buffer page, and exporting a reader page in
 //!   the form trace.dat stores;
 //! - [`report`]: printing a whole file exactly as `trace-cmd report` does (CPUs merged by
@@ -58,6 +60,7 @@ pub mod format;
 pub mod page;
 pub mod reader;
 pub mod report;
+pub mod symbols;
 pub mod writer;
 
 #[cfg(test)]
@@ -68,5 +71,6 @@ pub use reader::{FileError, TraceFile};
 #[cfg(feature = "std")]
 pub use writer::IoSink;
 pub use writer::{
-    write_trace, write_trace_dat, Buffer, CpuData, CpuStats, Sink, System, WriteError,
+    write_trace, write_trace_dat, write_trace_with_printk, Buffer, CpuData, CpuStats, PrintkFormat,
+    Sink, System, WriteError,
 };

@@ -1,20 +1,24 @@
 //! Parsing a trace.dat (trace-cmd file format version 6) into its parts: the header texts,
-//! the event formats, the CPU count, the options and the flyrecord table of per-CPU data.
+//! the event formats, the kallsyms and printk formats, the CPU count, the options and the
+//! flyrecord table of per-CPU data.
 //!
 //! Everything is bounds-checked against the bytes of the file: a truncated or corrupt file
-//! yields a [`FileError`] saying what was being read and where, never a panic. Sections
-//! hyptrace does not use (kallsyms, printk formats, saved cmdlines) are skipped by size.
+//! yields a [`FileError`] saying what was being read and where, never a panic. The saved
+//! cmdlines are skipped by size. Of the ftrace events, those this crate cannot render (a
+//! kernel's `function`, `print`, ...) are set aside ([`TraceFile::skipped_events`]); `bprint`
+//! is read, and so are the kallsyms and printk formats its records are printed with.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::event_format::{self, EventFormat};
+use crate::event_format::{self, EventFormat, FormatError};
 use crate::format::{
     MAGIC, OPTION_BUFFER, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD,
     SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING, USECS_CLOCKS, VERSION,
 };
+use crate::symbols::{Kallsyms, PrintkFormats};
 use hyptrace_abi::page::HEADER_SIZE;
 
 /// Why a file could not be parsed.
@@ -87,6 +91,17 @@ impl fmt::Display for FileError {
 
 impl core::error::Error for FileError {}
 
+/// An ftrace event format set aside: what it is, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedEvent {
+    /// Its `name:`, if it has one.
+    pub name: Option<String>,
+    /// Its `ID:`, if it has a readable one.
+    pub id: Option<u16>,
+    /// Why it was set aside.
+    pub error: FormatError,
+}
+
 /// One CPU's entry of the flyrecord table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuData {
@@ -105,6 +120,13 @@ pub struct TraceFile<'a> {
     pub page_size: usize,
     /// Every event format (ftrace events first, then each system's), as parsed.
     pub events: Vec<EventFormat>,
+    /// The ftrace events whose formats this crate cannot render, left out of
+    /// [`TraceFile::events`] (their records print as unknown events).
+    pub skipped_events: Vec<SkippedEvent>,
+    /// The kallsyms section: the symbols `bprint` records name their call site with.
+    pub kallsyms: Kallsyms,
+    /// The printk formats section: the formats `bprint` records name by address.
+    pub printk_formats: PrintkFormats,
     /// The CPU count.
     pub cpus: usize,
     /// The CPUSTAT options' texts, in file order (one per CPU normally).
@@ -228,6 +250,35 @@ fn event_format(c: &mut Cursor<'_>, system: &str) -> Result<EventFormat, FileErr
     })
 }
 
+/// Reads one ftrace event format text: parsed, or set aside when this crate cannot render
+/// it (a truncated or non-text format is still an error).
+fn ftrace_format(c: &mut Cursor<'_>) -> Result<Result<EventFormat, SkippedEvent>, FileError> {
+    let len = c.u64("ftrace event format size")?;
+    let body = c.sized_text(len, "ftrace event format")?;
+    Ok(event_format::parse_format(body, "ftrace").map_err(|error| {
+        let value = |key: &str| {
+            body.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .map(str::trim)
+        };
+        SkippedEvent {
+            name: value("name:").map(ToString::to_string),
+            id: value("ID:").and_then(|v| v.parse().ok()),
+            error,
+        }
+    }))
+}
+
+/// A section of a u32 size and text, read as text whatever its bytes (libtraceevent reads
+/// it as a C string).
+fn u32_text(c: &mut Cursor<'_>, what: &str) -> Result<String, FileError> {
+    let len = c.u32(&format!("{what} size"))?;
+    let bytes = c.take(len as usize, what)?;
+    // A C string ends at its first NUL.
+    let bytes = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
 /// Checks the `header_page` text describes what hyptrace's page decoder reads: an 8-byte
 /// `commit` at offset 8 and data from offset 16.
 fn check_header_page(text: &str, at: usize) -> Result<(), FileError> {
@@ -309,9 +360,13 @@ impl<'a> TraceFile<'a> {
         c.sized_text(len, "header_event")?;
 
         let mut events = Vec::new();
+        let mut skipped_events = Vec::new();
         let n = c.u32("ftrace event count")?;
         for _ in 0..n {
-            events.push(event_format(&mut c, "ftrace")?);
+            match ftrace_format(&mut c)? {
+                Ok(e) => events.push(e),
+                Err(skipped) => skipped_events.push(skipped),
+            }
         }
         let systems = c.u32("event system count")?;
         for _ in 0..systems {
@@ -330,10 +385,8 @@ impl<'a> TraceFile<'a> {
             }
         }
 
-        let len = c.u32("kallsyms size")?;
-        c.take(len as usize, "kallsyms")?;
-        let len = c.u32("printk formats size")?;
-        c.take(len as usize, "printk formats")?;
+        let kallsyms = Kallsyms::parse(&u32_text(&mut c, "kallsyms")?);
+        let printk_formats = PrintkFormats::parse(&u32_text(&mut c, "printk formats")?);
         let at = c.at;
         let len = c.u64("saved cmdlines size")?;
         let len = usize::try_from(len).map_err(|_| FileError::Truncated {
@@ -449,6 +502,9 @@ impl<'a> TraceFile<'a> {
             bytes,
             page_size,
             events,
+            skipped_events,
+            kallsyms,
+            printk_formats,
             cpus,
             cpustats,
             clock,

@@ -214,3 +214,505 @@ fn two_buffers_read_back() {
     assert_eq!(summary.buffers[0][0].events, 5);
     assert_eq!(summary.cpus[1].events, 5 + 9);
 }
+
+// ---------------------------------------------------------------------------------------
+// hyp_printk: ftrace:bprint records, the kallsyms and printk formats sections
+
+/// A page of data records `(delta, payload)`, each padded to 4 bytes, compact as the ring
+/// writes records of up to 112 bytes.
+fn records_page(ts: u64, records: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (delta, payload) in records {
+        let padded = payload.len().div_ceil(4) * 4;
+        assert!(padded <= record::MAX_SMALL_DATA);
+        data.extend(record::header((padded / 4) as u32, *delta).to_le_bytes());
+        let start = data.len();
+        data.extend_from_slice(payload);
+        data.resize(start + padded, 0);
+    }
+    let mut p = vec![0u8; PAGE_SIZE];
+    p[..8].copy_from_slice(&ts.to_le_bytes());
+    p[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    p[HEADER_SIZE..HEADER_SIZE + data.len()].copy_from_slice(&data);
+    p
+}
+
+/// A `bprint` payload with `ip`, `fmt` and 64-bit arguments.
+fn bprint(ip: u64, fmt: u64, args: &[u64]) -> Vec<u8> {
+    use hyptrace_abi::printk;
+    let mut p = vec![0u8; printk::payload_len(args.len())];
+    assert!(printk::encode_header(&mut p, ip, args.len() as u16));
+    p[printk::FMT_OFFSET..printk::FMT_OFFSET + 8].copy_from_slice(&fmt.to_le_bytes());
+    for (i, a) in args.iter().enumerate() {
+        let at = printk::ARGS_OFFSET + 8 * i;
+        p[at..at + 8].copy_from_slice(&a.to_le_bytes());
+    }
+    p
+}
+
+/// The sites of the printk fixture, unsorted (the writer sorts them).
+const SITES: [crate::PrintkFormat<'static>; 4] = [
+    crate::PrintkFormat {
+        addr: 0x4000_1300,
+        format: "eight %llu %lld %llx 0x%llx %llu %lld %llx 0x%llx 100%% {ok}",
+        location: "hyp::selftest",
+    },
+    crate::PrintkFormat {
+        addr: 0x4000_1000,
+        format: "boot",
+        location: "hyp::main",
+    },
+    crate::PrintkFormat {
+        addr: 0x4000_1100,
+        format: "cpu=%llu",
+        location: "hyp::psci",
+    },
+    crate::PrintkFormat {
+        addr: 0x4000_1200,
+        format: "swap cpu=%llu lost=%lld at %llx",
+        location: "hyp::trace",
+    },
+];
+
+/// A file with `bprint` records beside hypervisor and host events, in the top-level buffer
+/// and in the `hypervisor` instance: 0, 1, 3 and 8 arguments; a `fmt` with no format; `ip`s
+/// below, between and above the sites.
+pub(crate) fn printk_file() -> Vec<u8> {
+    use crate::{write_trace_with_printk, Buffer, System};
+    use hyptrace_abi::event_format::{set_common_pid, Event};
+    use hyptrace_abi::host_events;
+    let [eight, boot, cpu, swap] = SITES.map(|s| s.addr);
+    let mut workload = vec![0u8; host_events::Workload::PAYLOAD_LEN];
+    host_events::Workload { phase: 1 }.encode(&mut workload);
+    set_common_pid(&mut workload, 100);
+    let enter = {
+        let mut b = vec![0u8; events::HypEnter::PAYLOAD_LEN];
+        events::HypEnter {}.encode(&mut b);
+        b
+    };
+    let top = vec![
+        records_page(
+            1_000,
+            &[
+                (0, workload.clone()),
+                (500, bprint(boot, boot, &[])),
+                (500, bprint(cpu, cpu, &[3])),
+                (1000, bprint(0x1000, cpu, &[4])),
+            ],
+        ),
+        Vec::new(),
+    ];
+    let hyp = vec![
+        records_page(
+            1_200,
+            &[
+                (0, enter.clone()),
+                (
+                    100,
+                    bprint(swap, swap, &[1, (-7i64) as u64, 0xdead_beef_cafe]),
+                ),
+                (
+                    1000,
+                    bprint(
+                        eight,
+                        eight,
+                        &[
+                            u64::MAX,
+                            i64::MIN as u64,
+                            0xabc,
+                            0,
+                            18,
+                            (-1i64) as u64,
+                            0xffff_ffff_ffff_ffff,
+                            0x10,
+                        ],
+                    ),
+                ),
+                (1000, bprint(cpu, 0x4000_9999, &[5])),
+                (1000, bprint(0x4000_1150, cpu, &[6])),
+                (1000, bprint(0x5000_0000, cpu, &[7])),
+            ],
+        ),
+        records_page(9_000, &[(0, bprint(boot, boot, &[])), (1, enter)]),
+    ];
+    fn cpus(pages: &[Vec<u8>]) -> Vec<CpuData<'_>> {
+        pages
+            .iter()
+            .map(|p| CpuData {
+                pages: p,
+                stats: CpuStats::default(),
+            })
+            .collect()
+    }
+    let (top, hyp) = (cpus(&top), cpus(&hyp));
+    let mut file = Vec::new();
+    write_trace_with_printk(
+        &mut file,
+        &[
+            System {
+                name: events::SYSTEM,
+                events: events::ALL,
+            },
+            System {
+                name: host_events::SYSTEM,
+                events: host_events::ALL,
+            },
+        ],
+        &[
+            Buffer {
+                name: "",
+                cpus: &top,
+            },
+            Buffer {
+                name: "hypervisor",
+                cpus: &hyp,
+            },
+        ],
+        "mono",
+        &SITES,
+    )
+    .unwrap();
+    file
+}
+
+/// `bprint` records in both buffers print as trace-cmd 3.1.6 prints them: every line below
+/// is `trace-cmd report`'s for [`printk_file`], byte for byte (checked against trace-cmd
+/// 3.1.6 and libtraceevent 1.7.1). `%ps` prints the kallsyms symbol at or below `ip` if another
+/// follows (`0x40001150` is inside `hyp::psci`), else `0x` and the address (below the first
+/// site, past the last); a `fmt` without a format prints `(NO FORMAT FOUND at ADDR)`.
+#[test]
+fn bprint_records_print_as_trace_cmd_prints_them() {
+    let file = printk_file();
+    let report = crate::report::Report::new(&file).unwrap();
+    let mut lines = Vec::new();
+    let summary = report.for_each_line(&crate::report::Selection::default(), |l| {
+        lines.push(alloc::string::String::from(l));
+        true
+    });
+    assert!(summary.is_clean(), "{}", summary.problems());
+    let trace_cmd = [
+        "cpus=2",
+        "                       <...>--1    [000]     0.000001: workload:             phase=1",
+        "hypervisor:            <...>--1    [000]     0.000001: hyp_enter:             ",
+        "hypervisor:            <...>--1    [000]     0.000001: bprint:               hyp::trace: swap cpu=1 lost=-7 at deadbeefcafe",
+        "                       <...>--1    [000]     0.000002: bprint:               hyp::main: boot",
+        "                       <...>--1    [000]     0.000002: bprint:               hyp::psci: cpu=3",
+        "hypervisor:            <...>--1    [000]     0.000002: bprint:               hyp::selftest: eight 18446744073709551615 -9223372036854775808 abc 0x0 18 -1 ffffffffffffffff 0x10 100% {ok}",
+        "                       <...>--1    [000]     0.000003: bprint:               0x1000: cpu=4",
+        "hypervisor:            <...>--1    [000]     0.000003: bprint:               hyp::psci: (NO FORMAT FOUND at 40009999)",
+        "hypervisor:            <...>--1    [000]     0.000004: bprint:               hyp::psci: cpu=6",
+        "hypervisor:            <...>--1    [000]     0.000005: bprint:               0x50000000: cpu=7",
+        "hypervisor:            <...>--1    [001]     0.000009: bprint:               hyp::main: boot",
+        "hypervisor:            <...>--1    [001]     0.000009: hyp_enter:             ",
+    ];
+    assert_eq!(lines, trace_cmd);
+    // `HYPTRACE_KEEP_FIXTURES=1`: the file, to run trace-cmd on.
+    if std::env::var_os("HYPTRACE_KEEP_FIXTURES").is_some() {
+        let path = std::env::temp_dir().join("hyptrace-printk.dat");
+        std::fs::write(&path, &file).unwrap();
+        std::eprintln!("fixture kept in {}", path.display());
+    }
+}
+
+/// The u32-sized text section that starts at `at` in `file`, and the offset after it.
+fn u32_section(file: &[u8], at: usize) -> (&str, usize) {
+    let len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+    (
+        core::str::from_utf8(&file[at + 4..at + 4 + len]).unwrap(),
+        at + 4 + len,
+    )
+}
+
+/// Offset of the ftrace events count: right after the `header_event` text.
+fn ftrace_section(file: &[u8]) -> usize {
+    let tag = b"header_event\0";
+    let at = file.windows(tag.len()).position(|w| w == tag).unwrap() + tag.len();
+    at + 8 + u64::from_le_bytes(file[at..at + 8].try_into().unwrap()) as usize
+}
+
+/// Offset of the kallsyms section: after the ftrace events and the systems.
+fn kallsyms_section(file: &[u8]) -> usize {
+    let mut at = ftrace_section(file);
+    let count = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+    let skip_formats = |mut at: usize, n: usize| {
+        for _ in 0..n {
+            at += 8 + u64::from_le_bytes(file[at..at + 8].try_into().unwrap()) as usize;
+        }
+        at
+    };
+    at = skip_formats(at + 4, count(at));
+    let systems = count(at);
+    at += 4;
+    for _ in 0..systems {
+        at += file[at..].iter().position(|&b| b == 0).unwrap() + 1;
+        at = skip_formats(at + 4, count(at));
+    }
+    at
+}
+
+#[test]
+fn printk_sections_are_the_kernels_texts() {
+    use hyptrace_abi::printk;
+    let file = printk_file();
+    // ftrace events: one, bprint's format file byte for byte.
+    let at = ftrace_section(&file);
+    assert_eq!(u32::from_le_bytes(file[at..at + 4].try_into().unwrap()), 1);
+    let len = u64::from_le_bytes(file[at + 4..at + 12].try_into().unwrap()) as usize;
+    let mut want = alloc::string::String::new();
+    printk::write_format(&mut want).unwrap();
+    assert_eq!(&file[at + 12..at + 12 + len], want.as_bytes());
+    // kallsyms and printk formats: one line per site, by address.
+    let (kallsyms, next) = u32_section(&file, kallsyms_section(&file));
+    assert_eq!(
+        kallsyms,
+        "0000000040001000 t hyp::main\n\
+         0000000040001100 t hyp::psci\n\
+         0000000040001200 t hyp::trace\n\
+         0000000040001300 t hyp::selftest\n"
+    );
+    let (formats, next) = u32_section(&file, next);
+    assert_eq!(
+        formats,
+        "0x40001000 : \"boot\"\n\
+         0x40001100 : \"cpu=%llu\"\n\
+         0x40001200 : \"swap cpu=%llu lost=%lld at %llx\"\n\
+         0x40001300 : \"eight %llu %lld %llx 0x%llx %llu %lld %llx 0x%llx 100%% {ok}\"\n"
+    );
+    assert_eq!(&file[next..next + 8], &[0; 8], "no saved cmdlines");
+
+    // Read back: bprint among the events, the sites in both tables.
+    let parsed = TraceFile::parse(&file).unwrap();
+    let bprint = parsed.event_by_name("bprint").unwrap();
+    assert_eq!((bprint.id, bprint.system.as_str()), (printk::ID, "ftrace"));
+    let b = bprint.bprint.unwrap();
+    assert_eq!(
+        (bprint.fields[b.ip].offset, bprint.fields[b.fmt].offset),
+        (printk::IP_OFFSET, printk::FMT_OFFSET)
+    );
+    assert_eq!(bprint.fields[b.buf].offset, printk::ARGS_OFFSET);
+    assert!(parsed.skipped_events.is_empty());
+    // Without the file's tables, as libtraceevent prints an unknown site and format.
+    let mut text = alloc::string::String::new();
+    bprint
+        .render(&self::bprint(0x4000_1000, 0x4000_1000, &[]), &mut text)
+        .unwrap();
+    assert_eq!(text, "0x40001000: (NO FORMAT FOUND at 40001000)\n");
+    assert_eq!(parsed.kallsyms.len(), SITES.len());
+    assert_eq!(parsed.printk_formats.len(), SITES.len());
+    for site in SITES {
+        assert_eq!(parsed.kallsyms.function(site.addr), Some(site.location));
+        assert_eq!(parsed.printk_formats.format(site.addr), Some(site.format));
+    }
+}
+
+#[test]
+fn without_printk_the_sections_stay_empty() {
+    use crate::{write_trace, write_trace_with_printk, Buffer, System};
+    let pages = page(5, 3, 1);
+    let cpus = [CpuData {
+        pages: &pages,
+        stats: CpuStats::default(),
+    }];
+    let systems = [System {
+        name: events::SYSTEM,
+        events: events::ALL,
+    }];
+    let buffers = [Buffer {
+        name: "",
+        cpus: &cpus,
+    }];
+    let mut plain = Vec::new();
+    write_trace(&mut plain, &systems, &buffers, "mono").unwrap();
+    let at = ftrace_section(&plain);
+    assert_eq!(&plain[at..at + 4], &[0; 4], "no ftrace events");
+    let k = kallsyms_section(&plain);
+    assert_eq!(
+        &plain[k..k + 16],
+        &[0; 16],
+        "empty kallsyms, printk, cmdlines"
+    );
+    let parsed = TraceFile::parse(&plain).unwrap();
+    assert!(parsed.event_by_name("bprint").is_none());
+    assert!(parsed.kallsyms.is_empty() && parsed.printk_formats.is_empty());
+    // An empty slice of sites: bprint's format, empty tables.
+    let mut with = Vec::new();
+    write_trace_with_printk(&mut with, &systems, &buffers, "mono", &[]).unwrap();
+    let parsed = TraceFile::parse(&with).unwrap();
+    assert!(parsed.event_by_name("bprint").unwrap().bprint.is_some());
+    assert!(parsed.kallsyms.is_empty() && parsed.printk_formats.is_empty());
+}
+
+#[test]
+fn printk_formats_the_sections_cannot_carry_are_refused() {
+    use crate::{write_trace_with_printk, Buffer, PrintkFormat, System, WriteError};
+    let cpus = [CpuData {
+        pages: &[],
+        stats: CpuStats::default(),
+    }];
+    let site = |addr, format, location| PrintkFormat {
+        addr,
+        format,
+        location,
+    };
+    for (sites, addr, why) in [
+        (vec![site(1, "a\nb", "m")], 1, "control"),
+        (vec![site(2, "say \"hi\"", "m")], 2, "quote"),
+        (vec![site(3, "a\\tb", "m")], 3, "backslash"),
+        (vec![site(4, "x", "")], 4, "empty location"),
+        (vec![site(5, "x", "hyp psci")], 5, "blank"),
+        (vec![site(6, "x", "$x")], 6, "`$`"),
+        (vec![site(7, "x", "a"), site(7, "y", "b")], 7, "twice"),
+    ] {
+        let mut file = Vec::new();
+        let err = write_trace_with_printk(
+            &mut file,
+            &[System {
+                name: events::SYSTEM,
+                events: events::ALL,
+            }],
+            &[Buffer {
+                name: "",
+                cpus: &cpus,
+            }],
+            "mono",
+            &sites,
+        )
+        .unwrap_err();
+        match &err {
+            WriteError::BadPrintkFormat { addr: a, .. } => assert_eq!(*a, addr),
+            e => panic!("{e:?}"),
+        }
+        let text = alloc::string::ToString::to_string(&err);
+        assert!(text.contains(why), "{text}");
+        assert!(file.is_empty(), "nothing written on refusal");
+    }
+}
+
+/// A kernel's ftrace section holds formats this crate cannot render (`function` prints
+/// with `%ps`): they are set aside, and the file still reads, bprint and all.
+#[test]
+fn ftrace_formats_that_cannot_render_are_set_aside() {
+    use crate::{write_trace_with_printk, Buffer, System};
+    const FUNCTION: &str = "name: function\nID: 1\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\
+        \tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\
+        \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+        \tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\
+        \tfield:unsigned long parent_ip;\toffset:16;\tsize:8;\tsigned:0;\n\n\
+        print fmt: \" %ps <-- %ps\", (void *)REC->ip, (void *)REC->parent_ip\n";
+    // No pages, so no offset moves when the format goes in.
+    let cpus = [CpuData {
+        pages: &[],
+        stats: CpuStats::default(),
+    }];
+    let mut file = Vec::new();
+    write_trace_with_printk(
+        &mut file,
+        &[System {
+            name: events::SYSTEM,
+            events: events::ALL,
+        }],
+        &[Buffer {
+            name: "",
+            cpus: &cpus,
+        }],
+        "mono",
+        &SITES,
+    )
+    .unwrap();
+    let at = ftrace_section(&file);
+    file[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    let mut entry = (FUNCTION.len() as u64).to_le_bytes().to_vec();
+    entry.extend_from_slice(FUNCTION.as_bytes());
+    file.splice(at + 4..at + 4, entry);
+
+    let parsed = TraceFile::parse(&file).unwrap();
+    assert_eq!(parsed.skipped_events.len(), 1);
+    let skipped = &parsed.skipped_events[0];
+    assert_eq!(
+        (skipped.name.as_deref(), skipped.id),
+        (Some("function"), Some(1))
+    );
+    assert!(skipped.error.contains("%p"), "{}", skipped.error);
+    // Its ID is hyp_enter's: set aside, it clashes with nothing.
+    assert_eq!(parsed.event_by_name("hyp_enter").unwrap().id, 1);
+    assert!(parsed.event_by_name("function").is_none());
+    assert!(parsed.event_by_name("bprint").is_some());
+    assert_eq!(parsed.kallsyms.len(), SITES.len());
+}
+
+/// A record holding fewer arguments than its format reads is an error, its line
+/// `[FAILED TO PARSE]` (trace-cmd prints garbage for it, then fails every later bprint
+/// record); one holding more prints as trace-cmd prints it.
+#[test]
+fn bprint_records_with_too_few_arguments_are_errors() {
+    use crate::event_format::RenderProblem;
+    use crate::report::{EventErrorKind, Report, Selection};
+    use crate::{write_trace_with_printk, Buffer, System};
+    let [_, boot, _, swap] = SITES.map(|s| s.addr);
+    let pages = records_page(
+        1_000,
+        &[
+            (0, bprint(swap, swap, &[1, 2])),
+            (1, bprint(boot, boot, &[1, 2])),
+            (1, bprint(swap, swap, &[])[..12].to_vec()),
+        ],
+    );
+    let cpus = [CpuData {
+        pages: &pages,
+        stats: CpuStats::default(),
+    }];
+    let mut file = Vec::new();
+    write_trace_with_printk(
+        &mut file,
+        &[System {
+            name: events::SYSTEM,
+            events: events::ALL,
+        }],
+        &[Buffer {
+            name: "",
+            cpus: &cpus,
+        }],
+        "mono",
+        &SITES,
+    )
+    .unwrap();
+    let report = Report::new(&file).unwrap();
+    let mut lines = Vec::new();
+    let summary = report.for_each_line(&Selection::default(), |l| {
+        lines.push(alloc::string::String::from(l));
+        true
+    });
+    let prefix = "           <...>--1    [000]     0.000001: bprint:               ";
+    assert_eq!(lines[1], alloc::format!("{prefix}[FAILED TO PARSE]"));
+    assert_eq!(lines[2], alloc::format!("{prefix}hyp::main: boot"));
+    assert_eq!(lines[3], alloc::format!("{prefix}[FAILED TO PARSE]"));
+    assert_eq!(summary.render_error_count, 2);
+    match &summary.render_errors[0].kind {
+        EventErrorKind::Render { name, error } => {
+            assert_eq!((name.as_str(), error.field.as_str()), ("bprint", "buf"));
+            assert_eq!(
+                error.problem,
+                RenderProblem::TooFewArguments {
+                    format: "swap cpu=%llu lost=%lld at %llx".into(),
+                    needed: 24,
+                    held: 16,
+                }
+            );
+        }
+        k => panic!("{k:?}"),
+    }
+    match &summary.render_errors[1].kind {
+        EventErrorKind::Render { error, .. } => {
+            assert_eq!(error.field, "fmt");
+            assert_eq!(error.problem, RenderProblem::OutsidePayload);
+        }
+        k => panic!("{k:?}"),
+    }
+    assert!(
+        summary.problems().contains("reads 24"),
+        "{}",
+        summary.problems()
+    );
+}

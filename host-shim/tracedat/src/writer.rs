@@ -1,8 +1,10 @@
 //! A trace.dat (version 6) writer that trace-cmd 3.1.6 and KernelShark read.
 //!
 //! The layout follows trace-cmd's file format v6: magic and sizes, the `header_page` and
-//! `header_event` texts, the event formats of each system (`hyp`, `host`), empty
-//! kallsyms/printk/cmdlines, the CPU count, options (per-CPU statistics for `trace-cmd report
+//! `header_event` texts, the ftrace events (none, or `ftrace:bprint` when the file carries
+//! `hyp_printk` formats), the event formats of each system (`hyp`, `host`), the kallsyms and
+//! printk formats sections (empty, or one line per `hyp_printk` site: [`PrintkFormat`]),
+//! empty saved cmdlines, the CPU count, options (per-CPU statistics for `trace-cmd report
 //! --stat`, one BUFFER option per instance, and the clock), the `flyrecord` table of the
 //! top-level buffer's per-CPU data offsets and its pages; then, for each instance, a
 //! `flyrecord` table of its own and its pages. Pages are copied verbatim, each CPU starting on
@@ -15,6 +17,7 @@ use core::fmt::{self, Write};
 
 use hyptrace_abi::event_format::EventDesc;
 use hyptrace_abi::page::PAGE_SIZE;
+use hyptrace_abi::printk;
 
 use crate::format::{
     header_page_text, HEADER_EVENT, MAGIC, OPTION_BUFFER, OPTION_CPUSTAT, OPTION_DONE,
@@ -101,6 +104,14 @@ pub enum WriteError<E> {
         /// The top-level buffer's.
         expected: usize,
     },
+    /// A printk format that the file's text sections cannot carry (libtraceevent would
+    /// misread it, or stop reading the section there).
+    BadPrintkFormat {
+        /// The site's address.
+        addr: u64,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// The sink failed.
     Sink(E),
 }
@@ -124,6 +135,9 @@ impl<E: fmt::Display> fmt::Display for WriteError<E> {
                 "buffer {buffer} has {cpus} CPUs but the top-level buffer {expected}: every \
                  buffer of a file has the file's CPU count"
             ),
+            Self::BadPrintkFormat { addr, why } => {
+                write!(f, "the printk format of site {addr:#x} {why}")
+            }
             Self::Sink(e) => write!(f, "writing the trace failed: {e}"),
         }
     }
@@ -177,6 +191,71 @@ pub struct Buffer<'a> {
     pub cpus: &'a [CpuData<'a>],
 }
 
+/// One `hyp_printk` call site, for the file's kallsyms and printk formats sections: the
+/// address its `ftrace:bprint` records carry in `ip` and `fmt`, its C format and its location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrintkFormat<'a> {
+    /// The site's address.
+    pub addr: u64,
+    /// Its C format (`swap cpu=%llu lost=%lld`): no quote, backslash or control character.
+    pub format: &'a str,
+    /// Where the call is (`hyp::psci`): what trace-cmd prints as the event's function. One
+    /// word: not empty, no blanks or control characters, not starting with `$`.
+    pub location: &'a str,
+}
+
+/// Why a site cannot be written, if it cannot: what libtraceevent's parsers of the two
+/// sections (`tep_parse_kallsyms`, `tep_parse_printk_formats`) would get wrong.
+fn check_printk(p: &PrintkFormat) -> Result<(), &'static str> {
+    if p.format
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        // The section has one quoted format per line, and libtraceevent reads `\` as the
+        // start of an escape: the rule of `hyptrace_abi::printk` formats.
+        return Err("holds a quote, backslash or control character");
+    }
+    if p.location.is_empty() {
+        // `tep_parse_kallsyms` stops at a line without a name, dropping the rest.
+        return Err("has an empty location");
+    }
+    if p.location
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(
+            "has a location with a blank or control character (kallsyms names are one word)",
+        );
+    }
+    if p.location.starts_with('$') {
+        // libtraceevent skips `$` names (ARM mapping symbols).
+        return Err("has a location starting with `$`, which libtraceevent ignores");
+    }
+    Ok(())
+}
+
+/// The text of the kallsyms section for `sites` (sorted by address): one `/proc/kallsyms`
+/// line per site, `ADDR t LOCATION`.
+fn kallsyms_text(sites: &[PrintkFormat]) -> String {
+    let mut t = String::new();
+    for p in sites {
+        // Writing to a String cannot fail.
+        let _ = writeln!(t, "{:016x} t {}", p.addr, p.location);
+    }
+    t
+}
+
+/// The text of the printk formats section for `sites`, in the layout of the kernel's
+/// `printk_formats` file: `0xADDR : "FORMAT"` per line.
+fn printk_formats_text(sites: &[PrintkFormat]) -> String {
+    let mut t = String::new();
+    for p in sites {
+        // Writing to a String cannot fail.
+        let _ = writeln!(t, "{:#x} : \"{}\"", p.addr, p.format);
+    }
+    t
+}
+
 /// The CPU data table and clock text of one buffer: `flyrecord\0`, then per CPU an offset and
 /// a size, then the clock text, padded so the first CPU's pages start on a page boundary.
 /// `start` is where the table's `flyrecord` tag sits in the file (for the top buffer it
@@ -227,7 +306,12 @@ struct Layout {
     len: u64,
 }
 
-fn layout(systems: &[System], buffers: &[Buffer], clock: &str) -> Layout {
+fn layout(
+    systems: &[System],
+    buffers: &[Buffer],
+    clock: &str,
+    printk: Option<&[PrintkFormat]>,
+) -> Layout {
     let mut h = Vec::new();
     h.extend_from_slice(&MAGIC);
     h.extend_from_slice(TRACING);
@@ -245,7 +329,17 @@ fn layout(systems: &[System], buffers: &[Buffer], clock: &str) -> Layout {
     put_u64(&mut h, HEADER_EVENT.len() as u64);
     h.extend_from_slice(HEADER_EVENT.as_bytes());
 
-    put_u32(&mut h, 0); // ftrace events
+    // ftrace events: `bprint` when the file carries printk formats, else none.
+    if printk.is_some() {
+        put_u32(&mut h, 1);
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = printk::write_format(&mut text);
+        put_u64(&mut h, text.len() as u64);
+        h.extend_from_slice(text.as_bytes());
+    } else {
+        put_u32(&mut h, 0);
+    }
     put_u32(&mut h, systems.len() as u32);
     for system in systems {
         h.extend_from_slice(system.name.as_bytes());
@@ -259,8 +353,11 @@ fn layout(systems: &[System], buffers: &[Buffer], clock: &str) -> Layout {
             h.extend_from_slice(text.as_bytes());
         }
     }
-    put_u32(&mut h, 0); // kallsyms
-    put_u32(&mut h, 0); // printk formats
+    let sites = printk.unwrap_or_default();
+    for text in [kallsyms_text(sites), printk_formats_text(sites)] {
+        put_u32(&mut h, text.len() as u32);
+        h.extend_from_slice(text.as_bytes());
+    }
     put_u64(&mut h, 0); // saved cmdlines
     let (top, instances) = buffers
         .split_first()
@@ -358,6 +455,38 @@ pub fn write_trace<S: Sink>(
     buffers: &[Buffer],
     clock: &str,
 ) -> Result<u64, WriteError<S::Error>> {
+    write(sink, systems, buffers, clock, None)
+}
+
+/// [`write_trace`], and the formats of `hyp_printk`'s call sites: the file's ftrace events
+/// section holds the `ftrace:bprint` format (`hyptrace_abi::printk::write_format`), its
+/// kallsyms section names each site's address after its location, and its printk formats
+/// section maps each address to its format, so trace-cmd prints the `bprint` records of the
+/// buffers as `LOCATION: TEXT`. The sites may come in any order; the sections list them by
+/// address. An empty `printk` still writes the `bprint` format.
+///
+/// # Errors
+/// Those of [`write_trace`], and [`WriteError::BadPrintkFormat`] for a site the sections
+/// cannot carry (a quote, backslash or control character in its format; an empty location,
+/// or one with a blank, or starting with `$`) or an address given twice; nothing is written
+/// then.
+pub fn write_trace_with_printk<S: Sink>(
+    sink: &mut S,
+    systems: &[System],
+    buffers: &[Buffer],
+    clock: &str,
+    printk: &[PrintkFormat],
+) -> Result<u64, WriteError<S::Error>> {
+    write(sink, systems, buffers, clock, Some(printk))
+}
+
+fn write<S: Sink>(
+    sink: &mut S,
+    systems: &[System],
+    buffers: &[Buffer],
+    clock: &str,
+    printk: Option<&[PrintkFormat]>,
+) -> Result<u64, WriteError<S::Error>> {
     let top = buffers.first().ok_or(WriteError::NoBuffer)?;
     for (buffer, b) in buffers.iter().enumerate() {
         if b.cpus.len() != top.cpus.len() {
@@ -371,7 +500,20 @@ pub fn write_trace<S: Sink>(
             return Err(WriteError::PartialPage { cpu });
         }
     }
-    let l = layout(systems, buffers, clock);
+    let mut sites = printk.map(<[PrintkFormat]>::to_vec);
+    if let Some(sites) = &mut sites {
+        sites.sort_by_key(|p| p.addr);
+        for p in sites.iter() {
+            check_printk(p).map_err(|why| WriteError::BadPrintkFormat { addr: p.addr, why })?;
+        }
+        if let Some(w) = sites.windows(2).find(|w| w[0].addr == w[1].addr) {
+            return Err(WriteError::BadPrintkFormat {
+                addr: w[0].addr,
+                why: "is given twice",
+            });
+        }
+    }
+    let l = layout(systems, buffers, clock, sites.as_deref());
     sink.write_all(&l.header).map_err(WriteError::Sink)?;
     for data in top.cpus {
         sink.write_all(data.pages).map_err(WriteError::Sink)?;

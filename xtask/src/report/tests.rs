@@ -196,6 +196,131 @@ fn edge_case_file() -> Vec<u8> {
     file(&[cpu0, Vec::new(), cpu2], "mono")
 }
 
+/// A `bprint` payload (`hyp_printk`'s record): `ip`, `fmt` and 64-bit arguments.
+fn bprint(ip: u64, fmt: u64, args: &[u64]) -> Vec<u8> {
+    use hyptrace_abi::printk;
+    let mut p = vec![0u8; printk::payload_len(args.len())];
+    assert!(printk::encode_header(&mut p, ip, args.len() as u16));
+    p[printk::FMT_OFFSET..printk::FMT_OFFSET + 8].copy_from_slice(&fmt.to_le_bytes());
+    for (i, a) in args.iter().enumerate() {
+        let at = printk::ARGS_OFFSET + 8 * i;
+        p[at..at + 8].copy_from_slice(&a.to_le_bytes());
+    }
+    p
+}
+
+/// `hyp_printk` records with 0, 1, 2 and 8 arguments, signed, unsigned and hex, a `fmt`
+/// without a format and `ip`s without a symbol, in the top-level buffer and in the
+/// `hypervisor` instance, beside hypervisor events.
+fn printk_file() -> Vec<u8> {
+    use hyptrace_tracedat::{write_trace_with_printk, Buffer, PrintkFormat, System};
+    let sites = [
+        PrintkFormat {
+            addr: 0xffff_8000_0810_0040,
+            format: "cpu %llu is up",
+            location: "hyp::psci",
+        },
+        PrintkFormat {
+            addr: 0xffff_8000_0810_0000,
+            format: "hello",
+            location: "hyp::main",
+        },
+        PrintkFormat {
+            addr: 0xffff_8000_0810_0080,
+            format: "swap cpu=%llu lost=%lld",
+            location: "hyp::tracing::swap",
+        },
+        PrintkFormat {
+            addr: 0xffff_8000_0810_00c0,
+            format: "%llu %lld %llx 0x%llx|%llu %lld %llx 0x%llx 100%%",
+            location: "hyp::selftest",
+        },
+    ];
+    let [up, hello, swap, eight] = sites.map(|s| s.addr);
+    let top = vec![
+        page(
+            1_000,
+            &[
+                rec(0, &enter()),
+                rec(10, &bprint(hello, hello, &[])),
+                rec(10, &bprint(up, up, &[1])),
+                rec(10, &bprint(0xffff_0000_0000_0000, up, &[2])),
+            ],
+            Loss::None,
+        ),
+        Vec::new(),
+    ];
+    let hyp = vec![
+        page(
+            1_005,
+            &[
+                rec(0, &bprint(swap, swap, &[3, (-2i64) as u64])),
+                rec(10, &bprint(swap, 0xffff_8000_0810_1234, &[4, 5])),
+                rec(
+                    10,
+                    &bprint(
+                        eight,
+                        eight,
+                        &[
+                            0,
+                            i64::MAX as u64,
+                            0xfeed,
+                            u64::MAX,
+                            7,
+                            (-9i64) as u64,
+                            0,
+                            0xa,
+                        ],
+                    ),
+                ),
+            ],
+            Loss::None,
+        ),
+        [
+            page(2_000, &[rec(0, &bprint(u64::MAX, hello, &[]))], Loss::None),
+            page(
+                3_000,
+                &[rec(0, &bprint(up, up, &[u64::MAX]))],
+                Loss::Count(4),
+            ),
+        ]
+        .concat(),
+    ];
+    fn cpus(pages: &[Vec<u8>]) -> Vec<CpuData<'_>> {
+        pages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CpuData {
+                pages: p,
+                stats: stats(i as u64),
+            })
+            .collect()
+    }
+    let (top, hyp) = (cpus(&top), cpus(&hyp));
+    let mut out = Vec::new();
+    write_trace_with_printk(
+        &mut out,
+        &[System {
+            name: events::SYSTEM,
+            events: events::ALL,
+        }],
+        &[
+            Buffer {
+                name: "",
+                cpus: &top,
+            },
+            Buffer {
+                name: "hypervisor",
+                cpus: &hyp,
+            },
+        ],
+        "mono",
+        &sites,
+    )
+    .unwrap();
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // File parsing
 
@@ -817,6 +942,7 @@ fn edge_cases_match_the_real_trace_cmd() {
                 "counter",
             ),
         ),
+        ("printk.dat", printk_file()),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, &bytes).unwrap();

@@ -31,10 +31,10 @@ fn guest_lines() -> Vec<String> {
     [
         "trace: recording 1500 ms on 3 CPUs, 64 KiB per CPU, poll every 10 ms, events all",
         "trace: 251/1500 ms, events read 20, pages 3, lost 4",
-        "trace: cpu 0 written 4 read 4 lost 0 pages 1",
-        "trace: cpu 1 written 10 read 5 lost 5 pages 2",
+        "trace: cpu 0 written 5 read 5 lost 0 pages 1",
+        "trace: cpu 1 written 11 read 6 lost 5 pages 2",
         "trace: selftest cpu 1 first 1099511627776 count 8",
-        "trace: cpu 2 written 3 read 3 lost 0 pages 1",
+        "trace: cpu 2 written 4 read 4 lost 0 pages 1",
         "trace: selftest cpu 2 first 2199023255552 count 2",
         "trace: saved target/ci/trace.dat (20480 bytes)",
     ]
@@ -73,7 +73,20 @@ fn report_lines() -> Vec<String> {
         "host_hcall",
         "id=0xc60000ff invalid=1",
     ));
+    for cpu in 0..3 {
+        lines.push(refusal(cpu));
+    }
     lines
+}
+
+/// The workload's refused CPU_ON as trace-cmd prints its hyp_printk.
+fn refusal(cpu: u32) -> String {
+    event(
+        cpu,
+        "1.000004",
+        "bprint",
+        &PRINTK_REFUSAL.replace("{}", &cpu.to_string()),
+    )
 }
 
 fn scan(lines: &[String]) -> ReportScan {
@@ -242,12 +255,12 @@ fn consistent_outputs_pass() {
     assert_eq!(
         passed,
         Passed {
-            events: 12,
+            events: 15,
             selftest: 5,
-            names: 5
+            names: 6
         }
     );
-    assert!(passed.to_string().contains("all 12 events"));
+    assert!(passed.to_string().contains("all 15 events"));
 }
 
 #[test]
@@ -306,7 +319,7 @@ fn per_cpu_counts_must_match_reads() {
     let mut lines = report_lines();
     lines.retain(|l| !l.contains("[002]") || l.contains("selftest"));
     let failure = Fixture::with_report(lines).failure("events per CPU");
-    assert_eq!(failure.detail, "CPU 2: report 2, guest read 3");
+    assert_eq!(failure.detail, "CPU 2: report 2, guest read 4");
 
     let mut lines = report_lines();
     lines.push(event(3, "2.0", "hyp_enter", " "));
@@ -429,7 +442,7 @@ fn guest_summary_and_file_size_are_checked() {
     f.guest.saved = None;
     let failure = f.failure("guest summary");
     assert!(
-        failure.detail.contains("read 5 + lost 4 != written 10"),
+        failure.detail.contains("read 6 + lost 4 != written 11"),
         "{failure}"
     );
     assert!(failure.detail.contains("no `trace: saved"), "{failure}");
@@ -445,5 +458,53 @@ fn failures_render_with_examples() {
     assert_eq!(
         render_failures(&failures),
         "  FAILED decoding: 1 report lines say FAILED TO PARSE\n      | x [FAILED TO PARSE]"
+    );
+}
+
+#[test]
+fn printk_text_is_required_on_every_cpu_and_formatted() {
+    let mut lines = report_lines();
+    lines.retain(|l| *l != refusal(1));
+    lines.push(event(
+        1,
+        "1.000004",
+        "selftest",
+        &format!(
+            "seq={} payload={:#x}",
+            BASE1 + 8,
+            selftest_payload(BASE1 + 8)
+        ),
+    ));
+    let fails = Fixture::with_report(lines).judge().unwrap_err();
+    assert!(
+        fails
+            .iter()
+            .any(|f| f.rule == "hyp_printk" && f.detail.contains("CPU 1")),
+        "{fails:?}"
+    );
+    let mut lines = report_lines();
+    lines.retain(|l| *l != refusal(2));
+    lines.push(event(
+        2,
+        "1.000005",
+        "bprint",
+        "0x40216940: CPU_ON refused: CPU 2 is already on",
+    ));
+    let fails = Fixture::with_report(lines.clone()).judge().unwrap_err();
+    assert!(
+        fails.iter().any(|f| f.rule == "hyp_printk formats"),
+        "{fails:?}"
+    );
+    lines.pop();
+    lines.push(event(
+        2,
+        "1.000005",
+        "bprint",
+        "hyp::psci: (NO FORMAT FOUND at 40216940)",
+    ));
+    let fails = Fixture::with_report(lines).judge().unwrap_err();
+    assert!(
+        fails.iter().any(|f| f.rule == "hyp_printk formats"),
+        "{fails:?}"
     );
 }

@@ -83,7 +83,7 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
             println!("host: the undefined instruction did not trap");
             1
         }
-        Mode::Fault => fault(cmd.fault),
+        Mode::Fault => fault(cmd.fault, cmd.fault_traced),
     };
     semihosting::exit(code)
 }
@@ -97,12 +97,18 @@ static mut UNSHARED_PAGE: UnsharedPage = UnsharedPage([0; 4096]);
 
 /// `fault` mode: asks a hypervisor built with `fault-injection` to commit `kind` at EL2. Its
 /// fatal report ends QEMU; returning means it did not fault.
-fn fault(kind: Option<hyptrace_abi::FaultKind>) -> u32 {
+fn fault(kind: Option<hyptrace_abi::FaultKind>, traced: bool) -> u32 {
     let Some(kind) = kind else {
         println!("host: fault mode needs kind=NAME");
         return EXIT_BOOT_FAILED;
     };
     let page = core::ptr::addr_of!(UNSHARED_PAGE) as u64;
+    if traced {
+        if let Err(e) = crate::record::trace_every_cpu() {
+            println!("host: tracing before the fault failed: {e}");
+            return EXIT_BOOT_FAILED;
+        }
+    }
     println!(
         "host: asking the hypervisor to commit a fault: {} (host page {page:#x})",
         kind.name()

@@ -345,8 +345,8 @@ impl<'a> Report<'a> {
         if self.file.time_in_usecs() && self.nanoseconds {
             let _ = write!(out, " {:5}.{:09}:", ts / 1_000_000_000, ts % 1_000_000_000);
         } else if self.file.time_in_usecs() {
-            let us = ts / 1000 + u64::from(ts % 1000 >= 500);
-            let _ = write!(out, " {:5}.{:06}:", us / 1_000_000, us % 1_000_000);
+            // As the flight recorder prints it: one definition.
+            let _ = hyptrace_abi::event_format::write_timestamp_us(out, ts);
         } else {
             let _ = write!(out, "{ts:12}:");
         }
@@ -378,7 +378,8 @@ impl<'a> Report<'a> {
             Some((_, e)) => {
                 format::write_event_name(out, &e.name);
                 let start = out.len();
-                if let Err(err) = e.render(item.payload, out) {
+                let (kallsyms, printk) = (&self.file.kallsyms, &self.file.printk_formats);
+                if let Err(err) = e.render_with(item.payload, kallsyms, printk, out) {
                     out.truncate(start);
                     out.push_str("[FAILED TO PARSE]");
                     return Err(EventError {
