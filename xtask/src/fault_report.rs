@@ -96,6 +96,100 @@ pub fn judge_el2<S: AsRef<str>>(kind: &str, lines: &[S], end: RunEnd) -> Result<
     }
 }
 
+/// The fault the flight-recorder check commits (on CPU 0, with every CPU tracing).
+pub const FLIGHT_FAULT: &str = "write-text";
+
+/// What the flight recorder printed for one CPU.
+#[derive(Debug, Default)]
+struct FlightCpu {
+    /// Events the header announced.
+    announced: usize,
+    /// (timestamp in µs, line) of each event line, in order.
+    events: Vec<(u64, String)>,
+}
+
+/// The timestamp (µs) and CPU of a flight-recorder event line, printed as trace-cmd prints
+/// the `hypervisor` instance: `hypervisor: <...>--1 [001] 12.345678: name: text`.
+fn flight_event(line: &str) -> Option<(usize, u64)> {
+    let rest = line.split_once("hypervisor: ")?.1;
+    let (_, rest) = rest.split_once('[')?;
+    let (cpu, rest) = rest.split_once(']')?;
+    let (time, _) = rest.trim_start().split_once(": ")?;
+    let (secs, micros) = time.split_once('.')?;
+    let us = secs.parse::<u64>().ok()? * 1_000_000 + micros.parse::<u64>().ok()?;
+    Some((cpu.parse().ok()?, us))
+}
+
+/// Judges the flight-recorder run: the deliberate [`FLIGHT_FAULT`] on CPU 0 after every one
+/// of `nr_cpus` CPUs traced. The register report comes first, then the dump: events from
+/// every CPU, each CPU's timestamps non-decreasing, and CPU 0's newest event the
+/// `hyp_printk` the hypervisor wrote just before committing the fault. Status 3.
+pub fn judge_flight<S: AsRef<str>>(lines: &[S], end: RunEnd, nr_cpus: usize) -> Result<(), String> {
+    judge_el2(FLIGHT_FAULT, lines, end)?;
+    let lines: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+    let find = |want: &str| lines.iter().position(|l| l.contains(want));
+    let start = find("hyp: flight recorder: the last 32 events of each CPU, newest last")
+        .ok_or("no flight-recorder dump after the report")?;
+    let report = find("hyp:   ESR_EL2").ok_or("no register report")?;
+    if report > start {
+        return Err("the dump came before the register report".into());
+    }
+    let end_at = find("hyp: flight recorder: end").ok_or("the dump did not end")?;
+    let mut cpus: Vec<FlightCpu> = (0..nr_cpus).map(|_| FlightCpu::default()).collect();
+    let mut current: Option<usize> = None;
+    for line in &lines[start + 1..end_at] {
+        if let Some(rest) = line
+            .split_once("hyp: flight recorder: CPU ")
+            .map(|(_, r)| r)
+        {
+            let (cpu, rest) = rest
+                .split_once(": ")
+                .ok_or_else(|| format!("bad line {line:?}"))?;
+            let cpu: usize = cpu.parse().map_err(|_| format!("bad CPU in {line:?}"))?;
+            let c = cpus
+                .get_mut(cpu)
+                .ok_or_else(|| format!("CPU {cpu} of {nr_cpus}?"))?;
+            if let Some((n, _)) = rest.split_once(" of ") {
+                c.announced = n.parse().map_err(|_| format!("bad count in {line:?}"))?;
+                current = Some(cpu);
+            } else {
+                return Err(format!("the dump reports a problem: {line:?}"));
+            }
+        } else if let Some((cpu, ts)) = flight_event(line) {
+            if Some(cpu) != current {
+                return Err(format!(
+                    "an event of CPU {cpu} under CPU {current:?}: {line:?}"
+                ));
+            }
+            cpus[cpu].events.push((ts, line.to_string()));
+        }
+    }
+    for (cpu, c) in cpus.iter().enumerate() {
+        if c.events.is_empty() || c.events.len() != c.announced {
+            return Err(format!(
+                "CPU {cpu}: {} event lines, {} announced (every CPU traced)",
+                c.events.len(),
+                c.announced
+            ));
+        }
+        if let Some(w) = c.events.windows(2).find(|w| w[1].0 < w[0].0) {
+            return Err(format!(
+                "CPU {cpu}: time goes back: {:?} then {:?}",
+                w[0].1, w[1].1
+            ));
+        }
+    }
+    let last = &cpus[0].events.last().expect("checked non-empty").1;
+    let want = "bprint:";
+    let text = "fault injection: committing fault 2 on CPU 0";
+    if !(last.contains(want) && last.ends_with(text)) {
+        return Err(format!(
+            "CPU 0's newest event is not the hyp_printk written before the fault ({text:?}): {last:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Judges the crash run from all its console lines and how QEMU ended.
 pub fn judge<S: AsRef<str>>(lines: &[S], end: RunEnd) -> Result<(), String> {
     if end != RunEnd::Exited(HOST_EXCEPTION_STATUS) {
@@ -178,6 +272,56 @@ mod tests {
         );
         assert!(judge_el2("write-host-page", &host[..1], RunEnd::Exited(3)).is_err());
         assert!(judge_el2("melt", &host, RunEnd::Exited(3)).is_err());
+    }
+
+    fn flight_lines(cpu0_last: &str, cpu1_times: [&str; 2]) -> Vec<String> {
+        let ev = |cpu: usize, t: &str, what: &str| {
+            format!("hypervisor:            <...>--1    [{cpu:03}]     {t}: {what}")
+        };
+        vec![
+            "hyp: fault injection on CPU 0: write-text".into(),
+            "hyp: EXCEPTION on CPU 0: synchronous exception at the current EL".into(),
+            "hyp:   cause    = permission fault: write at 0x40201184 in .text".into(),
+            "hyp:   ESR_EL2  = 0x9600004f (EC 0x25 data abort at the same EL)".into(),
+            "hyp: flight recorder: the last 32 events of each CPU, newest last".into(),
+            "hyp: flight recorder: CPU 0: 2 of 900 events in the ring".into(),
+            ev(0, "0.100000", "hyp_enter:             "),
+            ev(0, "0.100001", cpu0_last),
+            "hyp: flight recorder: CPU 1: 2 of 5 events in the ring".into(),
+            ev(1, cpu1_times[0], "hyp_exit:              "),
+            ev(1, cpu1_times[1], "hyp_enter:             "),
+            "hyp: flight recorder: end".into(),
+        ]
+    }
+
+    #[test]
+    fn flight_dumps_are_judged_per_cpu() {
+        let printk =
+            "bprint:               hyp::arch: fault injection: committing fault 2 on CPU 0";
+        let good = flight_lines(printk, ["0.000010", "0.000011"]);
+        assert_eq!(judge_flight(&good, RunEnd::Exited(3), 2), Ok(()));
+        assert!(
+            judge_flight(&good, RunEnd::Exited(3), 3).is_err(),
+            "CPU 2 missing"
+        );
+        assert!(judge_flight(&good, RunEnd::Exited(4), 2).is_err());
+        let back = flight_lines(printk, ["0.000011", "0.000010"]);
+        assert!(judge_flight(&back, RunEnd::Exited(3), 2)
+            .unwrap_err()
+            .contains("time goes back"));
+        let other_last = flight_lines("hyp_exit:              ", ["0.1", "0.2"]);
+        assert!(judge_flight(&other_last, RunEnd::Exited(3), 2)
+            .unwrap_err()
+            .contains("newest event"));
+        let mut short = good.clone();
+        short.remove(9);
+        assert!(judge_flight(&short, RunEnd::Exited(3), 2)
+            .unwrap_err()
+            .contains("announced"));
+        let mut no_dump = good.clone();
+        no_dump.truncate(4);
+        assert!(judge_flight(&no_dump, RunEnd::Exited(3), 2).is_err());
+        assert_eq!(flight_event(&good[6]), Some((0, 100_000)));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`tools`]: making sure system tools such as QEMU and trace-cmd are installed.
 //! - [`supervise`]: running a child process under a deadline while draining its output.
 //! - [`qemu`]: the QEMU command line and one supervised QEMU run.
+//! - [`crash_log`]: the console of a failed QEMU run, saved to `<target>/hyp-crash.log`.
 //! - [`harness_outcome`]: the pure pass/fail judgement of an in-QEMU harness run.
 //! - [`trace_summary`]: what the guest's `run` mode printed about the trace it recorded.
 //! - [`report_check`]: the pure judgement of a trace.dat from trace-cmd's outputs.
@@ -26,6 +27,7 @@ mod bench_lttng;
 mod bench_qemu;
 mod build;
 mod cli;
+mod crash_log;
 mod examples_step;
 mod fault_report;
 mod fuzz_cmd;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::build::Images;
+use crate::crash_log;
 use crate::harness_outcome;
 use crate::qemu::{self, QemuConfig};
 use crate::supervise::RunEnd;
@@ -174,7 +175,9 @@ pub fn run(images: &Images) -> Result<()> {
         .map_err(|_| anyhow!("the QEMU supervisor thread panicked"))??;
     if captured.end != RunEnd::Exited(0) {
         captured.print_last_lines(40);
-        bail!("the recording under gdb ended with {}", captured.end);
+        let cause = format!("the recording under gdb ended with {}", captured.end);
+        crash_log::save_failed_run(&format!("MMU check ({CPUS} CPUs, gdb)"), &captured, &cause);
+        bail!(cause);
     }
     result
 }

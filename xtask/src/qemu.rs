@@ -154,8 +154,9 @@ impl QemuConfig {
 }
 
 /// Boots QEMU with `config`, streaming its console (if `echo`) until it exits or `timeout`
-/// passes, and keeps the lines selected by `keep` (e.g. [`crate::harness_outcome::is_relevant`])
-/// plus the last lines.
+/// passes, and keeps the lines selected by `keep` (e.g. [`crate::harness_outcome::is_relevant`]),
+/// the last lines, and the whole console up to [`supervise::CONSOLE_BYTES`] (for
+/// [`crate::crash_log`]).
 pub fn run(
     config: &QemuConfig,
     timeout: Duration,
@@ -173,6 +174,7 @@ pub fn run(
         timeout,
         echo,
         keep,
+        console_bytes: supervise::CONSOLE_BYTES,
     };
     supervise::run(command, &supervision)
 }

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::build;
 use crate::cli::RunArgs;
+use crate::crash_log;
 use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::supervise::RunEnd;
@@ -26,6 +27,7 @@ const FAILURE_TAIL_LINES: usize = 40;
 /// Runs `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let output = TraceOutput::prepare(&args.output)?;
+    crash_log::begin()?;
     let images = build::build_images(args.build.profile())?;
     let config =
         QemuConfig::new(&images, args.cpus, args.guest_words())?.with_cpu_model(&args.cpu_model);
@@ -38,8 +40,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     )?;
     let report = HarnessReport::parse(&captured.kept);
     let guest = GuestTrace::parse(&captured.kept);
+    let run = format!("recording ({} CPUs on {})", args.cpus, args.cpu_model);
     if let Err(cause) = verdict(captured.end, &report.fatal, &guest.notes, timeout) {
         captured.print_last_lines(FAILURE_TAIL_LINES);
+        crash_log::save_failed_run(&run, &captured, &cause);
         bail!("run failed: {cause}");
     }
     eprintln!(
@@ -50,11 +54,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let problems = guest.problems(args.cpus);
     if !problems.is_empty() {
         captured.print_last_lines(FAILURE_TAIL_LINES);
-        bail!(
+        let cause = format!(
             "the guest exited 0 but its trace summary is incomplete ({}); has its output \
              format changed? (parsed in xtask/src/trace_summary.rs)",
             problems.join("; ")
         );
+        crash_log::save_failed_run(&run, &captured, &cause);
+        bail!(cause);
     }
     // The guest names the file it wrote (extra words may have overridden --output).
     let written = match &guest.saved {
@@ -71,7 +77,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .len();
     println!(
         "{}",
-        render_summary(&guest, &display_path(&written), file_bytes)
+        render_summary(&guest, &workspace::display_path(&written), file_bytes)
     );
     if !guest.host_cpus.is_empty() {
         match latency_line(&written) {
@@ -151,17 +157,6 @@ impl TraceOutput {
             absolute: qemu_dir.join(path),
         })
     }
-}
-
-/// `path` relative to the current directory when it lies below it, else absolute.
-fn display_path(path: &Path) -> String {
-    let relative = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
-    relative
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
 }
 
 /// The summary after a successful recording: the per-CPU table, the file, how to view it.

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::build::{self, Images, Profile};
 use crate::cli::SoakArgs;
+use crate::crash_log;
 use crate::qemu::{self, QemuConfig};
 use crate::supervise::RunEnd;
 
@@ -77,6 +78,8 @@ pub fn soak(
     let lines: Vec<&str> = captured.kept.iter().map(|l| l.text.as_str()).collect();
     if let Err(cause) = judge(&lines, captured.end) {
         captured.print_last_lines(FAILURE_TAIL_LINES);
+        let run = format!("soak ({minutes} min, {cpus} CPUs)");
+        crash_log::save_failed_run(&run, &captured, &cause);
         bail!("soak failed: {cause}");
     }
     for line in lines
@@ -94,6 +97,7 @@ pub fn soak(
 
 /// `cargo xtask soak`.
 pub fn run(args: &SoakArgs) -> Result<()> {
+    crash_log::begin()?;
     let images = build::build_images(Profile::Release)?;
     let words = guest_words(args.minutes, args.buffer_size_kb, args.seed);
     soak(&images, args.cpus, words, args.minutes, !args.quiet)

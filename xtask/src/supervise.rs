@@ -3,11 +3,16 @@
 //! Both pipes are read on their own threads from the moment the child starts: reading only
 //! after the child exits deadlocks as soon as a pipe fills. Lines are echoed live (optionally)
 //! and kept for later judgement; the child is killed when the deadline passes.
+//!
+//! Memory stays bounded whatever the child prints: a line is cut every [`MAX_LINE_BYTES`], at
+//! most [`CHANNEL_LINES`] lines wait between the reader threads and the collector (a reader
+//! blocks, and so does the child's write, when the collector falls behind), and the whole
+//! console ([`Console`]) keeps only its most recent [`Supervision::console_bytes`].
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,19 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// How many of the most recent lines are kept for failure reports.
 pub const TAIL_LINES: usize = 200;
+
+/// How much of the console [`Console`] keeps by default: the last 64 MiB.
+pub const CONSOLE_BYTES: usize = 64 << 20;
+
+/// A longer run of bytes without a newline is cut into lines of this size, so that a child
+/// printing without newlines cannot grow a reader's buffer without bound.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// How many lines may wait between the reader threads and the collector.
+const CHANNEL_LINES: usize = 4096;
+
+/// What [`Console`] charges for each line beyond its text: the line's own bookkeeping.
+const LINE_OVERHEAD: usize = std::mem::size_of::<OutputLine>();
 
 /// Which of the child's output streams a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +102,84 @@ pub struct Supervision {
     pub echo: bool,
     /// Which lines to keep in [`Captured::kept`] (every line also passes through the tail).
     pub keep: fn(&str) -> bool,
+    /// How much of the whole console [`Captured::console`] keeps (the most recent lines);
+    /// normally [`CONSOLE_BYTES`].
+    pub console_bytes: usize,
+}
+
+/// Every line of the child's output in arrival order (both streams), keeping only the most
+/// recent ones that fit in a byte budget: each line costs its text plus [`LINE_OVERHEAD`].
+/// When a new line does not fit, the oldest lines are dropped and counted. The newest line is
+/// always kept, even if it alone exceeds the budget (lines are at most [`MAX_LINE_BYTES`]).
+#[derive(Debug)]
+pub struct Console {
+    lines: VecDeque<OutputLine>,
+    bytes: usize,
+    limit: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl Console {
+    /// An empty console that keeps at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            lines: VecDeque::new(),
+            bytes: 0,
+            limit,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    /// Appends a line, dropping the oldest ones while over the budget.
+    pub fn push(&mut self, line: OutputLine) {
+        self.bytes += cost(&line);
+        self.lines.push_back(line);
+        while self.bytes > self.limit && self.lines.len() > 1 {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= cost(&old);
+                self.dropped_lines += 1;
+                self.dropped_bytes += old.text.len() as u64;
+            }
+        }
+    }
+
+    /// The lines kept, oldest first.
+    pub fn lines(&self) -> impl Iterator<Item = &OutputLine> {
+        self.lines.iter()
+    }
+
+    /// How many lines are kept.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// How many of the oldest lines were dropped to stay within the budget.
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped_lines
+    }
+
+    /// How many bytes of text those dropped lines held.
+    pub fn dropped_bytes(&self) -> u64 {
+        self.dropped_bytes
+    }
+
+    /// The budget in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The bytes charged for the lines kept (text plus bookkeeping).
+    #[cfg(test)]
+    pub fn charged_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// What a line costs in [`Console`]'s budget.
+fn cost(line: &OutputLine) -> usize {
+    line.text.len() + LINE_OVERHEAD
 }
 
 /// Everything seen of a finished child.
@@ -97,6 +193,10 @@ pub struct Captured {
     pub tail: Vec<OutputLine>,
     /// How many lines were read in total.
     pub total_lines: usize,
+    /// The whole console, both streams in arrival order (bounded: see [`Console`]).
+    pub console: Console,
+    /// The command line as started (for logs: how to reproduce the run).
+    pub command: String,
     /// Wall-clock time from start to exit.
     pub elapsed: Duration,
 }
@@ -124,7 +224,7 @@ pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> 
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start `{line}`"))?;
-    let (sender, receiver) = mpsc::channel();
+    let (sender, receiver) = mpsc::sync_channel(CHANNEL_LINES);
     let readers = [
         spawn_reader(child.stdout.take(), Stream::Stdout, sender.clone()),
         spawn_reader(child.stderr.take(), Stream::Stderr, sender),
@@ -145,32 +245,56 @@ pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> 
                 .map_err(|_| anyhow::anyhow!("an output reader thread panicked"))?;
         }
     }
-    Ok(collector.finish(end, elapsed))
+    Ok(collector.finish(end, elapsed, line))
 }
 
 /// Reads `pipe` line by line on a new thread and sends each line to `sender`.
 fn spawn_reader<R: Read + Send + 'static>(
     pipe: Option<R>,
     stream: Stream,
-    sender: Sender<OutputLine>,
+    sender: SyncSender<OutputLine>,
 ) -> Option<thread::JoinHandle<()>> {
     let pipe = pipe?;
     Some(thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            match reader.read_until(b'\n', &mut buffer) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let text = trim_line_ending(&String::from_utf8_lossy(&buffer)).to_string();
-                    if sender.send(OutputLine { stream, text }).is_err() {
-                        return;
-                    }
-                }
+        while let Ok(true) = read_line_bounded(&mut reader, &mut buffer, MAX_LINE_BYTES) {
+            let text = trim_line_ending(&String::from_utf8_lossy(&buffer)).to_string();
+            if sender.send(OutputLine { stream, text }).is_err() {
+                return;
             }
         }
     }))
+}
+
+/// Reads into `line` (cleared first) up to and including the next `\n`, or `max` bytes,
+/// whichever comes first. `Ok(false)` at the end of input with nothing read.
+fn read_line_bounded<R: BufRead>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<bool> {
+    line.clear();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let window = &available[..available.len().min(max - line.len())];
+        let (taken, complete) = match window.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (window.len(), false),
+        };
+        line.extend_from_slice(&window[..taken]);
+        reader.consume(taken);
+        if complete || line.len() >= max {
+            return Ok(true);
+        }
+    }
 }
 
 /// Strips trailing `\n` and `\r` characters (serial consoles often send `\r\n`).
@@ -249,6 +373,7 @@ struct Collector {
     keep: fn(&str) -> bool,
     kept: Vec<OutputLine>,
     tail: VecDeque<OutputLine>,
+    console: Console,
     total: usize,
 }
 
@@ -259,6 +384,7 @@ impl Collector {
             keep: supervision.keep,
             kept: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
+            console: Console::new(supervision.console_bytes),
             total: 0,
         }
     }
@@ -278,15 +404,18 @@ impl Collector {
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
-        self.tail.push_back(line);
+        self.tail.push_back(line.clone());
+        self.console.push(line);
     }
 
-    fn finish(self, end: RunEnd, elapsed: Duration) -> Captured {
+    fn finish(self, end: RunEnd, elapsed: Duration, command: String) -> Captured {
         Captured {
             end,
             kept: self.kept,
             tail: self.tail.into(),
             total_lines: self.total,
+            console: self.console,
+            command,
             elapsed,
         }
     }
@@ -297,14 +426,107 @@ mod tests {
     use super::*;
 
     fn sh(script: &str, timeout_secs: u64) -> Captured {
+        sh_bounded(script, timeout_secs, CONSOLE_BYTES)
+    }
+
+    fn sh_bounded(script: &str, timeout_secs: u64, console_bytes: usize) -> Captured {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
         let supervision = Supervision {
             timeout: Duration::from_secs(timeout_secs),
             echo: false,
             keep: |text| text.starts_with("keep"),
+            console_bytes,
         };
         run(command, &supervision).expect("sh runs")
+    }
+
+    fn line(text: &str) -> OutputLine {
+        OutputLine {
+            stream: Stream::Stdout,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn console_holds_every_line_of_both_streams_in_order() {
+        // The pauses order the two streams, which are read on separate threads.
+        let captured = sh(
+            "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 4",
+            10,
+        );
+        assert_eq!(captured.end, RunEnd::Exited(4));
+        let texts: Vec<&str> = captured.console.lines().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+        assert_eq!(
+            captured.console.lines().nth(1).map(|l| l.stream),
+            Some(Stream::Stderr)
+        );
+        assert_eq!(captured.console.dropped_lines(), 0);
+        assert!(
+            captured.command.starts_with("sh -c "),
+            "{}",
+            captured.command
+        );
+    }
+
+    #[test]
+    fn console_keeps_the_most_recent_lines_within_its_budget() {
+        let budget = 10 * (LINE_OVERHEAD + 6);
+        let mut console = Console::new(budget);
+        for i in 0..100 {
+            console.push(line(&format!("line{i:02}")));
+            assert!(console.charged_bytes() <= budget);
+        }
+        assert_eq!(console.len(), 10);
+        assert_eq!(console.dropped_lines(), 90);
+        assert_eq!(console.dropped_bytes(), 90 * 6);
+        let texts: Vec<&str> = console.lines().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.first(), Some(&"line90"));
+        assert_eq!(texts.last(), Some(&"line99"));
+        // A line larger than the whole budget replaces everything but is kept.
+        console.push(line(&"x".repeat(budget)));
+        assert_eq!(console.len(), 1);
+        assert_eq!(console.dropped_lines(), 100);
+    }
+
+    #[test]
+    fn supervised_console_is_bounded() {
+        let captured = sh_bounded(
+            "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+            60,
+            4096,
+        );
+        assert_eq!(captured.total_lines, 2000);
+        let kept = captured.console.len() as u64;
+        assert!(kept > 0 && kept < 2000, "{kept} lines kept");
+        assert_eq!(captured.console.dropped_lines() + kept, 2000);
+        assert!(captured.console.charged_bytes() <= 4096);
+        assert_eq!(
+            captured.console.lines().last().map(|l| l.text.as_str()),
+            Some("line 1999")
+        );
+    }
+
+    #[test]
+    fn lines_without_newline_are_cut_at_the_maximum() {
+        let mut input = io::Cursor::new(b"abcdefghij\nxy\n\nz".to_vec());
+        let mut buffer = Vec::new();
+        let mut pieces = Vec::new();
+        while read_line_bounded(&mut input, &mut buffer, 4).expect("reads") {
+            pieces.push(String::from_utf8(buffer.clone()).expect("utf-8"));
+        }
+        assert_eq!(pieces, ["abcd", "efgh", "ij\n", "xy\n", "\n", "z"]);
+        // Through the supervisor: a long line arrives as several bounded ones.
+        let captured = sh(
+            &format!("head -c {} /dev/zero | tr '\\0' a", 3 * MAX_LINE_BYTES),
+            10,
+        );
+        assert_eq!(captured.total_lines, 3);
+        assert!(captured
+            .console
+            .lines()
+            .all(|l| l.text.len() == MAX_LINE_BYTES));
     }
 
     #[test]

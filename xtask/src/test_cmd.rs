@@ -31,6 +31,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::build::{self, Images, Profile, HOST_SHIM, HYP};
 use crate::cli::TestArgs;
+use crate::crash_log;
 use crate::fault_report;
 use crate::harness_outcome::{self, judge, HarnessReport};
 use crate::mmu_check;
@@ -105,6 +106,8 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         }
         return Ok(());
     }
+    // From here on QEMU boots: an older crash log would claim a failure of this invocation.
+    crash_log::begin()?;
     log.run("qemu installed", || {
         tools::ensure_tool(tools::QEMU.0, tools::QEMU.1).map(drop)
     })?;
@@ -148,8 +151,19 @@ fn fault_report_step(args: &TestArgs, images: &Images) -> Result<()> {
     let timeout = Duration::from_secs(args.timeout);
     let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)?;
     let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
-    fault_report::judge(&lines, captured.end).map_err(|cause| {
+    let verdict = fault_report::judge(&lines, captured.end);
+    // Expected to end with a failure status: its own file, never the crash log.
+    let saved = crash_log::save_fault_check(
+        "el1-crash",
+        &captured,
+        fault_report::HOST_EXCEPTION_STATUS,
+        verdict.as_ref().map(drop).map_err(String::as_str),
+    );
+    verdict.map_err(|cause| {
         captured.print_last_lines(FAILURE_TAIL_LINES);
+        if let Some(path) = saved {
+            eprintln!("xtask: console of the EL1 fault check saved to {path}");
+        }
         anyhow!(cause)
     })
 }
@@ -169,18 +183,72 @@ fn el2_fault_step(args: &TestArgs, images: &Images) -> Result<()> {
         let config = QemuConfig::new(&faulty, 1, words)?;
         let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)?;
         let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
-        match fault_report::judge_el2(kind, &lines, captured.end) {
-            Ok(()) => eprintln!("xtask: EL2 fault {kind}: reported by cause, status 3"),
+        let verdict = fault_report::judge_el2(kind, &lines, captured.end);
+        // Expected to end with status 3: its own file, never the crash log.
+        let saved = crash_log::save_fault_check(
+            kind,
+            &captured,
+            fault_report::HYP_EXCEPTION_STATUS,
+            verdict.as_ref().map(drop).map_err(String::as_str),
+        );
+        let console = saved.map_or(String::new(), |path| format!(" (console: {path})"));
+        match verdict {
+            Ok(()) => eprintln!("xtask: EL2 fault {kind}: reported by cause, status 3{console}"),
             Err(cause) => {
                 captured.print_last_lines(FAILURE_TAIL_LINES);
+                eprintln!("xtask: EL2 fault {kind} check failed{console}");
                 errors.push(cause);
             }
         }
+    }
+    if let Err(cause) = flight_check(&faulty, timeout) {
+        errors.push(cause);
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(anyhow!(errors.join("; ")))
+    }
+}
+
+/// CPUs of the flight-recorder check: every one traces, CPU 0 faults.
+const FLIGHT_CPUS: u16 = 4;
+
+/// The flight recorder: every CPU traces (the host keeps its workload running on the others),
+/// then CPU 0 asks for a deliberate EL2 fault; the report must be followed by the last events
+/// of every CPU ([`fault_report::judge_flight`]).
+fn flight_check(faulty: &Images, timeout: Duration) -> Result<(), String> {
+    let words = vec![
+        "fault".to_string(),
+        format!("kind={}", fault_report::FLIGHT_FAULT),
+        "trace=1".to_string(),
+    ];
+    let config = QemuConfig::new(faulty, FLIGHT_CPUS, words).map_err(|e| format!("{e:#}"))?;
+    let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)
+        .map_err(|e| format!("{e:#}"))?;
+    // The whole console: the dump is longer than the tail.
+    let lines: Vec<&str> = captured.console.lines().map(|l| l.text.as_str()).collect();
+    let verdict = fault_report::judge_flight(&lines, captured.end, usize::from(FLIGHT_CPUS));
+    let saved = crash_log::save_fault_check(
+        "flight-recorder",
+        &captured,
+        fault_report::HYP_EXCEPTION_STATUS,
+        verdict.as_ref().map(drop).map_err(String::as_str),
+    );
+    let console = saved.map_or(String::new(), |path| format!(" (console: {path})"));
+    match verdict {
+        Ok(()) => {
+            eprintln!(
+                "xtask: flight recorder: the last events of all {FLIGHT_CPUS} CPUs after the \
+                 report, CPU 0's newest the hyp_printk before the fault{console}"
+            );
+            Ok(())
+        }
+        Err(cause) => {
+            captured.print_last_lines(FAILURE_TAIL_LINES);
+            eprintln!("xtask: flight-recorder check failed{console}");
+            Err(format!("flight recorder: {cause}"))
+        }
     }
 }
 
@@ -348,6 +416,11 @@ fn harness_run(args: &TestArgs, images: &Images, model: &str, cpus: u16) -> Resu
     eprintln!(
         "xtask: harness with {label} FAILED after {seconds:.1} s: {}",
         outcome.describe()
+    );
+    crash_log::save_failed_run(
+        &format!("harness ({label})"),
+        &captured,
+        &outcome.describe(),
     );
     Ok(HarnessRun {
         passed,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::build::Images;
+use crate::crash_log;
 use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::report;
@@ -64,7 +65,7 @@ pub fn run(images: &Images) -> Result<()> {
     let guest = GuestTrace::parse(&captured.kept);
     if captured.end != RunEnd::Exited(0) || !fatal.is_empty() {
         captured.print_last_lines(FAILURE_TAIL_LINES);
-        bail!(
+        let cause = format!(
             "the recording ended with {}{}{}",
             captured.end,
             fatal.first().map_or(String::new(), |f| format!(": {f}")),
@@ -73,6 +74,9 @@ pub fn run(images: &Images) -> Result<()> {
                 .first()
                 .map_or(String::new(), |n| format!(" ({n})"))
         );
+        let run = format!("trace.dat recording ({CPUS} CPUs)");
+        crash_log::save_failed_run(&run, &captured, &cause);
+        bail!(cause);
     }
     let file_bytes = std::fs::metadata(&output.absolute)
         .with_context(|| format!("the recording left no {}", output.absolute.display()))?

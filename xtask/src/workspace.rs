@@ -45,6 +45,17 @@ pub fn cargo(args: &[&str]) -> Command {
     command
 }
 
+/// `path` relative to the current directory when it lies below it, else as it is.
+pub fn display_path(path: &Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    relative
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// Renders a command as a shell-like line, for logs and error messages.
 pub fn display_command(command: &Command) -> String {
     let mut words = Vec::new();
