@@ -70,7 +70,7 @@ pub fn enabled() -> bool {
 /// Records the call of `site` with `args` on the calling CPU. The macro's slow path: it runs
 /// only when [`enabled`] said yes.
 #[inline(never)]
-pub fn write(site: &'static Site, args: &[u64]) {
+pub fn write<const N: usize>(site: &'static Site, args: &[u64; N]) {
     if let Some(sink) = SINK.get() {
         let cpu = (sink.cpu)();
         sink.tracing
