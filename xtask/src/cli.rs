@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// Build the debug profile instead of release.
     #[arg(long)]
     pub debug: bool,
+    /// Also build the test-only hypervisor that answers the fault-injection and printk
+    /// benchmark calls (under target/fault-injection/; never for real use).
+    #[arg(long)]
+    pub fault_injection: bool,
 }
 
 impl BuildArgs {
@@ -208,11 +212,13 @@ fn parse_duration_ms(text: &str) -> Result<DurationMs, String> {
     Ok(DurationMs(((secs * 1000.0).round() as u64).max(1)))
 }
 
-/// Parses `--events`: names of `hyptrace_abi::events::ALL`, comma-separated, no duplicates.
+/// Parses `--events`: names of `hyptrace_abi::events::ALL` and `bprint` (`hyp_printk`'s),
+/// comma-separated, no duplicates.
 fn parse_events(text: &str) -> Result<EventList, String> {
     let valid = || {
         hyptrace_abi::events::ALL
             .iter()
+            .chain([&hyptrace_abi::printk::DESC])
             .map(|e| e.name)
             .collect::<Vec<_>>()
             .join(", ")
@@ -226,7 +232,7 @@ fn parse_events(text: &str) -> Result<EventList, String> {
                 valid()
             ));
         }
-        if hyptrace_abi::events::by_name(name).is_none() {
+        if hyptrace_abi::events::by_name(name).is_none() && name != hyptrace_abi::printk::NAME {
             return Err(format!("unknown event `{name}`; valid names: {}", valid()));
         }
         if names.iter().any(|n| n == name) {
@@ -485,6 +491,12 @@ mod tests {
         assert!(parse_events("hyp_enter,,selftest").is_err());
         assert!(parse_events("").is_err());
         assert!(parse_events("selftest,selftest").is_err());
+        assert_eq!(
+            parse_events("bprint,host_smc"),
+            Ok(EventList(vec!["bprint".into(), "host_smc".into()])),
+            "hyp_printk's event is enabled by name too"
+        );
+        assert!(unknown.contains("bprint"), "{unknown}");
         assert!(Cli::try_parse_from(["x", "run", "--events", "nope"]).is_err());
         assert!(Cli::try_parse_from(["x", "run", "--buffer-size-kb", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "run", "--period-ms", "0"]).is_err());

@@ -71,9 +71,14 @@ impl std::error::Error for Reported {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => build::build_images(args.profile()).map(|images| {
+        Command::Build(args) => build::build_images(args.profile()).and_then(|images| {
             eprintln!("xtask: hyp image:       {}", images.hyp.display());
             eprintln!("xtask: host-shim image: {}", images.host_shim.display());
+            if args.fault_injection {
+                let path = build::build_fault_injection_hyp(args.profile())?;
+                eprintln!("xtask: test-only hyp:   {}", path.display());
+            }
+            Ok(())
         }),
         Command::Run(args) => run_cmd::run(&args),
         Command::Test(args) => test_cmd::run(&args),
