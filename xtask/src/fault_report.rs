@@ -68,6 +68,29 @@ fn holds_in_order(line: &str, pieces: &[&str]) -> bool {
     })
 }
 
+/// What the flight recorder prints after the report of a fault with nothing loaded.
+pub const NOTHING_LOADED: &str = "hyp: flight recorder: tracing is not loaded: no events";
+
+/// Judges one deliberate EL2 fault run with nothing loaded: [`judge_el2`], and the flight
+/// recorder saying in one line that it has nothing to show.
+pub fn judge_el2_unloaded<S: AsRef<str>>(
+    kind: &str,
+    lines: &[S],
+    end: RunEnd,
+) -> Result<(), String> {
+    judge_el2(kind, lines, end)?;
+    if lines
+        .iter()
+        .any(|l| l.as_ref().trim_end() == NOTHING_LOADED)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "EL2 fault {kind}: no {NOTHING_LOADED:?} line after the report"
+        ))
+    }
+}
+
 /// Judges one deliberate EL2 fault run.
 pub fn judge_el2<S: AsRef<str>>(kind: &str, lines: &[S], end: RunEnd) -> Result<(), String> {
     let (_, pieces) = EL2_FAULTS
@@ -96,8 +119,26 @@ pub fn judge_el2<S: AsRef<str>>(kind: &str, lines: &[S], end: RunEnd) -> Result<
     }
 }
 
-/// The fault the flight-recorder check commits (on CPU 0, with every CPU tracing).
-pub const FLIGHT_FAULT: &str = "write-text";
+/// Semihosting exit status of a hypervisor panic.
+pub const HYP_PANIC_STATUS: i32 = 4;
+
+/// The faults the flight-recorder checks commit (on CPU 0, with every CPU tracing): the
+/// `kind=` name, its number (as the hyp_printk before it prints it), the exit status, and
+/// what the report before the dump must say.
+pub const FLIGHT_FAULTS: [(&str, u64, i32, &str); 2] = [
+    (
+        "write-text",
+        2,
+        HYP_EXCEPTION_STATUS,
+        "hyp:   cause    = permission fault: write at 0x",
+    ),
+    (
+        "panic",
+        5,
+        HYP_PANIC_STATUS,
+        "hyp: CPU 0 panicked: panicked at hyp/src/arch/aarch64/fault_injection.rs",
+    ),
+];
 
 /// What the flight recorder printed for one CPU.
 #[derive(Debug, Default)]
@@ -120,19 +161,34 @@ fn flight_event(line: &str) -> Option<(usize, u64)> {
     Some((cpu.parse().ok()?, us))
 }
 
-/// Judges the flight-recorder run: the deliberate [`FLIGHT_FAULT`] on CPU 0 after every one
-/// of `nr_cpus` CPUs traced. The register report comes first, then the dump: events from
-/// every CPU, each CPU's timestamps non-decreasing, and CPU 0's newest event the
-/// `hyp_printk` the hypervisor wrote just before committing the fault. Status 3.
-pub fn judge_flight<S: AsRef<str>>(lines: &[S], end: RunEnd, nr_cpus: usize) -> Result<(), String> {
-    judge_el2(FLIGHT_FAULT, lines, end)?;
+/// Judges a flight-recorder run: the deliberate fault `kind` (one of [`FLIGHT_FAULTS`]) on
+/// CPU 0 after every one of `nr_cpus` CPUs traced. Its report comes first, then the dump:
+/// events from every CPU, each CPU's timestamps non-decreasing, and CPU 0's newest event the
+/// `hyp_printk` the hypervisor wrote just before committing the fault; then the fault's
+/// status.
+pub fn judge_flight<S: AsRef<str>>(
+    kind: &str,
+    lines: &[S],
+    end: RunEnd,
+    nr_cpus: usize,
+) -> Result<(), String> {
+    let &(_, number, status, report_line) =
+        FLIGHT_FAULTS
+            .iter()
+            .find(|(name, ..)| *name == kind)
+            .ok_or_else(|| format!("no such flight-recorder fault: {kind}"))?;
+    if end != RunEnd::Exited(status) {
+        return Err(format!(
+            "{kind}: expected QEMU to exit with status {status}, but it ended with {end:?}"
+        ));
+    }
     let lines: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
     let find = |want: &str| lines.iter().position(|l| l.contains(want));
     let start = find("hyp: flight recorder: the last 32 events of each CPU, newest last")
         .ok_or("no flight-recorder dump after the report")?;
-    let report = find("hyp:   ESR_EL2").ok_or("no register report")?;
+    let report = find(report_line).ok_or_else(|| format!("no {report_line:?} line"))?;
     if report > start {
-        return Err("the dump came before the register report".into());
+        return Err("the dump came before the report".into());
     }
     let end_at = find("hyp: flight recorder: end").ok_or("the dump did not end")?;
     let mut cpus: Vec<FlightCpu> = (0..nr_cpus).map(|_| FlightCpu::default()).collect();
@@ -181,8 +237,8 @@ pub fn judge_flight<S: AsRef<str>>(lines: &[S], end: RunEnd, nr_cpus: usize) -> 
     }
     let last = &cpus[0].events.last().expect("checked non-empty").1;
     let want = "bprint:";
-    let text = "fault injection: committing fault 2 on CPU 0";
-    if !(last.contains(want) && last.ends_with(text)) {
+    let text = format!("fault injection: committing fault {number} on CPU 0");
+    if !(last.contains(want) && last.ends_with(&text)) {
         return Err(format!(
             "CPU 0's newest event is not the hyp_printk written before the fault ({text:?}): {last:?}"
         ));
@@ -243,6 +299,21 @@ mod tests {
     ];
 
     #[test]
+    fn unloaded_faults_need_the_recorders_one_line() {
+        let mut lines = OVERFLOW.to_vec();
+        assert!(
+            judge_el2_unloaded("stack-overflow", &lines, RunEnd::Exited(3))
+                .unwrap_err()
+                .contains("not loaded")
+        );
+        lines.push(NOTHING_LOADED);
+        assert_eq!(
+            judge_el2_unloaded("stack-overflow", &lines, RunEnd::Exited(3)),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn el2_fault_reports_are_judged_by_their_cause() {
         assert_eq!(
             judge_el2("stack-overflow", &OVERFLOW, RunEnd::Exited(3)),
@@ -299,28 +370,40 @@ mod tests {
         let printk =
             "bprint:               hyp::arch: fault injection: committing fault 2 on CPU 0";
         let good = flight_lines(printk, ["0.000010", "0.000011"]);
-        assert_eq!(judge_flight(&good, RunEnd::Exited(3), 2), Ok(()));
-        assert!(
-            judge_flight(&good, RunEnd::Exited(3), 3).is_err(),
-            "CPU 2 missing"
+        let judge = |lines: &[String], end, cpus| judge_flight("write-text", lines, end, cpus);
+        assert_eq!(judge(&good, RunEnd::Exited(3), 2), Ok(()));
+        assert!(judge(&good, RunEnd::Exited(3), 3).is_err(), "CPU 2 missing");
+        assert!(judge(&good, RunEnd::Exited(4), 2).is_err());
+        assert!(judge_flight("panic", &good, RunEnd::Exited(4), 2)
+            .unwrap_err()
+            .contains("panicked"));
+        assert!(judge_flight("melt", &good, RunEnd::Exited(3), 2).is_err());
+        // The panic's dump: its report line, status 4, the printk naming fault 5.
+        let mut panic = flight_lines(
+            "bprint:               hyp::arch: fault injection: committing fault 5 on CPU 0",
+            ["0.000010", "0.000011"],
         );
-        assert!(judge_flight(&good, RunEnd::Exited(4), 2).is_err());
+        panic[1] =
+            "hyp: CPU 0 panicked: panicked at hyp/src/arch/aarch64/fault_injection.rs:44:34:"
+                .into();
+        assert_eq!(judge_flight("panic", &panic, RunEnd::Exited(4), 2), Ok(()));
+        assert!(judge_flight("panic", &panic, RunEnd::Exited(3), 2).is_err());
         let back = flight_lines(printk, ["0.000011", "0.000010"]);
-        assert!(judge_flight(&back, RunEnd::Exited(3), 2)
+        assert!(judge(&back, RunEnd::Exited(3), 2)
             .unwrap_err()
             .contains("time goes back"));
         let other_last = flight_lines("hyp_exit:              ", ["0.1", "0.2"]);
-        assert!(judge_flight(&other_last, RunEnd::Exited(3), 2)
+        assert!(judge(&other_last, RunEnd::Exited(3), 2)
             .unwrap_err()
             .contains("newest event"));
         let mut short = good.clone();
         short.remove(9);
-        assert!(judge_flight(&short, RunEnd::Exited(3), 2)
+        assert!(judge(&short, RunEnd::Exited(3), 2)
             .unwrap_err()
             .contains("announced"));
         let mut no_dump = good.clone();
         no_dump.truncate(4);
-        assert!(judge_flight(&no_dump, RunEnd::Exited(3), 2).is_err());
+        assert!(judge(&no_dump, RunEnd::Exited(3), 2).is_err());
         assert_eq!(flight_event(&good[6]), Some((0, 100_000)));
     }
 

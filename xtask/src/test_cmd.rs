@@ -183,7 +183,7 @@ fn el2_fault_step(args: &TestArgs, images: &Images) -> Result<()> {
         let config = QemuConfig::new(&faulty, 1, words)?;
         let captured = qemu::run(&config, timeout, false, harness_outcome::is_relevant)?;
         let lines: Vec<&str> = captured.tail.iter().map(|l| l.text.as_str()).collect();
-        let verdict = fault_report::judge_el2(kind, &lines, captured.end);
+        let verdict = fault_report::judge_el2_unloaded(kind, &lines, captured.end);
         // Expected to end with status 3: its own file, never the crash log.
         let saved = crash_log::save_fault_check(
             kind,
@@ -201,8 +201,10 @@ fn el2_fault_step(args: &TestArgs, images: &Images) -> Result<()> {
             }
         }
     }
-    if let Err(cause) = flight_check(&faulty, timeout) {
-        errors.push(cause);
+    for (kind, ..) in fault_report::FLIGHT_FAULTS {
+        if let Err(cause) = flight_check(&faulty, timeout, kind) {
+            errors.push(cause);
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -217,10 +219,10 @@ const FLIGHT_CPUS: u16 = 4;
 /// The flight recorder: every CPU traces (the host keeps its workload running on the others),
 /// then CPU 0 asks for a deliberate EL2 fault; the report must be followed by the last events
 /// of every CPU ([`fault_report::judge_flight`]).
-fn flight_check(faulty: &Images, timeout: Duration) -> Result<(), String> {
+fn flight_check(faulty: &Images, timeout: Duration, kind: &str) -> Result<(), String> {
     let words = vec![
         "fault".to_string(),
-        format!("kind={}", fault_report::FLIGHT_FAULT),
+        format!("kind={kind}"),
         "trace=1".to_string(),
     ];
     let config = QemuConfig::new(faulty, FLIGHT_CPUS, words).map_err(|e| format!("{e:#}"))?;
@@ -228,26 +230,30 @@ fn flight_check(faulty: &Images, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("{e:#}"))?;
     // The whole console: the dump is longer than the tail.
     let lines: Vec<&str> = captured.console.lines().map(|l| l.text.as_str()).collect();
-    let verdict = fault_report::judge_flight(&lines, captured.end, usize::from(FLIGHT_CPUS));
+    let verdict = fault_report::judge_flight(kind, &lines, captured.end, usize::from(FLIGHT_CPUS));
+    let status = fault_report::FLIGHT_FAULTS
+        .iter()
+        .find(|(name, ..)| *name == kind)
+        .map_or(fault_report::HYP_EXCEPTION_STATUS, |f| f.2);
     let saved = crash_log::save_fault_check(
-        "flight-recorder",
+        &format!("flight-recorder-{kind}"),
         &captured,
-        fault_report::HYP_EXCEPTION_STATUS,
+        status,
         verdict.as_ref().map(drop).map_err(String::as_str),
     );
     let console = saved.map_or(String::new(), |path| format!(" (console: {path})"));
     match verdict {
         Ok(()) => {
             eprintln!(
-                "xtask: flight recorder: the last events of all {FLIGHT_CPUS} CPUs after the \
-                 report, CPU 0's newest the hyp_printk before the fault{console}"
+                "xtask: flight recorder ({kind}): the last events of all {FLIGHT_CPUS} CPUs \
+                 after the report, CPU 0's newest the hyp_printk before the fault{console}"
             );
             Ok(())
         }
         Err(cause) => {
             captured.print_last_lines(FAILURE_TAIL_LINES);
-            eprintln!("xtask: flight-recorder check failed{console}");
-            Err(format!("flight recorder: {cause}"))
+            eprintln!("xtask: flight-recorder check ({kind}) failed{console}");
+            Err(format!("flight recorder ({kind}): {cause}"))
         }
     }
 }

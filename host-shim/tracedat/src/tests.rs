@@ -274,6 +274,25 @@ const SITES: [crate::PrintkFormat<'static>; 4] = [
     },
 ];
 
+/// A file of the hypervisor's events in the top-level buffer (`cpus`), with [`SITES`]'
+/// printk formats.
+fn hyp_file_with_printk(cpus: &[CpuData]) -> Vec<u8> {
+    use crate::{write_trace_with_printk, Buffer, System};
+    let mut file = Vec::new();
+    write_trace_with_printk(
+        &mut file,
+        &[System {
+            name: events::SYSTEM,
+            events: events::ALL,
+        }],
+        &[Buffer { name: "", cpus }],
+        "mono",
+        &SITES,
+    )
+    .unwrap();
+    file
+}
+
 /// A file with `bprint` records beside hypervisor and host events, in the top-level buffer
 /// and in the `hypervisor` instance: 0, 1, 3 and 8 arguments; a `fmt` with no format; `ip`s
 /// below, between and above the sites.
@@ -592,7 +611,6 @@ fn printk_formats_the_sections_cannot_carry_are_refused() {
 /// with `%ps`): they are set aside, and the file still reads, bprint and all.
 #[test]
 fn ftrace_formats_that_cannot_render_are_set_aside() {
-    use crate::{write_trace_with_printk, Buffer, System};
     const FUNCTION: &str = "name: function\nID: 1\nformat:\n\
         \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
         \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\
@@ -606,21 +624,7 @@ fn ftrace_formats_that_cannot_render_are_set_aside() {
         pages: &[],
         stats: CpuStats::default(),
     }];
-    let mut file = Vec::new();
-    write_trace_with_printk(
-        &mut file,
-        &[System {
-            name: events::SYSTEM,
-            events: events::ALL,
-        }],
-        &[Buffer {
-            name: "",
-            cpus: &cpus,
-        }],
-        "mono",
-        &SITES,
-    )
-    .unwrap();
+    let mut file = hyp_file_with_printk(&cpus);
     let at = ftrace_section(&file);
     file[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
     let mut entry = (FUNCTION.len() as u64).to_le_bytes().to_vec();
@@ -649,7 +653,6 @@ fn ftrace_formats_that_cannot_render_are_set_aside() {
 fn bprint_records_with_too_few_arguments_are_errors() {
     use crate::event_format::RenderProblem;
     use crate::report::{EventErrorKind, Report, Selection};
-    use crate::{write_trace_with_printk, Buffer, System};
     let [_, boot, _, swap] = SITES.map(|s| s.addr);
     let pages = records_page(
         1_000,
@@ -663,21 +666,7 @@ fn bprint_records_with_too_few_arguments_are_errors() {
         pages: &pages,
         stats: CpuStats::default(),
     }];
-    let mut file = Vec::new();
-    write_trace_with_printk(
-        &mut file,
-        &[System {
-            name: events::SYSTEM,
-            events: events::ALL,
-        }],
-        &[Buffer {
-            name: "",
-            cpus: &cpus,
-        }],
-        "mono",
-        &SITES,
-    )
-    .unwrap();
+    let file = hyp_file_with_printk(&cpus);
     let report = Report::new(&file).unwrap();
     let mut lines = Vec::new();
     let summary = report.for_each_line(&Selection::default(), |l| {

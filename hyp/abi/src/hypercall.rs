@@ -53,15 +53,18 @@ pub enum FaultKind {
     ExecuteData = 3,
     /// A store to the host page at `addr`, which the host has not shared.
     WriteHostPage = 4,
+    /// A Rust panic at EL2.
+    Panic = 5,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         Self::StackOverflow,
         Self::WriteText,
         Self::ExecuteData,
         Self::WriteHostPage,
+        Self::Panic,
     ];
 
     /// The kind with register value `v`.
@@ -76,6 +79,7 @@ impl FaultKind {
             Self::WriteText => "write-text",
             Self::ExecuteData => "execute-data",
             Self::WriteHostPage => "write-host-page",
+            Self::Panic => "panic",
         }
     }
 }

@@ -2,10 +2,10 @@
 //! dies.
 //!
 //! [`TracingService::flight_record`] runs on a fatal path, on whichever CPU met the error,
-//! while the other CPUs may still be writing. It freezes each ring (the writer stopped and
-//! the control lock held, each with a bounded wait: [`crate::ring::RingBuffer::freeze`]),
-//! copies each page into private memory before reading it (the host can write the pages at
-//! any time), decodes the copy with the bounds-checked page decoder and prints the last
+//! while the other CPUs may still be writing. It first freezes every ring (the writer
+//! stopped and the control lock held, each with a bounded wait:
+//! [`crate::ring::RingBuffer::freeze`]), then copies each page into private memory before
+//! reading it (the host can write the pages at any time), decodes the copy with the bounds-checked page decoder and prints the last
 //! events as trace-cmd prints the `hypervisor` instance of a recording: the same columns,
 //! the same event text, `hyp_printk` lines formatted from the hypervisor's own format table
 //! (never from an address read off a page). A scribbled page yields a decoding error line,
@@ -98,9 +98,13 @@ impl TracingService {
         let Some(mut page) = PAGE.try_lock() else {
             return writeln!(out, "hyp: flight recorder: busy (another CPU is dumping)");
         };
+        // Every writer stopped first, so the dump is one moment on every CPU (and no CPU
+        // keeps writing while another's ring is printed).
+        let frozen: [Result<Frozen<'_, 'static>, FreezeError>; MAX_CPUS] =
+            core::array::from_fn(|cpu| self.rings[cpu].freeze(FREEZE_TRIES));
         let mut any = false;
-        for (cpu, ring) in self.rings.iter().enumerate().take(MAX_CPUS) {
-            let frozen = match ring.freeze(FREEZE_TRIES) {
+        for (cpu, frozen) in frozen.iter().enumerate() {
+            let frozen = match frozen {
                 Ok(f) => f,
                 Err(FreezeError::NotLoaded) => continue,
                 Err(e) => {
@@ -118,7 +122,7 @@ impl TracingService {
             }
             // SAFETY: the ring is frozen (its pages stay loaded and mapped while its control
             // lock is held), per this function's contract.
-            unsafe { dump_ring(cpu, &frozen, per_cpu, &mut page, out)? };
+            unsafe { dump_ring(cpu, frozen, per_cpu, &mut page, out)? };
         }
         if any {
             writeln!(out, "hyp: flight recorder: end")

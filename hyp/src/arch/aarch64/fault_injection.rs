@@ -42,6 +42,7 @@ pub fn trigger(kind: u64, addr: u64) {
                 f();
             }
         }
+        FaultKind::Panic => panic!("deliberate panic (fault injection)"),
         FaultKind::WriteHostPage => {
             // SAFETY: deliberately unsound: the store must fault (the host page is not shared,
             // so not mapped at EL2).
