@@ -164,6 +164,12 @@ fn render_summary(guest: &GuestTrace, path: &str, file_bytes: u64) -> String {
     let mut out = String::from("trace summary (per CPU: read + lost = written):\n");
     // Writing to a String cannot fail.
     let _ = writeln!(out, "{}", guest.table());
+    if let Some(n) = guest.printk_formats {
+        let _ = writeln!(
+            out,
+            "hyp_printk: the formats of {n} call sites are in the file (trace-cmd prints their text)"
+        );
+    }
     for note in &guest.notes {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -289,10 +295,13 @@ mod tests {
             "trace: cpu 0 written 5 read 5 lost 0 pages 1",
             "trace: cpu 1 written 9 read 4 lost 5 pages 2",
             "trace: the host's page store is full: stopping early",
+            "trace: 8 hyp_printk formats",
             "trace: saved target/trace.dat (12288 bytes)",
         ];
         let guest = GuestTrace::parse(&lines);
         let text = render_summary(&guest, "target/trace.dat", 12288);
+        assert!(text.contains("hyp_printk: the formats of 8 call sites are in the file"));
+        assert!(!text.contains("note: trace: 8"), "not a note: {text}");
         let rows: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())

@@ -66,6 +66,8 @@ pub struct GuestTrace {
     pub selftest: Vec<SelftestRange>,
     /// `(path, bytes)` of the `trace: saved` line, if any.
     pub saved: Option<(String, u64)>,
+    /// The `trace: N hyp_printk formats` line's N: call sites whose formats the file holds.
+    pub printk_formats: Option<u64>,
     /// Other `trace:` lines that are not progress reports (e.g. the page store filling up,
     /// `trace: FAILED: ...`), trimmed.
     pub notes: Vec<String>,
@@ -87,6 +89,11 @@ impl GuestTrace {
                 trace.selftest.push(range);
             } else if let Some(saved) = parse_saved(rest) {
                 trace.saved = Some(saved);
+            } else if let Some(n) = rest
+                .strip_suffix(" hyp_printk formats")
+                .and_then(|n| n.parse().ok())
+            {
+                trace.printk_formats = Some(n);
             } else if !is_progress(rest) && !rest.starts_with("recording ") {
                 trace.notes.push(format!("{PREFIX} {rest}"));
             }
@@ -314,13 +321,17 @@ mod tests {
             "  trace: FAILED: drain: Busy  ",
             "trace: 10/20 ms, events read 1, pages 1, lost 0",
             "host: trace: not ours",
+            "trace: 3 hyp_printk formats",
+            "trace: many hyp_printk formats",
         ];
         let t = GuestTrace::parse(&lines);
+        assert_eq!(t.printk_formats, Some(3));
         assert_eq!(
             t.notes,
             [
                 "trace: the host's page store is full: stopping early",
-                "trace: FAILED: drain: Busy"
+                "trace: FAILED: drain: Busy",
+                "trace: many hyp_printk formats"
             ]
         );
     }
