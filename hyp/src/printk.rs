@@ -95,7 +95,8 @@ pub fn site_at(addr: u64) -> Option<&'static Site> {
 /// Placeholders are `{}` (unsigned decimal), `{:i}` (signed decimal), `{:x}` and `{:#x}`;
 /// arguments are integers or `bool`, at most 8 (see [`crate::abi::printk`]). A format that
 /// is invalid, or an argument whose signedness does not match its placeholder, fails to
-/// compile. Disabled, the call costs one load and one branch.
+/// compile. Disabled, the call costs one load and one branch, and its arguments are not
+/// evaluated (as with the `log` crate's macros): give it no argument with side effects.
 ///
 /// ```
 /// let (cpu, lost, err) = (2usize, 17u64, -4i32);
@@ -127,6 +128,10 @@ macro_rules! hyp_printk {
         const _: () = ::core::assert!(
             __N == 0 $(+ { let _ = ::core::stringify!($arg); 1 })*,
             "hyp_printk!: the number of arguments is not the number of placeholders"
+        );
+        const _: () = ::core::assert!(
+            ::core::module_path!().len() <= $crate::abi::printk::MAX_LOCATION_LEN,
+            "hyp_printk!: the module path is longer than the format table takes"
         );
         #[$crate::printk::__linkme::distributed_slice($crate::printk::SITES)]
         #[linkme(crate = $crate::printk::__linkme)]

@@ -11,7 +11,7 @@
 //! an invocation creates the file; later failures of the same invocation (e.g. two harness
 //! runs of `test`) are appended as further sections, each under its own header.
 //!
-//! The deliberate-fault checks of `test` (QEMU is expected to end with status 3 or 5) never
+//! The deliberate-fault checks of `test` (QEMU is expected to end with status 3, 4 or 5) never
 //! touch it: each writes its own `<target>/fault-<name>.log` ([`save_fault_check`]), whether
 //! the check passed or not, with a header saying which status was expected.
 //!

@@ -3,8 +3,10 @@
 //! When the hypervisor meets a fatal error it prints the last events of every ring. The
 //! writers of other CPUs may still be running and a control operation may be half done (on
 //! the CPU that died, perhaps), so nothing here waits without bound: the control lock and
-//! the writer handshake are each tried a fixed number of times. Once frozen, a ring stays
-//! non-writable: the system is going down.
+//! the writer handshake are each tried a fixed number of times. A frozen ring is left
+//! non-writable until a control operation enables it again (on a fatal path none follows):
+//! its stop flag refuses new writes even when a writer that did not stop within the wait
+//! sets the status back as it leaves.
 
 use core::ptr::NonNull;
 
@@ -101,6 +103,10 @@ impl Frozen<'_, '_> {
     /// The ring pages in ring order, oldest first: from the page after the writer's tail
     /// round to the tail page itself, which comes last. The reader page is not among them.
     /// At most one pass over the descriptors, whatever their links say.
+    ///
+    /// When the writer did not stop ([`writer_stopped`](Self::writer_stopped) is false) it
+    /// may still store into the last page listed (its tail) and, moving on, the first (the
+    /// page after it): read neither then.
     pub fn pages(&self) -> impl Iterator<Item = NonNull<u8>> + '_ {
         let descs = self.ctl.descs;
         // Acquire: pairs with the writer's Release store of the tail on a page move (only

@@ -14,7 +14,8 @@
 use core::fmt::{self, Write};
 
 use crate::abi::event_format::{write_event_name, write_timestamp_us, EventDesc};
-use crate::abi::page::decode::{PageBuf, PageView};
+use crate::abi::page::decode::{DecodeError, Event, PageBuf, Records};
+use crate::abi::page::DATA_SIZE;
 use crate::abi::{events, printf, printk};
 use crate::memmap::MAX_CPUS;
 use crate::ring::{FreezeError, Frozen};
@@ -85,7 +86,12 @@ fn write_event(out: &mut dyn Write, cpu: usize, ts: u64, payload: &[u8]) -> fmt:
 impl TracingService {
     /// Prints the last `per_cpu` events of every CPU's ring to `out`, newest last, for a
     /// hypervisor that is going down (see the module documentation). Leaves every ring it
-    /// reached non-writable. Returns whether anything was loaded.
+    /// froze non-writable (until a control operation enables it again: on a fatal path none
+    /// follows). Prints at most `per_cpu` events and [`MAX_ERROR_LINES`] error lines per
+    /// CPU, whatever the host does to the pages meanwhile.
+    ///
+    /// Returns `Ok(false)`, printing nothing, when another CPU is already printing a dump:
+    /// see [`dump_in_progress`].
     ///
     /// # Safety
     /// Call only on a fatal path: while a ring is frozen its pages must stay mapped (nothing
@@ -94,9 +100,13 @@ impl TracingService {
     ///
     /// # Errors
     /// Only those of `out`.
-    pub unsafe fn flight_record(&self, per_cpu: usize, out: &mut dyn Write) -> fmt::Result {
+    pub unsafe fn flight_record(
+        &self,
+        per_cpu: usize,
+        out: &mut dyn Write,
+    ) -> Result<bool, fmt::Error> {
         let Some(mut page) = PAGE.try_lock() else {
-            return writeln!(out, "hyp: flight recorder: busy (another CPU is dumping)");
+            return Ok(false);
         };
         // Every writer stopped first, so the dump is one moment on every CPU (and no CPU
         // keeps writing while another's ring is printed).
@@ -125,14 +135,36 @@ impl TracingService {
             unsafe { dump_ring(cpu, frozen, per_cpu, &mut page, out)? };
         }
         if any {
-            writeln!(out, "hyp: flight recorder: end")
+            writeln!(out, "hyp: flight recorder: end")?;
         } else {
             writeln!(
                 out,
                 "hyp: flight recorder: tracing is not loaded: no events"
-            )
+            )?;
         }
+        Ok(true)
     }
+}
+
+/// Whether a CPU is printing a dump now: another CPU that meets a fatal error meanwhile
+/// should wait for it to end the system rather than end it in the middle of the dump.
+pub fn dump_in_progress() -> bool {
+    PAGE.is_locked()
+}
+
+/// Error lines printed per CPU at most; the rest are counted.
+pub const MAX_ERROR_LINES: usize = 4;
+
+/// The events of the page copy in `page`: the committed data, capped at a live page's data
+/// area (a page the host scribbled on may claim more), decoded.
+fn events_of(page: &PageBuf) -> impl Iterator<Item = Result<Event<'_>, DecodeError>> {
+    let view = page.view();
+    let data = view.data().map(|d| &d[..d.len().min(DATA_SIZE)]);
+    let (records, error) = match data {
+        Ok(d) => (Some(Records::new(d, view.time_stamp()).events()), None),
+        Err(e) => (None, Some(Err(e))),
+    };
+    records.into_iter().flatten().chain(error)
 }
 
 /// Prints the last `per_cpu` events of one frozen ring.
@@ -146,44 +178,58 @@ unsafe fn dump_ring(
     page: &mut PageBuf,
     out: &mut dyn Write,
 ) -> fmt::Result {
+    // A writer that did not stop may still be storing into its tail page (the last listed)
+    // and, moving on, into the page after it (the first listed): those are not read.
+    let nr_pages = frozen.pages().count();
+    let readable = |index: usize| frozen.writer_stopped() || (index != 0 && index + 1 != nr_pages);
     // Pass 1: count the events (decoding private copies); pass 2: print the last ones. The
-    // host may change the pages in between: the two passes then disagree, harmlessly.
+    // host may change the pages in between: pass 2 then prints fewer, never more.
     let mut total = 0usize;
-    for p in frozen.pages() {
+    for (_, p) in frozen.pages().enumerate().filter(|(i, _)| readable(*i)) {
         // SAFETY: a page of the frozen ring: mapped (caller).
         unsafe { copy_page(p, page) };
-        total += page.view().events().filter(Result::is_ok).count();
+        total += events_of(page).filter(Result::is_ok).count();
     }
     let skip = total.saturating_sub(per_cpu);
+    let wanted = total - skip;
     writeln!(
         out,
-        "hyp: flight recorder: CPU {cpu}: {} of {total} events in the ring{}",
-        total - skip,
+        "hyp: flight recorder: CPU {cpu}: {wanted} of {total} events in the ring{}",
         if frozen.writer_stopped() {
             ""
         } else {
-            " (its writer did not stop: the newest record may be torn)"
+            " (its writer did not stop: its newest page and the next are not read)"
         }
     )?;
-    let mut seen = 0usize;
-    for (index, p) in frozen.pages().enumerate() {
+    let (mut seen, mut printed, mut errors) = (0usize, 0usize, 0usize);
+    for (index, p) in frozen.pages().enumerate().filter(|(i, _)| readable(*i)) {
         // SAFETY: as above.
         unsafe { copy_page(p, page) };
-        let view: PageView<'_> = page.view();
-        for e in view.events() {
+        for e in events_of(page) {
             match e {
                 Ok(e) => {
-                    if seen >= skip {
+                    if seen >= skip && printed < wanted {
                         write_event(out, cpu, e.ts, e.payload)?;
                         out.write_char('\n')?;
+                        printed += 1;
                     }
                     seen += 1;
                 }
                 Err(err) => {
-                    writeln!(out, "hyp: flight recorder: CPU {cpu}: page {index}: {err}")?;
+                    errors += 1;
+                    if errors <= MAX_ERROR_LINES {
+                        writeln!(out, "hyp: flight recorder: CPU {cpu}: page {index}: {err}")?;
+                    }
                 }
             }
         }
+    }
+    if errors > MAX_ERROR_LINES {
+        writeln!(
+            out,
+            "hyp: flight recorder: CPU {cpu}: {} more pages did not decode",
+            errors - MAX_ERROR_LINES
+        )?;
     }
     Ok(())
 }

@@ -743,9 +743,14 @@ fn selftest_batches_whose_sequence_wraps_are_refused() {
 }
 
 fn flight_text(s: &TracingService, per_cpu: usize) -> String {
+    // One dump at a time in the whole process (the recorder's page copy is a static): the
+    // tests that dump take turns.
+    static ONE_DUMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_DUMP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     // SAFETY: test memory stays mapped (identity, heap) and nothing tears down meanwhile.
-    unsafe { s.flight_record(per_cpu, &mut out) }.unwrap();
+    let dumped = unsafe { s.flight_record(per_cpu, &mut out) }.unwrap();
+    assert!(dumped, "no other dump runs");
     out
 }
 
@@ -758,14 +763,22 @@ fn flight_recorder_with_nothing_loaded_says_so() {
     );
 }
 
+std::thread_local! {
+    /// The CPU `hyp_printk!` writes on in this test thread; on every other thread of the
+    /// test binary (the PSCI tests reach `hyp_printk!` too) a CPU without a ring, so no
+    /// other test's call lands in this test's rings.
+    static PRINTK_CPU: core::cell::Cell<usize> = const { core::cell::Cell::new(usize::MAX) };
+}
+
 /// The one test that installs a `hyp_printk!` sink (installing is once per process).
 #[test]
 fn printk_and_flight_recorder_end_to_end() {
     static SINK: crate::printk::Sink = crate::printk::Sink {
         tracing: service!(),
-        cpu: || 1,
+        cpu: || PRINTK_CPU.with(core::cell::Cell::get),
         counter: || 500,
     };
+    PRINTK_CPU.with(|c| c.set(1));
     let s = SINK.tracing;
     crate::printk::install(&SINK);
     let mut host = Host::new(8);
@@ -831,10 +844,42 @@ fn printk_and_flight_recorder_end_to_end() {
 
     // A page the host scribbled on: an error line, the other pages still printed.
     // SAFETY: page 2 is CPU 0's second ring page, live test memory; its commit word set to
-    // a length no page holds.
+    // 4000 bytes, most of them zero words, which do not decode as records.
     unsafe { ((host.addr(2) + 8) as *mut u64).write(4000) };
     let text = flight_text(s, 32);
     assert!(text.contains("CPU 0: page"), "{text}");
     assert!(text.contains("flight test cpu=1"), "{text}");
     crate::printk::flag_changed(s, false);
+}
+
+#[test]
+fn flight_recorder_error_lines_are_bounded() {
+    use super::flight::MAX_ERROR_LINES;
+    let s = service!();
+    let mut host = Host::new(10);
+    let ring: Vec<usize> = (1..10).collect();
+    let (pa, size) = host.pack(&[(0, 0, ring)]);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 1) }.unwrap();
+    s.update_clock(1, 0, 0, 0).unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    s.enable(1).unwrap();
+    // Enough events to fill every ring page (about 200 selftest events per page).
+    assert_eq!(s.write_selftest(0, || 100, 0, 4000), Ok(4000));
+    for page in 1..10 {
+        // SAFETY: a ring page of the loaded buffer, live test memory: the host scribbles a
+        // commit far beyond the data area on every one.
+        unsafe { ((host.addr(page) + 8) as *mut u64).write(1 << 20) };
+    }
+    let text = flight_text(s, 32);
+    let errors = text.lines().filter(|l| l.contains(": page ")).count();
+    assert_eq!(errors, MAX_ERROR_LINES, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} more pages did not decode",
+            9 - MAX_ERROR_LINES
+        )),
+        "{text}"
+    );
+    assert!(text.contains("CPU 0: 0 of 0 events"), "{text}");
 }

@@ -45,14 +45,36 @@ fn enter_report(status: u32) {
     REPORTING[cpu].store(status, Ordering::Relaxed);
 }
 
+/// Spins a fatal CPU waits at most for another CPU's dump to end the system.
+const DUMP_WAIT_SPINS: u64 = 1 << 32;
+
 /// After a fatal report: the last events of every CPU's ring (the flight recorder), then
-/// QEMU ends with `status`.
+/// QEMU ends with `status`. If another CPU is printing a dump already, this one waits for it
+/// to end the system (bounded), so that the first dump is printed whole.
 fn dump_and_exit(status: u32) -> ! {
-    CONSOLE.with_fatal(|out| {
-        // SAFETY: a fatal path: this CPU never returns to the host, and the recorder holds
-        // each ring's control lock while it reads its pages, so no teardown unmaps them.
-        let _ = unsafe { TRACING.flight_record(flight::DEFAULT_EVENTS, out) };
-    });
+    let mut dumped = true;
+    if !flight::dump_in_progress() {
+        CONSOLE.with_fatal(|out| {
+            // SAFETY: a fatal path: this CPU never returns to the host, and the recorder
+            // holds each ring's control lock while it reads its pages, so no teardown unmaps
+            // them.
+            dumped = unsafe { TRACING.flight_record(flight::DEFAULT_EVENTS, out) }.unwrap_or(true);
+        });
+    } else {
+        dumped = false;
+    }
+    if !dumped {
+        CONSOLE.print_fatal(format_args!(
+            "hyp: CPU {} waits for the dump of another CPU to end the system\n",
+            cpu_index()
+        ));
+        for _ in 0..DUMP_WAIT_SPINS {
+            if !flight::dump_in_progress() {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
     qemu_exit::AArch64::new().exit(status)
 }
 
