@@ -105,8 +105,8 @@ impl Frozen<'_, '_> {
     /// At most one pass over the descriptors, whatever their links say.
     ///
     /// When the writer did not stop ([`writer_stopped`](Self::writer_stopped) is false) it
-    /// may still store into the last page listed (its tail) and, moving on, the first (the
-    /// page after it): read neither then.
+    /// may go on writing for a while (`stop` is only a hint) into any of them: read none,
+    /// unless that writer cannot run any more (it is the caller's own CPU, on a fatal path).
     pub fn pages(&self) -> impl Iterator<Item = NonNull<u8>> + '_ {
         let descs = self.ctl.descs;
         // Acquire: pairs with the writer's Release store of the tail on a page move (only

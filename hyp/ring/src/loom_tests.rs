@@ -256,16 +256,17 @@ fn writer_against_update_footers() {
 }
 
 /// The flight recorder's freeze against a writer: when `freeze` says the writer stopped,
-/// reading every word of the pages it lists races with no write, and no later write
-/// happens; when the bounded wait ran out, it says so (and the dump warns of a torn record).
+/// reading every word of the pages it lists races with no write, and no write starts after
+/// freeze returned. (When the bounded wait ran out the writer may go on for a while, since
+/// `stop` is only a hint: the recorder then reads none of that ring's pages.)
 #[test]
 fn writer_against_freeze() {
     builder().check(|| {
-        let m = model(2);
+        let m = model(3);
         let ring = m.ring;
         let writer = thread::spawn(move || {
             let mut n = 0;
-            for seq in 1..=3u32 {
+            for seq in 1..=5u32 {
                 n += u32::from(ring.write(u64::from(seq), &payload(seq)));
             }
             n
@@ -273,9 +274,9 @@ fn writer_against_freeze() {
         let frozen = ring
             .freeze(2)
             .expect("loaded, and nothing else takes the lock");
+        let pages: Vec<_> = frozen.pages().collect();
+        assert_eq!(pages.len(), 3, "every ring page, not the reader page");
         if frozen.writer_stopped() {
-            let pages: Vec<_> = frozen.pages().collect();
-            assert_eq!(pages.len(), 2, "both ring pages, not the reader page");
             for p in pages {
                 for off in (0..CAPACITY).step_by(4) {
                     let _ = word(page(p), off);
@@ -284,7 +285,7 @@ fn writer_against_freeze() {
         }
         drop(frozen);
         let n = writer.join().unwrap();
-        assert!(n <= 3);
+        assert!(n <= 5);
         assert!(
             !ring.write(9, &payload(9)),
             "a frozen ring stays non-writable"

@@ -53,8 +53,8 @@ mod real {
             // SAFETY: in bounds of the data area (callers keep `off + 4 <= DATA_SIZE`),
             // 4-aligned because the page is 4096-aligned and `off` is a multiple of 4. The
             // writer owns the bytes above `commit`; nobody else in Rust reads them yet (a
-            // flight recorder reads a ring's pages only once its writer stopped, or leaves out
-            // the pages a writer in flight may store to: see `Frozen`).
+            // flight recorder reads a ring's pages only once its writer stopped or cannot run:
+            // see `Frozen::pages`).
             unsafe { self.0.add(HEADER_SIZE + off).cast::<u32>().write(v.to_le()) }
         }
 

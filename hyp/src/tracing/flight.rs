@@ -4,8 +4,9 @@
 //! [`TracingService::flight_record`] runs on a fatal path, on whichever CPU met the error,
 //! while the other CPUs may still be writing. It first freezes every ring (the writer
 //! stopped and the control lock held, each with a bounded wait:
-//! [`crate::ring::RingBuffer::freeze`]), then copies each page into private memory before
-//! reading it (the host can write the pages at any time), decodes the copy with the bounds-checked page decoder and prints the last
+//! [`crate::ring::RingBuffer::freeze`]; a ring whose writer did not stop is not read), then
+//! copies each page into private memory before reading it (the host can write the pages at
+//! any time), decodes the copy with the bounds-checked page decoder and prints the last
 //! events as trace-cmd prints the `hypervisor` instance of a recording: the same columns,
 //! the same event text, `hyp_printk` lines formatted from the hypervisor's own format table
 //! (never from an address read off a page). A scribbled page yields a decoding error line,
@@ -85,9 +86,11 @@ fn write_event(out: &mut dyn Write, cpu: usize, ts: u64, payload: &[u8]) -> fmt:
 
 impl TracingService {
     /// Prints the last `per_cpu` events of every CPU's ring to `out`, newest last, for a
-    /// hypervisor that is going down (see the module documentation). Leaves every ring it
-    /// froze non-writable (until a control operation enables it again: on a fatal path none
-    /// follows). Prints at most `per_cpu` events and [`MAX_ERROR_LINES`] error lines per
+    /// hypervisor that is going down, on CPU `this_cpu` (see the module documentation).
+    /// Leaves every ring it froze non-writable (until a control operation enables it again:
+    /// on a fatal path none follows). A ring whose writer did not stop within the wait is
+    /// not read (the writer may go on for a while), unless it is `this_cpu`'s, whose writer
+    /// is this code's caller and never runs again. Prints at most `per_cpu` events and [`MAX_ERROR_LINES`] error lines per
     /// CPU, whatever the host does to the pages meanwhile.
     ///
     /// Returns `Ok(false)`, printing nothing, when another CPU is already printing a dump:
@@ -102,6 +105,7 @@ impl TracingService {
     /// Only those of `out`.
     pub unsafe fn flight_record(
         &self,
+        this_cpu: usize,
         per_cpu: usize,
         out: &mut dyn Write,
     ) -> Result<bool, fmt::Error> {
@@ -130,8 +134,17 @@ impl TracingService {
                 )?;
                 any = true;
             }
+            // A writer that did not stop may go on for a while (`stop` is a hint): its pages
+            // are not read, unless it is this CPU's, which runs this code and never returns.
+            if !frozen.writer_stopped() && cpu != this_cpu {
+                writeln!(
+                    out,
+                    "hyp: flight recorder: CPU {cpu}: not dumped: its writer did not stop"
+                )?;
+                continue;
+            }
             // SAFETY: the ring is frozen (its pages stay loaded and mapped while its control
-            // lock is held), per this function's contract.
+            // lock is held), per this function's contract, and no writer stores into them.
             unsafe { dump_ring(cpu, frozen, per_cpu, &mut page, out)? };
         }
         if any {
@@ -170,7 +183,7 @@ fn events_of(page: &PageBuf) -> impl Iterator<Item = Result<Event<'_>, DecodeErr
 /// Prints the last `per_cpu` events of one frozen ring.
 ///
 /// # Safety
-/// The frozen ring's pages must be mapped.
+/// The frozen ring's pages must be mapped, and no writer may store into them.
 unsafe fn dump_ring(
     cpu: usize,
     frozen: &Frozen<'_, '_>,
@@ -178,14 +191,10 @@ unsafe fn dump_ring(
     page: &mut PageBuf,
     out: &mut dyn Write,
 ) -> fmt::Result {
-    // A writer that did not stop may still be storing into its tail page (the last listed)
-    // and, moving on, into the page after it (the first listed): those are not read.
-    let nr_pages = frozen.pages().count();
-    let readable = |index: usize| frozen.writer_stopped() || (index != 0 && index + 1 != nr_pages);
     // Pass 1: count the events (decoding private copies); pass 2: print the last ones. The
     // host may change the pages in between: pass 2 then prints fewer, never more.
     let mut total = 0usize;
-    for (_, p) in frozen.pages().enumerate().filter(|(i, _)| readable(*i)) {
+    for p in frozen.pages() {
         // SAFETY: a page of the frozen ring: mapped (caller).
         unsafe { copy_page(p, page) };
         total += events_of(page).filter(Result::is_ok).count();
@@ -198,11 +207,11 @@ unsafe fn dump_ring(
         if frozen.writer_stopped() {
             ""
         } else {
-            " (its writer did not stop: its newest page and the next are not read)"
+            " (this CPU died in a write: its newest record may be torn)"
         }
     )?;
     let (mut seen, mut printed, mut errors) = (0usize, 0usize, 0usize);
-    for (index, p) in frozen.pages().enumerate().filter(|(i, _)| readable(*i)) {
+    for (index, p) in frozen.pages().enumerate() {
         // SAFETY: as above.
         unsafe { copy_page(p, page) };
         for e in events_of(page) {

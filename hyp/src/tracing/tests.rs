@@ -746,10 +746,12 @@ fn flight_text(s: &TracingService, per_cpu: usize) -> String {
     // One dump at a time in the whole process (the recorder's page copy is a static): the
     // tests that dump take turns.
     static ONE_DUMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_DUMP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = ONE_DUMP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     // SAFETY: test memory stays mapped (identity, heap) and nothing tears down meanwhile.
-    let dumped = unsafe { s.flight_record(per_cpu, &mut out) }.unwrap();
+    let dumped = unsafe { s.flight_record(0, per_cpu, &mut out) }.unwrap();
     assert!(dumped, "no other dump runs");
     out
 }
@@ -882,4 +884,31 @@ fn flight_recorder_error_lines_are_bounded() {
         "{text}"
     );
     assert!(text.contains("CPU 0: 0 of 0 events"), "{text}");
+}
+
+#[test]
+fn flight_recorder_skips_a_ring_whose_writer_does_not_stop() {
+    let s = service!();
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.update_clock(1, 0, 0, 0).unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    s.enable(1).unwrap();
+    assert_eq!(s.write_selftest(0, || 100, 0, 3), Ok(3));
+    assert_eq!(s.write_selftest(1, || 100, 10, 3), Ok(3));
+    // CPU 1's writer in the middle of a write (and never leaving it during the dump).
+    let in_flight = s.rings[1].reserve(200, 8).expect("enabled");
+    let text = flight_text(s, 32);
+    assert!(
+        text.contains("CPU 1: not dumped: its writer did not stop"),
+        "{text}"
+    );
+    assert!(text.contains("CPU 0: 3 of 3 events"), "{text}");
+    assert!(
+        !text.contains("[001]"),
+        "no line read off CPU 1's pages: {text}"
+    );
+    drop(in_flight);
 }

@@ -58,7 +58,8 @@ fn dump_and_exit(status: u32) -> ! {
             // SAFETY: a fatal path: this CPU never returns to the host, and the recorder
             // holds each ring's control lock while it reads its pages, so no teardown unmaps
             // them.
-            dumped = unsafe { TRACING.flight_record(flight::DEFAULT_EVENTS, out) }.unwrap_or(true);
+            dumped = unsafe { TRACING.flight_record(cpu_index(), flight::DEFAULT_EVENTS, out) }
+                .unwrap_or(true);
         });
     } else {
         dumped = false;
