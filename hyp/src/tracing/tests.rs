@@ -742,6 +742,18 @@ fn selftest_batches_whose_sequence_wraps_are_refused() {
     s.teardown().unwrap();
 }
 
+/// `s` loaded with [`two_cpus`]' buffer, the clock 1:1, selftest events enabled, writable.
+fn tracing_two_cpus(s: &'static TracingService) -> Host {
+    let mut host = Host::new(8);
+    let (pa, size) = two_cpus(&mut host);
+    // SAFETY: live test memory inside the rules' RAM.
+    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
+    s.update_clock(1, 0, 0, 0).unwrap();
+    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
+    s.enable(1).unwrap();
+    host
+}
+
 fn flight_text(s: &TracingService, per_cpu: usize) -> String {
     // One dump at a time in the whole process (the recorder's page copy is a static): the
     // tests that dump take turns.
@@ -783,13 +795,7 @@ fn printk_and_flight_recorder_end_to_end() {
     PRINTK_CPU.with(|c| c.set(1));
     let s = SINK.tracing;
     crate::printk::install(&SINK);
-    let mut host = Host::new(8);
-    let (pa, size) = two_cpus(&mut host);
-    // SAFETY: live test memory inside the rules' RAM.
-    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
-    s.update_clock(1, 0, 0, 0).unwrap();
-    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
-    s.enable(1).unwrap();
+    let host = tracing_two_cpus(s);
     assert!(
         !crate::printk::enabled(),
         "the printk event starts disabled"
@@ -889,13 +895,7 @@ fn flight_recorder_error_lines_are_bounded() {
 #[test]
 fn flight_recorder_skips_a_ring_whose_writer_does_not_stop() {
     let s = service!();
-    let mut host = Host::new(8);
-    let (pa, size) = two_cpus(&mut host);
-    // SAFETY: live test memory inside the rules' RAM.
-    unsafe { s.load(pa, size, &rules(), 2) }.unwrap();
-    s.update_clock(1, 0, 0, 0).unwrap();
-    s.enable_event(events::Selftest::DESC.id as u64, 1).unwrap();
-    s.enable(1).unwrap();
+    let _pages = tracing_two_cpus(s);
     assert_eq!(s.write_selftest(0, || 100, 0, 3), Ok(3));
     assert_eq!(s.write_selftest(1, || 100, 10, 3), Ok(3));
     // CPU 1's writer in the middle of a write (and never leaving it during the dump).
