@@ -236,6 +236,9 @@ pub struct Cmdline<'a> {
     /// `fault ... trace=1`: trace every CPU first and fault while they write (the flight
     /// recorder's check).
     pub fault_traced: bool,
+    /// `bench icount=1`: only the deterministic figures, in instructions (QEMU runs with
+    /// `-icount shift=0`).
+    pub bench_icount: bool,
 }
 
 /// Why a command line was rejected.
@@ -306,6 +309,13 @@ impl<'a> Cmdline<'a> {
                     let kind = FaultKind::ALL.into_iter().find(|k| k.name() == value);
                     cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(word))?);
                 }
+                (Mode::Bench, "icount") => {
+                    cmd.bench_icount = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => return Err(CmdlineError::BadNumber(value)),
+                    }
+                }
                 (Mode::Fault, "trace") => {
                     cmd.fault_traced = match value {
                         "0" => false,
@@ -327,6 +337,7 @@ impl<'a> Cmdline<'a> {
             run: RunOptions::default(),
             fault: None,
             fault_traced: false,
+            bench_icount: false,
         }
     }
 }
@@ -413,6 +424,12 @@ mod tests {
             (fault.mode, fault.fault),
             (Mode::Fault, Some(FaultKind::WriteText))
         );
+        assert!(
+            Cmdline::parse("hyptrace bench icount=1")
+                .unwrap()
+                .bench_icount
+        );
+        assert!(!Cmdline::parse("hyptrace bench").unwrap().bench_icount);
         let traced = Cmdline::parse("hyptrace fault kind=write-text trace=1").unwrap();
         assert!(traced.fault_traced && !fault.fault_traced);
         assert_eq!(

@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use hyptrace_abi::event_format::Event;
-use hyptrace_abi::events::{HypEnter, HypExit, Selftest};
+use hyptrace_abi::events::{HostHcall, HypEnter, HypExit, Selftest};
 use hyptrace_abi::HypercallId;
 
 use crate::arch::boot::machine;
@@ -182,6 +182,141 @@ fn measure() -> Result<(), String> {
     drain_rates(&mut pool)?;
     println!("bench: done");
     Ok(())
+}
+
+/// Iterations of the calibration loop (2 instructions each).
+const CALIBRATION_ITERATIONS: u64 = 1_000_000;
+/// Hypercalls per deterministic figure.
+const ICOUNT_CALLS: u64 = 4096;
+/// Events per deterministic figure.
+const ICOUNT_EVENTS: u64 = 16384;
+
+/// `hyptrace bench icount=1`: the deterministic figures, run under `-icount shift=0`.
+pub fn run_icount() -> u32 {
+    match measure_icount() {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("bench: FAILED: {e}");
+            1
+        }
+    }
+}
+
+/// Guest instructions per counter tick, measured on a loop of known length. Under
+/// `-icount shift=0` QEMU's virtual clock advances 1 ns per instruction, so with the 62.5 MHz
+/// counter this is 16; anything not within 1 % of a whole number means QEMU is not counting
+/// instructions.
+fn instructions_per_tick() -> Result<u64, String> {
+    let start = cpu::counter();
+    cpu::counted_loop(CALIBRATION_ITERATIONS);
+    let ticks = cpu::counter() - start;
+    let (insns, ticks) = (2 * CALIBRATION_ITERATIONS, ticks.max(1));
+    let per_tick = insns as f64 / ticks as f64;
+    // Nearest whole number, and how far the loop is from it (integers: no `round` in core).
+    let whole = (insns + ticks / 2) / ticks;
+    let off = insns.abs_diff(whole * ticks);
+    println!(
+        "bench: icount_calibration {per_tick:.3} instructions/tick ({insns} instructions in {ticks} ticks)"
+    );
+    if whole == 0 || off * 100 > whole * ticks {
+        return Err(format!(
+            "{per_tick:.3} instructions per tick is not a whole number: is QEMU running with -icount shift=0?"
+        ));
+    }
+    Ok(whole)
+}
+
+/// The deterministic figures: each one run of a fixed count, converted from counter ticks
+/// to instructions with the calibrated factor.
+fn measure_icount() -> Result<(), String> {
+    println!(
+        "bench: machine {} CPUs, counter {} Hz, QEMU TCG with -icount shift=0",
+        machine().cpus.count(),
+        cpu::counter_frequency()
+    );
+    let per_tick = instructions_per_tick()? as f64;
+    // The ns figures of the timed helpers, in instructions.
+    let insns = |ns: f64| ns / cpu::ticks_to_ns(1) as f64 * per_tick;
+    let figure = |key: &str, v: f64, unit: &str| println!("bench: icount_{key} {v:.1} {unit}");
+    let mut pool = page_pool();
+    let unloaded = insns(null_calls(ICOUNT_CALLS)?);
+    let s = Session::start(&mut pool, 1 << 20)?;
+    s.set_writable(true).map_err(|e| format!("{e}"))?;
+    let disabled = insns(null_calls(ICOUNT_CALLS)?);
+    for id in [HypEnter::DESC.id, HostHcall::DESC.id, HypExit::DESC.id] {
+        call(HypercallId::EnableEvent, &[id as u64, 1]).map_err(|e| format!("{e}"))?;
+    }
+    let traced = insns(null_calls(ICOUNT_CALLS)?);
+    s.stop(&mut pool).map_err(|e| format!("{e}"))?;
+    figure("hvc_null_unloaded", unloaded, "instructions/call");
+    figure("hvc_null_loaded_disabled", disabled, "instructions/call");
+    figure(
+        "hvc_null_traced",
+        traced,
+        "instructions/call (hyp_enter, host_hcall, hyp_exit)",
+    );
+
+    let s = Session::start(&mut pool, 1 << 20)?;
+    for id in [Selftest::DESC.id, hyptrace_abi::printk::ID] {
+        call(HypercallId::EnableEvent, &[id as u64, 1]).map_err(|e| format!("{e}"))?;
+    }
+    s.set_writable(true).map_err(|e| format!("{e}"))?;
+    let selftest = insns(selftest_events(0, ICOUNT_EVENTS)?);
+    let printk = printk_calls(ICOUNT_EVENTS)?.map(insns);
+    s.stop(&mut pool).map_err(|e| format!("{e}"))?;
+    let ring_page = pool.alloc_contiguous(256).map_err(|e| format!("{e:?}"))?;
+    // SAFETY: 256 pool pages this function owns until it frees them below.
+    let ring = unsafe { core::slice::from_raw_parts_mut(ring_page as *mut u8, 1 << 20) };
+    let floor = insns(store_loop(ring, ICOUNT_EVENTS));
+    for i in 0..256 {
+        let _ = pool.free(ring_page + i * 4096);
+    }
+    figure(
+        "selftest_event",
+        selftest,
+        "instructions/event (18-byte payload, at EL2)",
+    );
+    figure(
+        "store_loop_floor",
+        floor,
+        "instructions/event (counter read and 24-byte store, at EL1)",
+    );
+    match printk {
+        Some(p) => figure("printk_event", p, "instructions/call (two arguments, at EL2)"),
+        None => println!(
+            "bench: icount_printk_event skipped: the benchmark call needs the fault-injection hypervisor"
+        ),
+    }
+    println!("bench: done");
+    Ok(())
+}
+
+/// ns per event of `count` selftest events in one call on this CPU.
+fn selftest_events(first: u64, count: u64) -> Result<f64, String> {
+    let start = cpu::counter();
+    let [n, _, _] =
+        call(HypercallId::WriteSelftest, &[first, count]).map_err(|e| format!("{e}"))?;
+    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
+    if n != count {
+        return Err(format!("wrote {n} of {count} selftest events"));
+    }
+    Ok(ns / count as f64)
+}
+
+/// ns per `hyp_printk!` of `count` calls of `printk_bench`; `None` when the hypervisor does
+/// not answer the test-only call.
+fn printk_calls(count: u64) -> Result<Option<f64>, String> {
+    let mut regs = [0u64; 18];
+    regs[0] = hyptrace_abi::hypercall::PRINTK_BENCH_FID.into();
+    regs[1] = count;
+    let start = cpu::counter();
+    let out = crate::arch::calls::hvc_raw(regs);
+    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
+    match (out[0], out[1]) {
+        (0, n) if n == count => Ok(Some(ns / count as f64)),
+        (0, n) => Err(format!("printk_bench made {n} of {count} calls")),
+        _ => Ok(None),
+    }
 }
 
 /// ns per `hyp_printk!` (two arguments) of one `printk_bench` batch on this CPU; `None` when

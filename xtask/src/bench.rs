@@ -46,7 +46,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             workspace::cargo(&["bench", "-p", "hyptrace-ring", "--bench", "ring"]),
             "bench ring (hyp/ring/benches/ring.rs)",
         ),
-        None => suite(args.quiet),
+        None => suite(args.quiet, args.icount),
     }
 }
 
@@ -60,13 +60,22 @@ pub struct Section {
     pub json: Json,
 }
 
-/// Every part, then one table and results.json.
-fn suite(quiet: bool) -> Result<()> {
+/// Every part (only the instruction counts with `icount_only`), then one table and
+/// results.json.
+fn suite(quiet: bool, icount_only: bool) -> Result<()> {
     let dir = workspace::target_dir().join("bench");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let machine = Machine::probe();
     // Part (a) natively; parts (b), (c) and (e) inside QEMU. Part (d) is not measured yet.
-    let sections = vec![native(&dir, quiet)?, crate::bench_qemu::section(quiet)?];
+    let sections = if icount_only {
+        vec![crate::icount::section(quiet)?]
+    } else {
+        vec![
+            native(&dir, quiet)?,
+            crate::bench_qemu::section(quiet)?,
+            crate::icount::section(quiet)?,
+        ]
+    };
 
     let mut out = String::new();
     writeln!(out, "\nhyptrace bench: {}", machine.one_line())?;
@@ -79,7 +88,14 @@ fn suite(quiet: bool) -> Result<()> {
     println!("{out}");
     let mut json = Json::object();
     json.set("schema", Json::Num(1.0));
-    json.set("command", Json::str("cargo xtask bench"));
+    json.set(
+        "command",
+        Json::str(if icount_only {
+            "cargo xtask bench --icount"
+        } else {
+            "cargo xtask bench"
+        }),
+    );
     json.set("machine", machine.json());
     for section in sections {
         json.set(section.key, section.json);

@@ -336,6 +336,10 @@ pub struct BenchArgs {
     /// Print only the table (no per-round progress, no guest console).
     #[arg(long)]
     pub quiet: bool,
+    /// Only the deterministic instruction counts (QEMU's `-icount shift=0`, two boots that
+    /// must agree) and their budgets.
+    #[arg(long)]
+    pub icount: bool,
 }
 
 /// The benchmarks `cargo xtask bench` knows.

@@ -32,6 +32,7 @@ mod examples_step;
 mod fault_report;
 mod fuzz_cmd;
 mod harness_outcome;
+mod icount;
 mod latency;
 mod mmu_check;
 mod qemu;

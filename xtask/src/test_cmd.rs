@@ -100,6 +100,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
             "fault report (EL1)",
             EL2_FAULT_STEP,
             TRACE_STEP,
+            ICOUNT_STEP,
             SOAK_STEP,
         ] {
             log.skip(name, "--skip-qemu");
@@ -119,6 +120,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         log.run(EL2_FAULT_STEP, || el2_fault_step(args, &images)),
         log.run(TRACE_STEP, || trace_step::run(&images)),
         log.run(MMU_STEP, || mmu_check::run(&images)),
+        log.run(ICOUNT_STEP, icount_step),
         log.run(SOAK_STEP, || {
             let words = soak_cmd::guest_words(CI_SOAK_MINUTES, 64, args.seed);
             soak_cmd::soak(&images, 4, words, CI_SOAK_MINUTES, false)
@@ -144,6 +146,30 @@ const MMU_STEP: &str = "MMU and caches on every CPU while tracing (gdb)";
 
 /// The name of the trace.dat step in the summary.
 const TRACE_STEP: &str = "trace.dat (4 CPUs, trace-cmd)";
+
+/// Name of the instruction-budget step.
+const ICOUNT_STEP: &str = "instruction budgets (-icount)";
+
+/// The deterministic instruction counts against their pinned budgets
+/// ([`crate::icount::BUDGETS`]): two boots of the normal image that must agree, one of the
+/// fault-injection image.
+fn icount_step() -> Result<()> {
+    let counts = crate::icount::measure(true)?;
+    match crate::icount::judge(&counts) {
+        Ok(lines) => {
+            eprintln!(
+                "xtask: instruction counts within their budgets (two boots equal): {}",
+                lines.join(", ")
+            );
+            Ok(())
+        }
+        Err(bad) => Err(anyhow!(
+            "instruction budgets exceeded (change a budget only with the reason, in \
+             xtask/src/icount.rs): {}",
+            bad.join("; ")
+        )),
+    }
+}
 
 /// Boots the host shim in `crash` mode and checks the fault report and exit status.
 fn fault_report_step(args: &TestArgs, images: &Images) -> Result<()> {

@@ -74,6 +74,7 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
         Mode::Test => crate::suite::run(&cmd),
         Mode::Run => crate::record::run(&cmd.run),
         Mode::Soak => crate::soak::run(&cmd.run, cmd.seed.unwrap_or_else(cpu::counter)),
+        Mode::Bench if cmd.bench_icount => crate::qemu_bench::run_icount(),
         Mode::Bench => crate::qemu_bench::run(),
         Mode::Crash => {
             println!("host: executing an undefined instruction on purpose (crash mode)");

@@ -29,6 +29,21 @@ pub fn counter() -> u64 {
     CNTPCT_EL0.get()
 }
 
+/// Runs exactly `2 * n` instructions (`subs` and `b.ne`, `n` times; `n` at least 1): the
+/// known-length loop that calibrates instruction counts under QEMU's `-icount`.
+pub fn counted_loop(n: u64) {
+    let n = n.max(1);
+    // SAFETY: a loop on one register; no memory, no stack, no flags anyone reads after.
+    unsafe {
+        core::arch::asm!(
+            "1: subs {n}, {n}, #1",
+            "b.ne 1b",
+            n = inout(reg) n => _,
+            options(nomem, nostack),
+        )
+    };
+}
+
 /// Counter frequency in Hz.
 pub fn counter_frequency() -> u64 {
     CNTFRQ_EL0.get()
