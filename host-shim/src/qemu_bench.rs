@@ -48,14 +48,7 @@ fn null_calls(calls: u64) -> Result<f64, String> {
 
 /// ns per event of one full selftest batch on this CPU.
 fn selftest_batch(first: u64) -> Result<f64, String> {
-    let start = cpu::counter();
-    let [n, _, _] =
-        call(HypercallId::WriteSelftest, &[first, BATCH]).map_err(|e| format!("{e}"))?;
-    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
-    if n != BATCH {
-        return Err(format!("wrote {n} of {BATCH} selftest events"));
-    }
-    Ok(ns / BATCH as f64)
+    selftest_events(first, BATCH)
 }
 
 /// The floor of one event: read the counter and store an 18-byte payload plus a 4-byte
@@ -322,17 +315,7 @@ fn printk_calls(count: u64) -> Result<Option<f64>, String> {
 /// ns per `hyp_printk!` (two arguments) of one `printk_bench` batch on this CPU; `None` when
 /// the hypervisor does not answer the test-only call (a normal build).
 fn printk_batch() -> Result<Option<f64>, String> {
-    let mut regs = [0u64; 18];
-    regs[0] = hyptrace_abi::hypercall::PRINTK_BENCH_FID.into();
-    regs[1] = BATCH;
-    let start = cpu::counter();
-    let out = crate::arch::calls::hvc_raw(regs);
-    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
-    match (out[0], out[1]) {
-        (0, n) if n == BATCH => Ok(Some(ns / BATCH as f64)),
-        (0, n) => Err(format!("printk_bench made {n} of {BATCH} calls")),
-        _ => Ok(None),
-    }
+    printk_calls(BATCH)
 }
 
 /// (c') One `hyp_printk!` with two arguments against one selftest event, alternating in
