@@ -293,7 +293,17 @@ fn read_page(r: &mut Reader, m: &mut Model) -> bool {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Write { len: usize, delta: u64 },
+    Write {
+        len: usize,
+        delta: u64,
+    },
+    /// Events written under one status handshake (`RingBuffer::batch`), with up to `reads`
+    /// reads (and so swaps, which never wait for the writer) after each event, while the
+    /// batch still holds the status.
+    Batch {
+        events: Vec<(usize, u64)>,
+        reads: u8,
+    },
     Read(u8),
     ReadPage,
     Peek,
@@ -315,8 +325,14 @@ fn op() -> impl Strategy<Value = Op> {
         2 => 0u64..(1u64 << 40),
         1 => Just((1u64 << 59) + 5),
     ];
+    let batch = (
+        proptest::collection::vec((len.clone(), delta.clone()), 1..8),
+        0u8..4,
+    )
+        .prop_map(|(events, reads)| Op::Batch { events, reads });
     prop_oneof![
         30 => (len, delta).prop_map(|(len, delta)| Op::Write { len, delta }),
+        6 => batch,
         6 => any::<u8>().prop_map(|n| Op::Read(n % 40)),
         2 => Just(Op::ReadPage),
         2 => Just(Op::Peek),
@@ -328,8 +344,8 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
-    /// Random writes, reads, page exports, peeks, footer updates and resets against the
-    /// model: the reader gets exactly the written events in order minus what is reported
+    /// Random writes (one at a time or in batches), reads, page exports, peeks, footer
+    /// updates and resets against the model: the reader gets exactly the written events in order minus what is reported
     /// lost, and read + lost never exceeds written (and equals it once drained).
     #[test]
     fn reader_matches_model(nr_pages in 2usize..5,
@@ -344,6 +360,22 @@ proptest! {
                     let seq = m.written.len() as u64;
                     prop_assert!(ring.write(m.ts, &payload_of(seq, len)));
                     m.written.push((m.ts, len));
+                }
+                Op::Batch { events, reads } => {
+                    let mut batch = ring.batch().expect("enabled, and no write in flight");
+                    for (len, delta) in events {
+                        let delta = if m.ts > (1 << 62) { 1 } else { delta };
+                        m.ts += delta;
+                        let seq = m.written.len() as u64;
+                        prop_assert!(batch.write(m.ts, &payload_of(seq, len)));
+                        m.written.push((m.ts, len));
+                        prop_assert!(ring.batch().is_none(), "one batch at a time");
+                        for _ in 0..reads {
+                            if !read_one(&mut r, &mut m) {
+                                break;
+                            }
+                        }
+                    }
                 }
                 Op::Read(n) => {
                     for _ in 0..n {

@@ -92,14 +92,27 @@ impl ClockParams {
     #[inline]
     pub fn cycles_to_ns(&self, cycles: u64) -> u64 {
         if cycles >= self.epoch_cyc {
-            let delta = ((cycles - self.epoch_cyc) as u128 * self.mult as u128) >> self.shift;
-            let delta = u64::try_from(delta).unwrap_or(u64::MAX);
-            self.epoch_ns.saturating_add(delta)
+            self.epoch_ns
+                .saturating_add(self.scale(cycles - self.epoch_cyc))
         } else {
-            let delta = ((self.epoch_cyc - cycles) as u128 * self.mult as u128) >> self.shift;
-            let delta = u64::try_from(delta).unwrap_or(u64::MAX);
-            self.epoch_ns.saturating_sub(delta)
+            self.before_epoch(cycles)
         }
+    }
+
+    /// `delta` cycles in ns, saturating.
+    #[inline(always)]
+    fn scale(&self, delta: u64) -> u64 {
+        let ns = (delta as u128 * self.mult as u128) >> self.shift;
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+
+    /// A counter value before the epoch: rare (the host sets the epoch at a counter value it
+    /// has read), so out of line, which keeps the writer's path to one product.
+    #[cold]
+    #[inline(never)]
+    fn before_epoch(&self, cycles: u64) -> u64 {
+        self.epoch_ns
+            .saturating_sub(self.scale(self.epoch_cyc - cycles))
     }
 }
 

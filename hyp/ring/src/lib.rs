@@ -16,8 +16,9 @@
 //! reader stores in them can change where or how much the writer writes.
 //!
 //! Who may call what:
-//! - [`RingBuffer::reserve`] / [`RingBuffer::write`]: the CPU that owns the buffer. They never
-//!   block and never wait. Two concurrent callers are harmless: one of them drops its event.
+//! - [`RingBuffer::reserve`] / [`RingBuffer::write`], and [`RingBuffer::batch`] for several
+//!   events under one status handshake: the CPU that owns the buffer. They never block and
+//!   never wait. Two concurrent callers are harmless: one of them drops its event.
 //! - [`RingBuffer::swap_reader`], [`RingBuffer::update_footers`], [`RingBuffer::reset`],
 //!   [`RingBuffer::enable`], [`RingBuffer::disable`], [`RingBuffer::load`],
 //!   [`RingBuffer::teardown`]: any CPU, concurrently with the writer. They serialise among
@@ -94,7 +95,7 @@ pub use error::RingError;
 pub use freeze::{FreezeError, Frozen};
 #[cfg(loom)]
 pub use page_io::LoomPage;
-pub use writer::{event_size, Reservation, MAX_PAYLOAD};
+pub use writer::{event_size, Batch, Reservation, MAX_PAYLOAD};
 
 /// The counters [`RingBuffer::stats`] and [`RingBuffer::update_footers`] return: the wire
 /// type of the `update_footers` hypercall.

@@ -1,7 +1,8 @@
 //! The writer status: the handshake between the writer and the control operations.
 //!
 //! One `AtomicU32` per buffer. The writer enters with a compare-and-swap WRITABLE → WRITING
-//! (Acquire) and leaves with a Release store of WRITABLE; a control operation that must keep
+//! (Acquire), once per event or once per batch of events, and leaves with a Release store of
+//! WRITABLE; a control operation that must keep
 //! the writer out (disable, reset, teardown) swaps WRITABLE → NONWRITABLE (Acquire), spinning
 //! while it reads WRITING. These values are private to the writer: no page and no register
 //! carries them.

@@ -637,3 +637,52 @@ fn freeze_gives_up_on_a_held_lock_and_an_unloaded_ring() {
     let unloaded = RingBuffer::new();
     assert_eq!(unloaded.freeze(4).unwrap_err(), FreezeError::NotLoaded);
 }
+
+#[test]
+fn a_batch_excludes_other_writers_and_ends_on_a_waiting_control_operation() {
+    let f = fixture(2);
+    let ring = f.ring;
+    let mut batch = ring.batch().unwrap();
+    assert!(ring.batch().is_none(), "one batch at a time");
+    assert!(
+        ring.reserve(1, 4).is_none(),
+        "and no single write beside it"
+    );
+    assert!(batch.write(1, b"abcd"));
+    assert!(batch.reserve(2, MAX_PAYLOAD + 1).is_none(), "too long");
+    assert!(
+        batch.write(2, b"efgh"),
+        "a refused event does not end the batch"
+    );
+    // A swap never waits for the writer: it goes on while the batch holds the status.
+    let swap = ring.swap_reader().unwrap();
+    assert!(
+        swap.swapped,
+        "the head (the writer's page) becomes the reader page"
+    );
+    std::thread::scope(|s| {
+        let disable = s.spawn(|| ring.disable().unwrap());
+        // The disable raises the stop flag, then waits: the batch sees the flag and refuses
+        // its further events, and the disable returns once the batch is dropped.
+        while batch.write(3, b"ijkl") {
+            std::thread::yield_now();
+        }
+        assert!(
+            !batch.write(4, b"mnop"),
+            "the rest of the batch is refused too"
+        );
+        drop(batch);
+        assert!(disable.join().unwrap(), "it was enabled");
+    });
+    let written = ring.stats().entries;
+    assert!(written >= 2);
+    assert!(ring.batch().is_none(), "disabled");
+    // A refused batch must not give back a status it never took.
+    assert!(
+        !ring.is_enabled(),
+        "a refused batch left the buffer disabled"
+    );
+    ring.enable().unwrap();
+    assert!(ring.write(5, b"qrst"));
+    assert_eq!(ring.stats().entries, written + 1);
+}

@@ -1,8 +1,12 @@
 //! The writer path: [`RingBuffer::reserve`], [`Reservation::commit`], and the page move.
 //!
-//! Only the CPU that owns the buffer runs this code. It never blocks: it enters with one
-//! compare-and-swap of the status, writes the record header, and on a full page moves the
-//! tail, pushing the head (and dropping the oldest page) if it caught the reader.
+//! Only the CPU that owns the buffer runs this code. It never blocks: it takes the writer
+//! status with one compare-and-swap per [`Batch`] (a single [`RingBuffer::reserve`] is a
+//! batch of one), writes the record header, and on a full page moves the tail, pushing the
+//! head (and dropping the oldest page) if it caught the reader. The events of a batch pay no
+//! read-modify-write and no barrier beyond the Release store that publishes each commit.
+
+use core::marker::PhantomData;
 
 use hyptrace_abi::page::{record, FOOTER_COMMIT};
 
@@ -53,7 +57,8 @@ impl WriterState<'_> {
 /// and publish it with [`commit`](Self::commit); dropping it discards the event.
 ///
 /// While it exists the buffer's status is WRITING: disable and teardown wait for it. It is
-/// bound to the thread (CPU) that reserved it: it is neither `Send` nor `Sync`.
+/// bound to the thread (CPU) that reserved it: it is neither `Send` nor `Sync`. One taken
+/// from a [`Batch`] borrows the batch, which keeps the status until it is dropped.
 ///
 /// ```
 /// # use core::ptr::NonNull;
@@ -83,6 +88,9 @@ pub struct Reservation<'r, 'a> {
     len: usize,
     end: usize,
     ts: u64,
+    /// Whether this reservation took the status itself (and gives it back when it ends), or
+    /// belongs to a [`Batch`], which does.
+    releases: bool,
 }
 
 impl Reservation<'_, '_> {
@@ -143,20 +151,102 @@ impl Reservation<'_, '_> {
         // Relaxed: a statistic; footer updates read it under no ordering requirement.
         ring.hot.0.entries.store(st.entries, Ordering::Relaxed);
         drop(cell);
-        // `self` drops here and releases WRITING.
+        // `self` drops here and releases WRITING (unless a batch holds it).
     }
 }
 
 impl Drop for Reservation<'_, '_> {
     #[inline(always)]
     fn drop(&mut self) {
-        // Release: pairs with the Acquire compare-and-swap of the next writer entry and of
-        // the disable handshake, which therefore see every write this event made.
-        self.ring
-            .hot
-            .0
-            .status
-            .store(status::WRITABLE, Ordering::Release);
+        if self.releases {
+            self.ring.release();
+        }
+    }
+}
+
+/// The writer status held for several events: one compare-and-swap for all of them.
+///
+/// Take it with [`RingBuffer::batch`], write with [`reserve`](Self::reserve) or
+/// [`write`](Self::write), drop it to let control operations in. While it exists the status
+/// is WRITING, so `disable`, `reset` and `teardown` wait for it (and `swap_reader`, which
+/// never waits for the writer, goes on): keep it for a bounded run of events, such as those
+/// one exception writes, and never across a call that may run one of those control
+/// operations on the same buffer, which would wait for it forever. A control operation that
+/// waits raises the stop flag, which every event of a batch checks: the batch then refuses
+/// its further events, so the wait lasts at most one event.
+///
+/// It is bound to the thread (CPU) that took it: it is neither `Send` nor `Sync`.
+///
+/// ```
+/// # use core::ptr::NonNull;
+/// # use hyptrace_ring::{PageDesc, RingBuffer};
+/// # #[repr(C, align(4096))] struct Page([u8; 4096]);
+/// # let mut pages: Vec<Box<Page>> = (0..3).map(|_| Box::new(Page([0; 4096]))).collect();
+/// # let addrs: Vec<NonNull<u8>> = pages.iter_mut().map(|p| NonNull::from(&mut p.0).cast()).collect();
+/// # let descs: Vec<PageDesc> = (0..3).map(|_| PageDesc::new()).collect();
+/// # let ring = RingBuffer::new();
+/// # // SAFETY: live, distinct, aligned pages, used only through the ring.
+/// # unsafe { ring.load(&descs, addrs[0], addrs[1..].iter().copied()) }.unwrap();
+/// # ring.enable().unwrap();
+/// // The three events of one trap, under one status handshake.
+/// let mut batch = ring.batch().expect("enabled");
+/// assert!(batch.write(100, b"enter"));
+/// let mut r = batch.reserve(110, 8).expect("8 bytes fit");
+/// assert!(r.write_at(0, &0x1234_u64.to_le_bytes()));
+/// r.commit();
+/// assert!(batch.write(120, b"exit"));
+/// drop(batch);
+/// assert_eq!(ring.stats().entries, 3);
+/// assert!(ring.disable()?, "the batch is over: disable does not wait");
+/// assert!(ring.batch().is_none(), "disabled");
+/// # Ok::<(), hyptrace_ring::RingError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a batch keeps control operations waiting until it is dropped"]
+pub struct Batch<'r, 'a> {
+    ring: &'r RingBuffer<'a>,
+    /// Bound to the CPU that took the status.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> Batch<'_, 'a> {
+    /// Reserves room for an event of `len` payload bytes at time `ts` (ns), as
+    /// [`RingBuffer::reserve`] does, without another handshake.
+    ///
+    /// Returns `None` when `len` exceeds [`MAX_PAYLOAD`] or a control operation is waiting
+    /// for the writer (the batch should then end: every further event is refused too, until
+    /// a control operation clears the stop flag).
+    #[inline(always)]
+    pub fn reserve(&mut self, ts: u64, len: usize) -> Option<Reservation<'_, 'a>> {
+        let ring = self.ring;
+        // Relaxed: a liveness hint, as in `RingBuffer::reserve`; the batch's status
+        // handshake is what keeps control operations out, and it holds until the drop.
+        if ring.hot.0.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        // SAFETY: this batch holds the WRITING status until it is dropped, which the
+        // reservation's borrow of it prevents while the reservation lives.
+        unsafe { ring.reserve_held(ts, len, false) }
+    }
+
+    /// Writes one event (`reserve` + copy + `commit`). Returns whether it was written.
+    #[inline(always)]
+    pub fn write(&mut self, ts: u64, payload: &[u8]) -> bool {
+        match self.reserve(ts, payload.len()) {
+            Some(mut r) => {
+                r.write_at(0, payload);
+                r.commit();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Batch<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.ring.release();
     }
 }
 
@@ -205,29 +295,84 @@ impl<'a> RingBuffer<'a> {
         if len > MAX_PAYLOAD {
             return None;
         }
+        if !self.acquire() {
+            return None;
+        }
+        // SAFETY: `acquire` just took the WRITING status; the reservation gives it back.
+        unsafe { self.reserve_held(ts, len, true) }
+    }
+
+    /// Takes the writer status for a [`Batch`] of events: one compare-and-swap for all of
+    /// them instead of one each.
+    ///
+    /// Returns `None` when the buffer is not writable (not loaded, disabled, another write or
+    /// batch in flight, or a control operation waiting). It never blocks and never waits.
+    #[inline(always)]
+    pub fn batch(&self) -> Option<Batch<'_, 'a>> {
+        // Built only once the status is taken: a `Batch` gives it back when dropped.
+        if !self.acquire() {
+            return None;
+        }
+        Some(Batch {
+            ring: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The writer's entry: the stop hint, then WRITABLE -> WRITING. Returns whether the
+    /// status was taken.
+    #[inline(always)]
+    fn acquire(&self) -> bool {
         let hot = &self.hot.0;
         // Relaxed: a liveness hint (see `Hot::stop`); the compare-and-swap below decides.
         if hot.stop.load(Ordering::Relaxed) {
-            return None;
+            return false;
         }
         // Acquire: pairs with the Release store of WRITABLE by `enable`/`reset` (the ring
-        // they set up is visible) and by the previous writer's exit.
-        if hot
-            .status
+        // they set up is visible) and by the previous writer's exit (`release`).
+        hot.status
             .compare_exchange(
                 status::WRITABLE,
                 status::WRITING,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
-            .is_err()
-        {
+            .is_ok()
+    }
+
+    /// The writer's exit: WRITING -> WRITABLE.
+    #[inline(always)]
+    fn release(&self) {
+        // Release: pairs with the Acquire compare-and-swap of the next writer entry
+        // (`acquire`) and of the disable handshake, which therefore see every write the
+        // events since `acquire` made.
+        self.hot.0.status.store(status::WRITABLE, Ordering::Release);
+    }
+
+    /// The reservation proper, once the status is held.
+    ///
+    /// # Safety
+    /// The caller holds the WRITING status (taken by `acquire` and not released), and no
+    /// other reservation of this buffer is alive. With `releases` the reservation gives the
+    /// status back when it ends (committed or dropped).
+    #[inline(always)]
+    unsafe fn reserve_held(
+        &self,
+        ts: u64,
+        len: usize,
+        releases: bool,
+    ) -> Option<Reservation<'_, 'a>> {
+        if len > MAX_PAYLOAD {
+            if releases {
+                self.release();
+            }
             return None;
         }
-        let cell = hot.writer.get_mut();
-        // SAFETY: we just took the WRITING status, which excludes every other writer and
+        let cell = self.hot.0.writer.get_mut();
+        // SAFETY: the caller holds the WRITING status, which excludes every other writer and
         // every control operation that touches the writer state (they first make the status
-        // NONWRITABLE, which they cannot do while it is WRITING).
+        // NONWRITABLE, which they cannot do while it is WRITING), and no other reservation
+        // is alive.
         let st = unsafe { cell.deref() };
 
         let ts = if ts < st.last_ts { st.last_ts } else { ts };
@@ -284,6 +429,7 @@ impl<'a> RingBuffer<'a> {
             len,
             end: payload + rounded,
             ts,
+            releases,
         })
     }
 

@@ -29,7 +29,7 @@ use crate::abi::{HypError, PrintkFormats, RingCounters, SwapResult};
 use crate::clock::ClockParams;
 use crate::memmap::MAX_CPUS;
 use crate::ring::clock_banks::ClockBanks;
-use crate::ring::{PageDesc, RingBuffer};
+use crate::ring::{Batch, PageDesc, Reservation, RingBuffer};
 use host_memory::{host_pointer, map_pages, unmap_pages, HostMemory};
 use memory_rules::MemoryRules;
 use ownership::PageStates;
@@ -407,14 +407,25 @@ impl TracingService {
             return false;
         };
         let ts = self.clock.cycles_to_ns(counter);
-        let Some(mut slot) = ring.reserve(ts, E::PAYLOAD_LEN) else {
+        let Some(slot) = ring.reserve(ts, E::PAYLOAD_LEN) else {
             return false;
         };
-        let mut payload = [0u8; 64];
-        event.encode(&mut payload);
-        slot.write_at(0, &payload[..E::PAYLOAD_LEN]);
-        slot.commit();
+        fill(slot, event);
         true
+    }
+
+    /// Opens a batch on `cpu`'s buffer: the events of one exception under one status
+    /// handshake and one read of the clock parameters (see [`EventBatch`]). `None` when the
+    /// buffer is not writable; callers check first that one of the batch's events is
+    /// enabled, so that tracing loaded but disabled costs what no tracing does.
+    #[inline(always)]
+    pub fn batch(&self, cpu: usize) -> Option<EventBatch<'_>> {
+        let batch = self.rings.get(cpu)?.batch()?;
+        Some(EventBatch {
+            batch,
+            clock: self.clock.read(),
+            events: &self.events,
+        })
     }
 
     /// Writes a `hyp_printk` event of the site at `site` with `args` on `cpu`'s buffer, if
@@ -542,6 +553,9 @@ impl TracingService {
     /// were written (0 when the event is disabled or the buffer not writable). Errors:
     /// [`HypError::NotLoaded`], [`HypError::InvalidArgument`] for `count` above
     /// [`MAX_SELFTEST_BATCH`] or sequence numbers that would pass `u64::MAX`.
+    // Out of line: inlined into the hypercall dispatcher, the batch's registers made every
+    // hypercall save more of them (8 instructions on the null hypercall).
+    #[inline(never)]
     pub fn write_selftest(
         &self,
         cpu: usize,
@@ -558,13 +572,25 @@ impl TracingService {
         let Some(end) = end.filter(|_| count <= MAX_SELFTEST_BATCH) else {
             return Err(HypError::InvalidArgument);
         };
+        // One batch for the whole call: one status handshake and one clock read. A control
+        // operation waiting for the writer (from another CPU) ends it early through the
+        // ring's stop flag, so it waits for one event, not for the batch.
+        if !self.is_enabled::<events::Selftest>() {
+            return Ok(0);
+        }
+        let Some(mut batch) = self.batch(cpu) else {
+            return Ok(0);
+        };
         let mut written = 0;
         for seq in first_seq..end {
             let e = events::Selftest {
                 seq,
                 payload: events::selftest_payload(seq),
             };
-            written += self.emit(cpu, &counter, &e) as u64;
+            if !batch.emit(&counter, &e) {
+                break;
+            }
+            written += 1;
         }
         Ok(written)
     }
@@ -631,6 +657,51 @@ unsafe fn copy_from_host(out: &mut [u8], pa: u64) {
         // SAFETY: inside the range the caller guarantees; aligned because `pa` is.
         let word = unsafe { core::ptr::read_volatile((pa as usize + 8 * i) as *const u64) };
         chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+}
+
+/// Copies `event`'s payload into `slot` and commits it.
+#[inline(always)]
+fn fill<E: Event>(mut slot: Reservation<'_, '_>, event: &E) {
+    // Encoded on the stack, then copied: the compiler forwards the constant-offset stores
+    // straight into the page (read from the release image: no stack buffer is left in
+    // `emit_enabled`).
+    let mut payload = [0u8; 64];
+    event.encode(&mut payload);
+    slot.write_at(0, &payload[..E::PAYLOAD_LEN]);
+    slot.commit();
+}
+
+/// Events written on one CPU's buffer under one status handshake (`hyptrace_ring::Batch`)
+/// and one read of the clock parameters: what one exception writes at entry. Control
+/// operations that must keep the writer out (disable, reset, teardown, from any CPU) wait
+/// for it, so it lives for a few events and never across a hypercall's handler, which may
+/// run one of them on this very buffer.
+///
+/// An `update_clock` that races a batch applies from the next batch on: the events of this
+/// one use the parameters it read when it opened.
+#[derive(Debug)]
+pub struct EventBatch<'s> {
+    batch: Batch<'s, 'static>,
+    clock: ClockParams,
+    events: &'s [AtomicBool; EVENT_SLOTS],
+}
+
+impl EventBatch<'_> {
+    /// Writes `event` if it is enabled; `counter` is read only then. Returns whether the
+    /// event was written.
+    #[inline(always)]
+    pub fn emit<E: Event>(&mut self, counter: impl FnOnce() -> u64, event: &E) -> bool {
+        // Relaxed: see `TracingService::enable_event`.
+        if !self.events[E::DESC.id as usize].load(Ordering::Relaxed) {
+            return false;
+        }
+        let ts = self.clock.cycles_to_ns(counter());
+        let Some(slot) = self.batch.reserve(ts, E::PAYLOAD_LEN) else {
+            return false;
+        };
+        fill(slot, event);
+        true
     }
 }
 

@@ -2,6 +2,7 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
+use hyp::abi::event_format::Event;
 use hyp::abi::events::{HostHcall, HostMemAbort, HostSmc, HypEnter, HypExit, PsciCpuOn};
 use hyp::abi::HypercallId;
 use hyp::esr::{
@@ -34,7 +35,6 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
         unexpected_exception(slot, frame);
     }
     let cpu = cpu_index();
-    TRACING.emit(cpu, counter, &HypEnter {});
     let esr = Esr(ESR_EL2.get());
     match esr.ec() {
         EC_HVC64 => host_hvc(cpu, esr, frame),
@@ -47,9 +47,39 @@ pub extern "C" fn hyp_trap(slot: u64, frame: &mut TrapFrame) {
         // Anything else the host did that trapped (an instruction or register access the
         // hypervisor does not emulate): hand it back to the host as an undefined
         // instruction, as EL1 would have taken it without a hypervisor.
-        _ => inject_undef(frame),
+        _ => {
+            TRACING.emit(cpu, counter, &HypEnter {});
+            inject_undef(frame)
+        }
     }
     TRACING.emit(cpu, counter, &HypExit {});
+}
+
+/// The entry events of a trap: `hyp_enter`, then the trap's own event (`host_hcall`,
+/// `host_smc`, `host_mem_abort`), each with its own counter read, in one batch: one status
+/// handshake and one clock read for both. Written by the handler once it has decoded the
+/// trap, before it acts on it; `hyp_enter`'s time is therefore a few instructions after the
+/// exception was taken. Never held across the handler's work, which may disable or tear down
+/// this very buffer.
+#[inline(always)]
+fn trace_entry<E: Event>(cpu: usize, cause: &E) {
+    // The same two flag loads whether tracing is loaded or not: loaded but disabled costs
+    // exactly what no tracing does.
+    if !TRACING.is_enabled::<HypEnter>() && !TRACING.is_enabled::<E>() {
+        return;
+    }
+    trace_entry_enabled(cpu, cause);
+}
+
+/// The part of [`trace_entry`] after the enable checks: out of line, so that the path with
+/// tracing off keeps its registers (inlined, the batch's register pressure made every trap
+/// spill the host's arguments, 8 instructions more with tracing off).
+#[inline(never)]
+fn trace_entry_enabled<E: Event>(cpu: usize, cause: &E) {
+    if let Some(mut batch) = TRACING.batch(cpu) {
+        batch.emit(counter, &HypEnter {});
+        batch.emit(counter, cause);
+    }
 }
 
 /// A host access stage 2 refused (the hypervisor's memory, or nothing at all): traced, then
@@ -63,9 +93,8 @@ fn host_abort(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
         true => hyp::stage2::fault_ipa(HPFAR_EL2.get(), 0),
         false => hyp::stage2::fault_ipa(HPFAR_EL2.get(), far),
     };
-    TRACING.emit(
+    trace_entry(
         cpu,
-        counter,
         &HostMemAbort {
             esr: esr.0,
             addr: ipa,
@@ -120,9 +149,8 @@ fn inject_undef(frame: &mut TrapFrame) {
 fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
     let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
     let valid = esr.iss() & 0xffff == 0 && HypercallId::from_x0(x[0]).is_some();
-    TRACING.emit(
+    trace_entry(
         cpu,
-        counter,
         &HostHcall {
             id: x[0] as u32,
             invalid: !valid as u8,
@@ -159,9 +187,8 @@ fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
 fn host_smc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
     let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
     let immediate_ok = esr.iss() & 0xffff == 0;
-    TRACING.emit(
+    trace_entry(
         cpu,
-        counter,
         &HostSmc {
             id: x[0],
             forwarded: (immediate_ok && is_relayed(x[0])) as u8,
