@@ -28,9 +28,11 @@ pub(crate) struct WriterState<'a> {
     pub(crate) tail_page: *mut u8,
     /// Bytes used in the tail page.
     pub(crate) write: usize,
-    pub(crate) tail_entries: u32,
+    /// The writer's event count (`Hot::entries`) when the tail page got its first event:
+    /// the page's own count is the difference, taken when the tail moves on, so an event
+    /// pays no per-page counter.
+    pub(crate) tail_first_entry: u64,
     pub(crate) last_ts: u64,
-    pub(crate) entries: u64,
     pub(crate) overrun: u64,
     pub(crate) pages_touched: u64,
 }
@@ -43,9 +45,8 @@ impl WriterState<'_> {
                 tail: 0,
                 tail_page: core::ptr::null_mut(),
                 write: 0,
-                tail_entries: 0,
+                tail_first_entry: 0,
                 last_ts: 0,
-                entries: 0,
                 overrun: 0,
                 pages_touched: 0,
             }
@@ -145,11 +146,12 @@ impl Reservation<'_, '_> {
         // exclusive access to the writer state until `drop` below releases it.
         let st = unsafe { cell.deref() };
         st.write = self.end;
-        st.tail_entries += 1;
         st.last_ts = self.ts;
-        st.entries += 1;
-        // Relaxed: a statistic; footer updates read it under no ordering requirement.
-        ring.hot.0.entries.store(st.entries, Ordering::Relaxed);
+        // Relaxed, load and store rather than an atomic add (only this writer stores it, and
+        // the status excludes other writers): a statistic that footer updates read under no
+        // ordering requirement.
+        let entries = ring.hot.0.entries.load(Ordering::Relaxed);
+        ring.hot.0.entries.store(entries + 1, Ordering::Relaxed);
         drop(cell);
         // `self` drops here and releases WRITING (unless a batch holds it).
     }
@@ -379,41 +381,23 @@ impl<'a> RingBuffer<'a> {
         let delta = ts - st.last_ts;
         let rounded = rounded_payload(len);
         let rec = record_size(rounded);
-        let mut write = st.write;
-        let mut extend = write != 0 && delta > record::MAX_DELTA;
-        let need = rec + if extend { record::EXTEND_SIZE } else { 0 };
-        if write + need > CAPACITY || (extend && delta > record::MAX_EXTEND_DELTA) {
-            self.move_tail(st);
-            write = 0;
-            extend = false;
-        }
+        // The fast path, one test: the delta fits the record header, and the tail page has
+        // events already and room for the record. Everything else (the first event of a page,
+        // a TIME_EXTEND, a page move) is out of line, at most once per page or per long
+        // pause.
+        let room = st.write != 0 && st.write + rec <= CAPACITY;
+        let (write, delta) = if delta <= record::MAX_DELTA && room {
+            (st.write, delta as u32)
+        } else {
+            (self.reserve_slow(st, ts, delta, rec), 0)
+        };
         // SAFETY: `tail_page` was taken from a loaded descriptor (see `PageDesc::page_ref`).
         let page = unsafe { PageRef::new(st.tail_page) };
-        let delta = if write == 0 {
-            // First event of the page: the page timestamp carries the time, delta 0.
-            // Relaxed: published by the Release store of `commit` in `commit`.
-            page.header().time_stamp.store(ts, Ordering::Relaxed);
-            0
-        } else {
-            delta
-        };
-        if extend {
-            page.write_u32(
-                write,
-                record::header(record::TIME_EXTEND, (delta & record::MAX_DELTA) as u32),
-            );
-            page.write_u32(write + 4, (delta >> record::TIME_DELTA_BITS) as u32);
-            write += record::EXTEND_SIZE;
-        }
-        let small = rounded <= record::MAX_SMALL_DATA;
-        let payload = if small {
-            // `extend` implies the data record's own delta is 0.
-            let d = if extend { 0 } else { delta as u32 };
-            page.write_u32(write, record::header((rounded / 4) as u32, d));
+        let payload = if rounded <= record::MAX_SMALL_DATA {
+            page.write_u32(write, record::header((rounded / 4) as u32, delta));
             write + 4
         } else {
-            let d = if extend { 0 } else { delta as u32 };
-            page.write_u32(write, record::header(0, d));
+            page.write_u32(write, record::header(0, delta));
             page.write_u32(write + 4, (rounded + 4) as u32);
             write + 8
         };
@@ -444,6 +428,39 @@ impl<'a> RingBuffer<'a> {
             }
             None => false,
         }
+    }
+
+    /// The reservation's rare cases, for a record of `rec` bytes at `ts`, `delta` after the
+    /// previous event: a TIME_EXTEND before it when the delta does not fit the record header
+    /// (and the extend fits the page), otherwise the first event of a page, which carries
+    /// the time in the page header (after moving the tail when the page has events). Returns
+    /// where the record goes; its own delta is then 0.
+    #[cold]
+    #[inline(never)]
+    fn reserve_slow(&self, st: &mut WriterState<'a>, ts: u64, delta: u64, rec: usize) -> usize {
+        let write = st.write;
+        if write != 0
+            && delta <= record::MAX_EXTEND_DELTA
+            && write + record::EXTEND_SIZE + rec <= CAPACITY
+        {
+            // SAFETY: `tail_page` was taken from a loaded descriptor.
+            let page = unsafe { PageRef::new(st.tail_page) };
+            page.write_u32(
+                write,
+                record::header(record::TIME_EXTEND, (delta & record::MAX_DELTA) as u32),
+            );
+            page.write_u32(write + 4, (delta >> record::TIME_DELTA_BITS) as u32);
+            return write + record::EXTEND_SIZE;
+        }
+        if write != 0 {
+            self.move_tail(st);
+        }
+        // SAFETY: as above (`move_tail` took the new tail from a loaded descriptor).
+        let page = unsafe { PageRef::new(st.tail_page) };
+        // First event of the page: the page timestamp carries the time, delta 0.
+        // Relaxed: published by the Release store of `commit` in `commit`.
+        page.header().time_stamp.store(ts, Ordering::Relaxed);
+        0
     }
 
     /// Moves the tail to the next page, pushing the head if the writer caught it.
@@ -493,9 +510,13 @@ impl<'a> RingBuffer<'a> {
             );
             break n;
         };
+        // Relaxed: only this writer stores `entries` (the status excludes others).
+        let entries = self.hot.0.entries.load(Ordering::Relaxed);
+        // At most a page's worth of events (4048 / 8), so the difference fits.
+        let tail_entries = (entries - st.tail_first_entry) as u32;
         // Relaxed: read by this writer later (a push) or zeroed by a swap that is ordered
         // after our `tail` store below.
-        descs[t].entries.store(st.tail_entries, Ordering::Relaxed);
+        descs[t].entries.store(tail_entries, Ordering::Relaxed);
         let old = descs[t].page_ref();
         let new = descs[next].page_ref();
         // Relaxed: nobody may read a ring page the writer is about to fill; the reader gets
@@ -519,6 +540,6 @@ impl<'a> RingBuffer<'a> {
         st.tail = next;
         st.tail_page = descs[next].page_ptr();
         st.write = 0;
-        st.tail_entries = 0;
+        st.tail_first_entry = entries;
     }
 }

@@ -100,6 +100,27 @@ pub fn writer<const N: usize>(ring: &RingBuffer<'_>, payload: &[u8; N], events: 
     t0.elapsed().as_nanos() as f64 / events as f64
 }
 
+/// Events per batch in [`writer_batch`]: what one trap writes (hyp_enter, the trap's own
+/// event, hyp_exit).
+pub const BATCH: u64 = 3;
+
+/// hyptrace's writer in batches of [`BATCH`] events under one status handshake
+/// (`RingBuffer::batch`), each event with its own timestamp. Returns ns/event over `events`
+/// iterations (rounded down to whole batches).
+pub fn writer_batch<const N: usize>(ring: &RingBuffer<'_>, payload: &[u8; N], events: u64) -> f64 {
+    let batches = events / BATCH;
+    let t0 = Instant::now();
+    for _ in 0..batches {
+        if let Some(mut b) = ring.batch() {
+            for _ in 0..BATCH {
+                let p = black_box(*payload);
+                b.write(now(), &p);
+            }
+        }
+    }
+    t0.elapsed().as_nanos() as f64 / (batches * BATCH) as f64
+}
+
 /// The floor plus the one locked instruction the writer's protocol needs per event: an
 /// uncontended compare-and-swap of a status word before the stores (Acquire, as
 /// `RingBuffer::reserve` takes WRITING) and a Release store after them (as `commit` gives
