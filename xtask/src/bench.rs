@@ -36,6 +36,10 @@ const GOAL_PAYLOAD: usize = 16;
 /// Goal: hyptrace's writer at most this many times the floor.
 const GOAL_FLOOR_RATIO: f64 = 1.5;
 
+/// Goal of issue #15: the trap path's events (batches of three, `RingBuffer::batch`) at most
+/// this many times the floor, on whatever x86 CPU the bench runs on.
+const GOAL_BATCH_RATIO: f64 = 1.25;
+
 /// Goal: LTTng-UST at least this many times slower than hyptrace's writer.
 const GOAL_LTTNG_RATIO: f64 = 4.0;
 
@@ -324,6 +328,8 @@ struct NativeRow {
     floor: f64,
     hyptrace: f64,
     floor_cas: f64,
+    /// The writer in batches of three events under one status handshake.
+    batch: f64,
 }
 
 /// Runs one round of the native bench.
@@ -343,9 +349,10 @@ fn native_round(exe: &std::path::Path, pin: &[String]) -> Result<Vec<NativeRow>>
         .with_context(|| format!("unexpected output from `{line}`"))
 }
 
-/// Parses `result floor|hyptrace|floor_cas PAYLOAD NS` lines; every payload needs all three.
+/// Parses `result floor|hyptrace|floor_cas|hyptrace_batch PAYLOAD NS` lines; every payload
+/// needs all four.
 fn parse_native(stdout: &str) -> Result<Vec<NativeRow>> {
-    let mut rows: Vec<(usize, [Option<f64>; 3])> = Vec::new();
+    let mut rows: Vec<(usize, [Option<f64>; 4])> = Vec::new();
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let ["result", name, p, ns] = words.as_slice() {
@@ -354,7 +361,7 @@ fn parse_native(stdout: &str) -> Result<Vec<NativeRow>> {
             let i = match rows.iter().position(|r| r.0 == p) {
                 Some(i) => i,
                 None => {
-                    rows.push((p, [None; 3]));
+                    rows.push((p, [None; 4]));
                     rows.len() - 1
                 }
             };
@@ -362,25 +369,27 @@ fn parse_native(stdout: &str) -> Result<Vec<NativeRow>> {
                 "floor" => rows[i].1[0] = Some(ns),
                 "hyptrace" => rows[i].1[1] = Some(ns),
                 "floor_cas" => rows[i].1[2] = Some(ns),
+                "hyptrace_batch" => rows[i].1[3] = Some(ns),
                 other => bail!("unknown figure `{other}`"),
             }
         }
     }
     let rows: Option<Vec<_>> = rows
         .into_iter()
-        .map(|(payload, [f, h, c])| {
+        .map(|(payload, [f, h, c, b])| {
             Some(NativeRow {
                 payload,
                 floor: f?,
                 hyptrace: h?,
                 floor_cas: c?,
+                batch: b?,
             })
         })
         .collect();
     match rows {
         Some(rows) if !rows.is_empty() => Ok(rows),
         _ => bail!(
-            "missing floor, hyptrace or floor_cas figures in: {}",
+            "missing floor, hyptrace, floor_cas or hyptrace_batch figures in: {}",
             stdout.trim()
         ),
     }
@@ -392,6 +401,7 @@ struct NativeSamples {
     floor: Vec<Vec<f64>>,
     hyptrace: Vec<Vec<f64>>,
     floor_cas: Vec<Vec<f64>>,
+    batch: Vec<Vec<f64>>,
     /// Per layout: per payload, the driver's figures per round.
     lttng: Vec<Vec<Vec<DriverFigures>>>,
 }
@@ -421,6 +431,7 @@ fn native(dir: &std::path::Path, quiet: bool) -> Result<Section> {
         floor: vec![vec![]; PAYLOADS.len()],
         hyptrace: vec![vec![]; PAYLOADS.len()],
         floor_cas: vec![vec![]; PAYLOADS.len()],
+        batch: vec![vec![]; PAYLOADS.len()],
         lttng: vec![vec![vec![]; PAYLOADS.len()]; LAYOUTS.len()],
     };
     let index = |p: usize| PAYLOADS.iter().position(|&q| q == p);
@@ -433,6 +444,7 @@ fn native(dir: &std::path::Path, quiet: bool) -> Result<Section> {
             s.floor[i].push(r.floor);
             s.hyptrace[i].push(r.hyptrace);
             s.floor_cas[i].push(r.floor_cas);
+            s.batch[i].push(r.batch);
         }
         if let Ok(l) = &lttng_state {
             let mut failure = None;
@@ -468,9 +480,10 @@ fn native(dir: &std::path::Path, quiet: bool) -> Result<Section> {
         }
         Err(reason) => Err(reason),
     };
-    Ok(native_section(
-        &s, lttng_ok, &versions, &sessiond, &pin_text,
-    ))
+    let counts = crate::bench_callgrind::count(&exe, quiet);
+    let mut section = native_section(&s, lttng_ok, &versions, &sessiond, &pin_text);
+    crate::bench_callgrind::append(&mut section, &counts);
+    Ok(section)
 }
 
 /// The table and JSON of part (a) from its samples.
@@ -542,11 +555,18 @@ fn native_section(
         let hyp_floor = ratios(&hyp, &floor);
         let floor_cas = Stats::of(s.floor_cas[i].clone());
         let hyp_floor_cas = ratios(&hyp, &floor_cas);
+        let batch = Stats::of(s.batch[i].clone());
+        let batch_floor = ratios(&batch, &floor);
         handshake.push(format!(
             "    {p:>3} B: floor + status CAS {} ({:+.2} ns over the floor); hyptrace / that {}",
             floor_cas.cell(),
             floor_cas.median - floor.median,
             ratio_cell(&hyp_floor_cas)
+        ));
+        handshake.push(format!(
+            "    {p:>3} B: hyptrace in batches of 3 (one handshake each) {}; / floor {}",
+            batch.cell(),
+            ratio_cell(&batch_floor)
         ));
         let mut pj = Json::object();
         pj.set("payload_bytes", Json::Num(p as f64));
@@ -555,6 +575,8 @@ fn native_section(
         pj.set("ratio_hyptrace_over_floor", hyp_floor.json());
         pj.set("floor_cas_ns", floor_cas.json());
         pj.set("ratio_hyptrace_over_floor_cas", hyp_floor_cas.json());
+        pj.set("hyptrace_batch_ns", batch.json());
+        pj.set("ratio_hyptrace_batch_over_floor", batch_floor.json());
         let mut cells = vec![
             p.to_string(),
             floor.cell(),
@@ -606,7 +628,17 @@ fn native_section(
                 hyp_floor.median,
                 if met { "met" } else { "MISSED" }
             ));
+            let batch_met = batch_floor.median <= GOAL_BATCH_RATIO;
+            goal_lines.push(format!(
+                "    goal trap-path events (batches of 3) <= {GOAL_BATCH_RATIO}x floor at {p} B: \
+                 {:.2}x, {} (on the CPU the header names)",
+                batch_floor.median,
+                if batch_met { "met" } else { "MISSED" },
+            ));
             let mut goals = Json::object();
+            goals.set("batch_over_floor_max", Json::Num(GOAL_BATCH_RATIO));
+            goals.set("batch_over_floor", Json::Num(batch_floor.median));
+            goals.set("batch_over_floor_met", Json::Bool(batch_met));
             goals.set("hyptrace_over_floor_max", Json::Num(GOAL_FLOOR_RATIO));
             goals.set("hyptrace_over_floor", Json::Num(hyp_floor.median));
             goals.set("hyptrace_over_floor_met", Json::Bool(met));
@@ -639,8 +671,8 @@ fn native_section(
     }
     json.set("payloads", Json::Arr(payload_json));
     lines.push(
-        "    the writer's status handshake (one locked compare-and-swap per event on x86, \
-         docs/performance.md):"
+        "    the writer's status handshake (one locked compare-and-swap per event, or per \
+         batch, on x86; docs/performance.md):"
             .into(),
     );
     lines.extend(handshake);
@@ -704,8 +736,9 @@ mod tests {
     #[test]
     fn parses_native_output() {
         let out = "clock RDTSC\nresult floor 4 8.5\nresult hyptrace 4 15\n\
-                   result floor_cas 4 13\nresult floor 16 8\nresult hyptrace 16 15.25\n\
-                   result floor_cas 16 13.5\n";
+                   result floor_cas 4 13\nresult hyptrace_batch 4 12\nresult floor 16 8\n\
+                   result hyptrace 16 15.25\nresult floor_cas 16 13.5\n\
+                   result hyptrace_batch 16 9.75\n";
         let rows = parse_native(out).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(
@@ -714,10 +747,16 @@ mod tests {
                 payload: 16,
                 floor: 8.0,
                 hyptrace: 15.25,
-                floor_cas: 13.5
+                floor_cas: 13.5,
+                batch: 9.75,
             }
         );
         assert!(parse_native("result floor 4 8.5\nresult hyptrace 4 15\n").is_err());
+        assert!(
+            parse_native("result floor 4 8.5\nresult hyptrace 4 15\nresult floor_cas 4 13\n")
+                .is_err(),
+            "the batch figure is missing"
+        );
         assert!(parse_native("").is_err());
     }
 
@@ -742,11 +781,13 @@ mod tests {
             floor: vec![vec![8.0]; 3],
             hyptrace: vec![vec![15.0]; 3],
             floor_cas: vec![vec![13.0]; 3],
+            batch: vec![vec![10.0]; 3],
             lttng: vec![vec![vec![]; 3]; 2],
         };
         let section = native_section(&s, Err("no root".into()), "", "", "pinned");
         let text = section.lines.join("\n");
         assert!(text.contains("LTTng-UST skipped: no root"));
+        assert!(text.contains("(batches of 3) <= 1.25x floor at 16 B: 1.25x, met"));
         assert!(text.contains("not measured"));
         let json = section.json.render();
         assert!(json.contains("\"status\": \"skipped\""));

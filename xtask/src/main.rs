@@ -22,6 +22,7 @@
 //! - [`step_log`]: timing and summarising the steps of `test`.
 
 mod bench;
+mod bench_callgrind;
 mod bench_json;
 mod bench_lttng;
 mod bench_qemu;
