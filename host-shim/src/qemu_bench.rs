@@ -51,20 +51,11 @@ fn selftest_batch(first: u64) -> Result<f64, String> {
     selftest_events(first, BATCH)
 }
 
-/// The floor of one event: read the counter and store an 18-byte payload plus a 4-byte
-/// header into a 1 MiB ring, as the writer does, without any ring protocol.
+/// The floor of one event at EL1 (`hyptrace_ring::floor`, the hypervisor's test-only
+/// `writer_bench` runs the same loop at EL2), ns per event.
 fn store_loop(ring: &mut [u8], events: u64) -> f64 {
     let start = cpu::counter();
-    let mut at = 0;
-    for seq in 0..events {
-        let ts = cpu::counter();
-        let rec = &mut ring[at..at + 24];
-        rec[..4].copy_from_slice(&(ts as u32).to_le_bytes());
-        rec[4..12].copy_from_slice(&seq.to_le_bytes());
-        rec[12..20].copy_from_slice(&ts.to_le_bytes());
-        at = (at + 24) % (ring.len() - 24);
-    }
-    core::hint::black_box(&ring);
+    hyptrace_ring::floor::store_loop(ring, events, cpu::counter);
     cpu::ticks_to_ns(cpu::counter() - start) as f64 / events as f64
 }
 
@@ -183,6 +174,11 @@ const CALIBRATION_ITERATIONS: u64 = 1_000_000;
 const ICOUNT_CALLS: u64 = 4096;
 /// Events per deterministic figure.
 const ICOUNT_EVENTS: u64 = 16384;
+/// `swap_reader` / `update_footers` calls per deterministic figure (fewer than the full
+/// pages of [`CONTROL_BUFFER`], so every swap swaps).
+const ICOUNT_CONTROL_CALLS: u64 = 4000;
+/// Bytes per CPU of the buffer the control calls are counted on: 4096 ring pages.
+const CONTROL_BUFFER: usize = 16 << 20;
 
 /// `hyptrace bench icount=1`: the deterministic figures, run under `-icount shift=0`.
 pub fn run_icount() -> u32 {
@@ -256,7 +252,40 @@ fn measure_icount() -> Result<(), String> {
     s.set_writable(true).map_err(|e| format!("{e}"))?;
     let selftest = insns(selftest_events(0, ICOUNT_EVENTS)?);
     let printk = printk_calls(ICOUNT_EVENTS)?.map(insns);
+    let mut sized = Vec::new();
+    for len in [4, 16, 64] {
+        let n = writer_bench(
+            hyptrace_abi::hypercall::WRITER_BENCH_EVENTS,
+            ICOUNT_EVENTS,
+            len,
+        )?;
+        sized.push((len, n.map(insns)));
+    }
     s.stop(&mut pool).map_err(|e| format!("{e}"))?;
+    // swap_reader and update_footers on a full 16 MiB buffer (4096 ring pages, filled and
+    // wrapped by selftest events): every swap swaps a page, and 4,000 calls make the
+    // counter's 16-instruction tick negligible in the figure.
+    let s = Session::start(&mut pool, CONTROL_BUFFER)?;
+    call(HypercallId::EnableEvent, &[Selftest::DESC.id as u64, 1]).map_err(|e| format!("{e}"))?;
+    s.set_writable(true).map_err(|e| format!("{e}"))?;
+    let batch = hyptrace_abi::limits::MAX_SELFTEST_BATCH;
+    for k in 0..(CONTROL_BUFFER as u64 / 24).div_ceil(batch) + 1 {
+        selftest_events(k * batch, batch)?;
+    }
+    let swap = insns(control_calls(
+        HypercallId::SwapReader,
+        ICOUNT_CONTROL_CALLS,
+    )?);
+    let footers = insns(control_calls(
+        HypercallId::UpdateFooters,
+        ICOUNT_CONTROL_CALLS,
+    )?);
+    s.stop(&mut pool).map_err(|e| format!("{e}"))?;
+    let el2_floor = writer_bench(
+        hyptrace_abi::hypercall::WRITER_BENCH_FLOOR,
+        ICOUNT_EVENTS,
+        0,
+    )?;
     let ring_page = pool.alloc_contiguous(256).map_err(|e| format!("{e:?}"))?;
     // SAFETY: 256 pool pages this function owns until it frees them below.
     let ring = unsafe { core::slice::from_raw_parts_mut(ring_page as *mut u8, 1 << 20) };
@@ -274,11 +303,39 @@ fn measure_icount() -> Result<(), String> {
         floor,
         "instructions/event (counter read and 24-byte store, at EL1)",
     );
+    figure(
+        "swap_reader",
+        swap,
+        "instructions/call (from EL1, a full page swapped each time)",
+    );
+    figure("update_footers", footers, "instructions/call (from EL1)");
+    let test_only = "skipped: the benchmark call needs the fault-injection hypervisor";
     match printk {
-        Some(p) => figure("printk_event", p, "instructions/call (two arguments, at EL2)"),
-        None => println!(
-            "bench: icount_printk_event skipped: the benchmark call needs the fault-injection hypervisor"
+        Some(p) => figure(
+            "printk_event",
+            p,
+            "instructions/call (two arguments, at EL2)",
         ),
+        None => println!("bench: icount_printk_event {test_only}"),
+    }
+    match el2_floor {
+        Some(f) => figure(
+            "store_loop_floor_el2",
+            insns(f),
+            "instructions/event (the same loop, at EL2)",
+        ),
+        None => println!("bench: icount_store_loop_floor_el2 {test_only}"),
+    }
+    for (len, v) in sized {
+        let key = format!("event_{len}");
+        match v {
+            Some(v) => figure(
+                &key,
+                v,
+                "instructions/event (raw payload, one batch, at EL2)",
+            ),
+            None => println!("bench: icount_{key} {test_only}"),
+        }
     }
     println!("bench: done");
     Ok(())
@@ -294,6 +351,36 @@ fn selftest_events(first: u64, count: u64) -> Result<f64, String> {
         return Err(format!("wrote {n} of {count} selftest events"));
     }
     Ok(ns / count as f64)
+}
+
+/// ns per call of `count` calls of `id(cpu 0)` (`swap_reader` or `update_footers`).
+fn control_calls(id: HypercallId, count: u64) -> Result<f64, String> {
+    let start = cpu::counter();
+    for _ in 0..count {
+        let r = call(id, &[0]).map_err(|e| format!("{id:?}: {e}"))?;
+        if id == HypercallId::SwapReader
+            && !hyptrace_abi::SwapResult::from_regs(r).is_ok_and(|s| s.swapped)
+        {
+            return Err("swap_reader swapped no page: the figure would not be a swap".into());
+        }
+    }
+    Ok(cpu::ticks_to_ns(cpu::counter() - start) as f64 / count as f64)
+}
+
+/// ns per iteration of the test-only `writer_bench(kind, count, len)` on this CPU; `None`
+/// when the hypervisor does not answer it (a normal build).
+fn writer_bench(kind: u64, count: u64, len: u64) -> Result<Option<f64>, String> {
+    let mut regs = [0u64; 18];
+    regs[0] = hyptrace_abi::hypercall::WRITER_BENCH_FID.into();
+    regs[1..4].copy_from_slice(&[kind, count, len]);
+    let start = cpu::counter();
+    let out = crate::arch::calls::hvc_raw(regs);
+    let ns = cpu::ticks_to_ns(cpu::counter() - start) as f64;
+    match (out[0], out[1]) {
+        (0, n) if n == count => Ok(Some(ns / count as f64)),
+        (0, n) => Err(format!("writer_bench({kind}, {count}, {len}) did {n}")),
+        _ => Ok(None),
+    }
 }
 
 /// ns per `hyp_printk!` of `count` calls of `printk_bench`; `None` when the hypervisor does

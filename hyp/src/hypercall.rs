@@ -12,7 +12,11 @@ use crate::tracing::memory_rules::MemoryRules;
 use crate::tracing::TracingService;
 
 /// What the dispatcher needs to know about the calling CPU and the system.
-pub struct Context<'a> {
+///
+/// `C` reads the trace clock's counter: the architecture's counter read as a function item
+/// (so the selftest loop inlines it instead of calling through a pointer), or a closure in
+/// tests.
+pub struct Context<'a, C: Fn() -> u64 = fn() -> u64> {
     /// Index of the CPU that issued the call.
     pub cpu: usize,
     /// Number of CPUs the hypervisor manages.
@@ -22,7 +26,7 @@ pub struct Context<'a> {
     /// Which memory the host may name.
     pub rules: &'a MemoryRules,
     /// Reads the trace clock's counter.
-    pub counter: fn() -> u64,
+    pub counter: C,
 }
 
 /// The decoded outcome of one hypercall, before it is written back to registers.
@@ -60,7 +64,7 @@ impl From<Result<[u64; 3], HypError>> for HvcOutcome {
 /// As [`TracingService::load`]: every page-aligned address inside `ctx.rules.ram` and outside
 /// `ctx.rules.hyp` must be host memory that the tracing service's `HostMemory` makes
 /// accessible at the same address while it is mapped.
-pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
+pub unsafe fn dispatch<C: Fn() -> u64>(x: &[u64; 5], ctx: &Context<'_, C>) -> HvcOutcome {
     let Some(call) = Call::from_regs(x) else {
         return HvcOutcome::Err(SMCCC_NOT_SUPPORTED);
     };
@@ -91,7 +95,7 @@ pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
         } => done(t.update_clock(mult, shift, epoch_ns, epoch_cyc)),
         Call::ResetTracing { cpu } => done(t.reset(cpu)),
         Call::WriteSelftest { first_seq, count } => t
-            .write_selftest(ctx.cpu, ctx.counter, first_seq, count)
+            .write_selftest(ctx.cpu, &ctx.counter, first_seq, count)
             .map(|n| [n, 0, 0]),
         Call::PrintkFormats { page_pa, first } => {
             // SAFETY: forwarded from this function's contract.
@@ -107,7 +111,7 @@ pub unsafe fn dispatch(x: &[u64; 5], ctx: &Context) -> HvcOutcome {
 /// # Safety
 ///
 /// As [`dispatch`].
-pub unsafe fn handle_hvc(x: &[u64; 5], ctx: &Context) -> [u64; 4] {
+pub unsafe fn handle_hvc<C: Fn() -> u64>(x: &[u64; 5], ctx: &Context<'_, C>) -> [u64; 4] {
     // SAFETY: forwarded from this function's contract.
     unsafe { dispatch(x, ctx) }.to_regs(x)
 }

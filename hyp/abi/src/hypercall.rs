@@ -41,6 +41,22 @@ pub const FAULT_INJECTION_FID: u32 = HYPTRACE_FID_BASE | 0xf0;
 /// [`FAULT_INJECTION_FID`]; every normal build returns SMCCC `NOT_SUPPORTED`.
 pub const PRINTK_BENCH_FID: u32 = HYPTRACE_FID_BASE | 0xf1;
 
+/// Function ID of the test-only writer benchmark at EL2 (number 0xF2, outside
+/// [`HypercallId`]): `writer_bench(kind, count, len)` on the calling CPU, `count` at most
+/// [`MAX_SELFTEST_BATCH`](crate::limits::MAX_SELFTEST_BATCH). Kind
+/// [`WRITER_BENCH_FLOOR`] runs the store-loop floor at EL2 into a private buffer; kind
+/// [`WRITER_BENCH_EVENTS`] writes `count` raw events of `len` payload bytes (4, 16 or 64) on
+/// the calling CPU's loaded buffer in one batch, as `write_selftest` writes its events. It
+/// answers X0 = 0, X1 = what it did (iterations, events written). Only the `fault-injection`
+/// build answers it, as [`FAULT_INJECTION_FID`]: the raw events carry no event ID, so no
+/// trace of a normal build may hold them.
+pub const WRITER_BENCH_FID: u32 = HYPTRACE_FID_BASE | 0xf2;
+
+/// [`WRITER_BENCH_FID`] kind: the store-loop floor at EL2.
+pub const WRITER_BENCH_FLOOR: u64 = 0;
+/// [`WRITER_BENCH_FID`] kind: raw events of a given payload size.
+pub const WRITER_BENCH_EVENTS: u64 = 1;
+
 /// The faults [`FAULT_INJECTION_FID`] can commit at EL2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]

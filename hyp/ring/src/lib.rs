@@ -83,6 +83,7 @@ pub mod clock_banks;
 mod control;
 pub mod desc;
 mod error;
+pub mod floor;
 mod freeze;
 mod page_io;
 mod status;

@@ -660,6 +660,36 @@ unsafe fn copy_from_host(out: &mut [u8], pa: u64) {
     }
 }
 
+/// The test-only `writer_bench` call's raw events: `count` events of `N` payload bytes (no
+/// event ID: never exported) on `cpu`'s buffer in one batch. Returns how many were written.
+#[cfg(feature = "fault-injection")]
+impl TracingService {
+    /// See the impl block.
+    pub fn write_bench_events<const N: usize>(
+        &self,
+        cpu: usize,
+        counter: impl Fn() -> u64,
+        count: u64,
+    ) -> u64 {
+        let Some(mut batch) = self.batch(cpu) else {
+            return 0;
+        };
+        let mut written = 0;
+        for seq in 0..count {
+            let mut payload = [0x5a; N];
+            payload[..4].copy_from_slice(&(seq as u32).to_le_bytes());
+            let ts = batch.clock.cycles_to_ns(counter());
+            let Some(mut slot) = batch.batch.reserve(ts, N) else {
+                break;
+            };
+            slot.write_at(0, &payload);
+            slot.commit();
+            written += 1;
+        }
+        written
+    }
+}
+
 /// Copies `event`'s payload into `slot` and commits it.
 #[inline(always)]
 fn fill<E: Event>(mut slot: Reservation<'_, '_>, event: &E) {

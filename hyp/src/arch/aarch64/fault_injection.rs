@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use hyp::abi::FaultKind;
 
 use super::console::hyp_println;
+use super::platform::TRACING;
 use super::regs::cpu_index;
 
 /// Commits the fault `kind` names (`addr`: the host page for [`FaultKind::WriteHostPage`]).
@@ -71,4 +72,26 @@ pub fn printk_bench(count: u64) -> u64 {
         hyp::hyp_printk!("printk bench seq={} of {}", seq, count);
     }
     count
+}
+
+/// The EL2 floor's private ring (`writer_bench` kind `WRITER_BENCH_FLOOR`).
+static FLOOR_RING: spin::Mutex<[u8; 1 << 16]> = spin::Mutex::new([0; 1 << 16]);
+
+/// `writer_bench(kind, count, len)` (see `hyp::abi::hypercall::WRITER_BENCH_FID`): the
+/// store-loop floor at EL2, or `count` raw events of `len` bytes on this CPU's buffer.
+/// Returns how many iterations or events it did; 0 for an unknown kind or length.
+pub fn writer_bench(cpu: usize, kind: u64, count: u64, len: u64) -> u64 {
+    use hyp::abi::hypercall::{WRITER_BENCH_EVENTS, WRITER_BENCH_FLOOR};
+    let count = count.min(hyp::abi::limits::MAX_SELFTEST_BATCH);
+    let counter = super::trap::counter;
+    match (kind, len) {
+        (WRITER_BENCH_FLOOR, _) => {
+            hyp::ring::floor::store_loop(&mut FLOOR_RING.lock()[..], count, counter);
+            count
+        }
+        (WRITER_BENCH_EVENTS, 4) => TRACING.write_bench_events::<4>(cpu, counter, count),
+        (WRITER_BENCH_EVENTS, 16) => TRACING.write_bench_events::<16>(cpu, counter, count),
+        (WRITER_BENCH_EVENTS, 64) => TRACING.write_bench_events::<64>(cpu, counter, count),
+        _ => 0,
+    }
 }

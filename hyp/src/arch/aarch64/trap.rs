@@ -172,6 +172,12 @@ fn host_hvc(cpu: usize, esr: Esr, frame: &mut TrapFrame) {
         super::fault_injection::trigger(x[1], x[2]);
     }
     #[cfg(feature = "fault-injection")]
+    if x[0] as u32 == hyp::abi::hypercall::WRITER_BENCH_FID {
+        frame.x[0] = 0;
+        frame.x[1] = super::fault_injection::writer_bench(cpu, x[1], x[2], x[3]);
+        return;
+    }
+    #[cfg(feature = "fault-injection")]
     if x[0] as u32 == hyp::abi::hypercall::PRINTK_BENCH_FID {
         frame.x[0] = 0;
         frame.x[1] = super::fault_injection::printk_bench(x[1]);
