@@ -232,8 +232,24 @@ fn measure_icount() -> Result<(), String> {
     let s = Session::start(&mut pool, 1 << 20)?;
     s.set_writable(true).map_err(|e| format!("{e}"))?;
     let disabled = insns(null_calls(ICOUNT_CALLS)?);
-    for id in [HypEnter::DESC.id, HostHcall::DESC.id, HypExit::DESC.id] {
-        call(HypercallId::EnableEvent, &[id as u64, 1]).map_err(|e| format!("{e}"))?;
+    let trap_events = [
+        ("hyp_enter", HypEnter::DESC.id),
+        ("host_hcall", HostHcall::DESC.id),
+        ("hyp_exit", HypExit::DESC.id),
+    ];
+    let enable = |id: u16, on: bool| {
+        call(HypercallId::EnableEvent, &[id as u64, on as u64]).map_err(|e| format!("{e}"))
+    };
+    // Each trap event alone: what it adds to the disabled call. hyp_enter and host_hcall
+    // each open the entry batch when alone, so their sum exceeds the pair's cost.
+    let mut alone = Vec::new();
+    for (name, id) in trap_events {
+        enable(id, true)?;
+        alone.push((name, insns(null_calls(ICOUNT_CALLS)?) - disabled));
+        enable(id, false)?;
+    }
+    for (_, id) in trap_events {
+        enable(id, true)?;
     }
     let traced = insns(null_calls(ICOUNT_CALLS)?);
     s.stop(&mut pool).map_err(|e| format!("{e}"))?;
@@ -244,6 +260,13 @@ fn measure_icount() -> Result<(), String> {
         traced,
         "instructions/call (hyp_enter, host_hcall, hyp_exit)",
     );
+    for (name, extra) in alone {
+        figure(
+            &format!("trap_{name}"),
+            extra,
+            "instructions/call added when it is the only event enabled",
+        );
+    }
 
     let s = Session::start(&mut pool, 1 << 20)?;
     for id in [Selftest::DESC.id, hyptrace_abi::printk::ID] {
