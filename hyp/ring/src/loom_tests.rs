@@ -154,6 +154,29 @@ fn builder() -> loom::model::Builder {
     b
 }
 
+/// The host reusing the pages after teardown: writes every data word (loom reports a race
+/// with any write of the writer not ordered before it).
+fn scribble(m: &Model) {
+    for &a in &m.pages {
+        for w in &page(a).data {
+            // SAFETY: loom checks this write against the writer's.
+            w.with_mut(|p| unsafe { *p = 0xdead_beef });
+        }
+    }
+}
+
+/// After a reset raced `written` (the writes that succeeded, in order): the buffer holds
+/// exactly the events committed after the reset, a suffix of them, and reports no loss.
+fn check_after_reset(ring: &RingBuffer<'_>, written: &[u32]) {
+    let entries = ring.stats().entries as usize;
+    let mut reader = Reader::new(ring.reader_page().unwrap());
+    reader.drain(ring);
+    assert_eq!(reader.lost, 0);
+    assert_eq!(reader.got.len(), entries);
+    let got: Vec<u32> = reader.got.iter().map(|&(s, _)| s).collect();
+    assert_eq!(got[..], written[written.len() - entries..]);
+}
+
 /// A writer that pushes the head (5 events on 2 pages of 2) against a reader that swaps.
 #[test]
 fn writer_against_swap_reader() {
@@ -190,12 +213,7 @@ fn writer_against_teardown() {
             n
         });
         ring.teardown().unwrap();
-        for &a in &m.pages {
-            for w in &page(a).data {
-                // SAFETY: loom checks this write against the writer's.
-                w.with_mut(|p| unsafe { *p = 0xdead_beef });
-            }
-        }
+        scribble(&m);
         let n = writer.join().unwrap();
         assert!(n <= 3);
         assert!(!ring.write(9, &payload(9)));
@@ -216,15 +234,7 @@ fn writer_against_reset() {
                 .collect::<Vec<u32>>()
         });
         ring.reset().unwrap();
-        let written = writer.join().unwrap();
-        let entries = ring.stats().entries as usize;
-        let mut reader = Reader::new(ring.reader_page().unwrap());
-        reader.drain(ring);
-        assert_eq!(reader.lost, 0);
-        assert_eq!(reader.got.len(), entries);
-        // Exactly the events committed after the reset: a suffix of the successful writes.
-        let got: Vec<u32> = reader.got.iter().map(|&(s, _)| s).collect();
-        assert_eq!(got[..], written[written.len() - entries..]);
+        check_after_reset(ring, &writer.join().unwrap());
     });
 }
 
@@ -338,12 +348,7 @@ fn batch_against_teardown() {
         let ring = m.ring;
         let writer = thread::spawn(move || write_batches(ring, 4, 2));
         ring.teardown().unwrap();
-        for &a in &m.pages {
-            for w in &page(a).data {
-                // SAFETY: loom checks this write against the writer's.
-                w.with_mut(|p| unsafe { *p = 0xdead_beef });
-            }
-        }
+        scribble(&m);
         assert!(writer.join().unwrap().len() <= 4);
         assert!(ring.batch().is_none(), "torn down: no batch");
     });
@@ -358,13 +363,6 @@ fn batch_against_reset() {
         let ring = m.ring;
         let writer = thread::spawn(move || write_batches(ring, 4, 2));
         ring.reset().unwrap();
-        let written = writer.join().unwrap();
-        let entries = ring.stats().entries as usize;
-        let mut reader = Reader::new(ring.reader_page().unwrap());
-        reader.drain(ring);
-        assert_eq!(reader.lost, 0);
-        assert_eq!(reader.got.len(), entries);
-        let got: Vec<u32> = reader.got.iter().map(|&(s, _)| s).collect();
-        assert_eq!(got[..], written[written.len() - entries..]);
+        check_after_reset(ring, &writer.join().unwrap());
     });
 }

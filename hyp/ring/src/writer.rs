@@ -234,14 +234,7 @@ impl<'a> Batch<'_, 'a> {
     /// Writes one event (`reserve` + copy + `commit`). Returns whether it was written.
     #[inline(always)]
     pub fn write(&mut self, ts: u64, payload: &[u8]) -> bool {
-        match self.reserve(ts, payload.len()) {
-            Some(mut r) => {
-                r.write_at(0, payload);
-                r.commit();
-                true
-            }
-            None => false,
-        }
+        commit_copy(self.reserve(ts, payload.len()), payload)
     }
 }
 
@@ -249,6 +242,20 @@ impl Drop for Batch<'_, '_> {
     #[inline(always)]
     fn drop(&mut self) {
         self.ring.release();
+    }
+}
+
+/// The `write` of a [`RingBuffer`] or a [`Batch`]: copies `payload` into the reservation (of
+/// exactly its length) and commits it. Returns whether there was a reservation.
+#[inline(always)]
+fn commit_copy(reservation: Option<Reservation<'_, '_>>, payload: &[u8]) -> bool {
+    match reservation {
+        Some(mut r) => {
+            r.write_at(0, payload);
+            r.commit();
+            true
+        }
+        None => false,
     }
 }
 
@@ -420,14 +427,7 @@ impl<'a> RingBuffer<'a> {
     /// Writes one event (`reserve` + copy + `commit`). Returns whether it was written.
     #[inline(always)]
     pub fn write(&self, ts: u64, payload: &[u8]) -> bool {
-        match self.reserve(ts, payload.len()) {
-            Some(mut r) => {
-                r.write_at(0, payload);
-                r.commit();
-                true
-            }
-            None => false,
-        }
+        commit_copy(self.reserve(ts, payload.len()), payload)
     }
 
     /// The reservation's rare cases, for a record of `rec` bytes at `ts`, `delta` after the
