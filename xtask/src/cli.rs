@@ -159,10 +159,18 @@ pub struct DurationMs(pub u64);
 pub struct EventList(pub Vec<String>);
 
 impl RunArgs {
-    /// The guest's semihosting command line after the program name `hyptrace`: the mode, every
-    /// recording option (always explicit, so the printed QEMU command shows them), then the free
-    /// extra words.
+    /// [`guest_words_to`](Self::guest_words_to) with the guest writing `--output` itself (the
+    /// tests' view of the options).
+    #[cfg(test)]
     pub fn guest_words(&self) -> Vec<String> {
+        self.guest_words_to(&self.output.display().to_string())
+    }
+
+    /// The guest's semihosting command line after the program name `hyptrace`: the mode, every
+    /// recording option (always explicit, so the printed QEMU command shows them) with the
+    /// guest writing to `output` (`cargo xtask run` passes `--output` plus `.partial`, renamed
+    /// when the run ends well), then the free extra words.
+    pub fn guest_words_to(&self, output: &str) -> Vec<String> {
         let mut words = vec![
             "run".to_string(),
             format!("duration_ms={}", self.duration.0),
@@ -172,7 +180,7 @@ impl RunArgs {
         if let Some(events) = &self.events {
             words.push(format!("events={}", events.0.join(",")));
         }
-        words.push(format!("output={}", self.output.display()));
+        words.push(format!("output={output}"));
         words.push(format!(
             "host_events={}",
             u8::from(self.records_host_events())

@@ -29,8 +29,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let output = TraceOutput::prepare(&args.output)?;
     crash_log::begin()?;
     let images = build::build_images(args.build.profile())?;
-    let config =
-        QemuConfig::new(&images, args.cpus, args.guest_words())?.with_cpu_model(&args.cpu_model);
+    let words = args.guest_words_to(&output.partial_word);
+    let config = QemuConfig::new(&images, args.cpus, words)?.with_cpu_model(&args.cpu_model);
     let timeout = args.timeout_secs();
     let captured = qemu::run(
         &config,
@@ -44,6 +44,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if let Err(cause) = verdict(captured.end, &report.fatal, &guest.notes, timeout) {
         captured.print_last_lines(FAILURE_TAIL_LINES);
         crash_log::save_failed_run(&run, &captured, &cause);
+        eprintln!("xtask: {}", output.kept_message());
         bail!("run failed: {cause}");
     }
     eprintln!(
@@ -60,12 +61,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
             problems.join("; ")
         );
         crash_log::save_failed_run(&run, &captured, &cause);
+        eprintln!("xtask: {}", output.kept_message());
         bail!(cause);
     }
-    // The guest names the file it wrote (extra words may have overridden --output).
+    // The guest names the file it wrote: the `.partial` file, which now replaces the
+    // previous recording, or another one an extra `output=` word named.
     let written = match &guest.saved {
-        Some((path, _)) => workspace::qemu_working_dir().join(path),
-        None => output.absolute.clone(),
+        Some((path, _)) if *path != output.partial_word => workspace::qemu_working_dir().join(path),
+        _ => output.finish()?,
     };
     let file_bytes = std::fs::metadata(&written)
         .with_context(|| {
@@ -103,30 +106,38 @@ fn is_run_line(line: &str) -> bool {
 }
 
 /// Where the guest writes trace.dat, prepared before QEMU starts.
+///
+/// The guest writes `NAME.partial` next to the file the user named, and only a run that
+/// ended well renames it over that file: a run that fails, times out or is interrupted
+/// leaves the previous recording as it was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceOutput {
-    /// The path as the guest gets it (relative to QEMU's working directory, or absolute).
+    /// The path as the user gave it (relative to QEMU's working directory, or absolute).
     pub word: String,
-    /// The same file as an absolute path.
+    /// The recording, as an absolute path.
     pub absolute: PathBuf,
+    /// What the guest is told to write: `word` with `.partial` appended.
+    pub partial_word: String,
+    /// The same file as an absolute path.
+    pub partial: PathBuf,
 }
 
 impl TraceOutput {
     /// Checks `path` (absolute, or relative to the workspace root), creates its parent
-    /// directory and removes an old file there, so that a failed run cannot leave a stale
-    /// trace looking fresh.
+    /// directory and removes a `.partial` file an earlier run left there. The recording
+    /// itself is replaced only by [`finish`](Self::finish).
     pub fn prepare(path: &Path) -> Result<Self> {
         let output = Self::resolve(path, &workspace::qemu_working_dir())?;
         if let Some(parent) = output.absolute.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        match std::fs::remove_file(&output.absolute) {
+        match std::fs::remove_file(&output.partial) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(e)
-                    .with_context(|| format!("cannot replace {}", output.absolute.display()))
+                    .with_context(|| format!("cannot remove {}", output.partial.display()))
             }
         }
         if output.absolute.extension().is_none_or(|e| e != "dat") {
@@ -136,6 +147,36 @@ impl TraceOutput {
             );
         }
         Ok(output)
+    }
+
+    /// After a run that ended well: the `.partial` file becomes the recording (one rename,
+    /// so a reader never sees half a file). Returns the recording's path.
+    pub fn finish(&self) -> Result<PathBuf> {
+        std::fs::rename(&self.partial, &self.absolute).with_context(|| {
+            format!(
+                "the run wrote no {} to rename to {}",
+                self.partial.display(),
+                self.absolute.display()
+            )
+        })?;
+        Ok(self.absolute.clone())
+    }
+
+    /// What a failed run left: the previous recording, if any, and no finished new one.
+    pub fn kept_message(&self) -> String {
+        let previous = if self.absolute.exists() {
+            format!("the previous recording {} is unchanged", self.word)
+        } else {
+            format!("no recording was saved to {}", self.word)
+        };
+        if self.partial.exists() {
+            format!(
+                "{previous}; the incomplete file the guest began is {}",
+                self.partial_word
+            )
+        } else {
+            previous
+        }
     }
 
     /// [`TraceOutput::prepare`] without touching the file system: the checks and the paths.
@@ -152,9 +193,12 @@ impl TraceOutput {
         if word.ends_with('/') || path.file_name().is_none() {
             bail!("--output {word:?} names a directory; give a file name such as trace.dat");
         }
+        let partial_word = format!("{word}.partial");
         Ok(Self {
             word: word.to_string(),
             absolute: qemu_dir.join(path),
+            partial: qemu_dir.join(&partial_word),
+            partial_word,
         })
     }
 }
@@ -275,17 +319,43 @@ mod tests {
     }
 
     #[test]
-    fn prepare_creates_the_directory_and_removes_a_stale_file() {
+    fn a_run_replaces_the_recording_only_when_it_finishes() {
         let dir = std::env::temp_dir().join(format!("xtask-run-{}", std::process::id()));
         let file = dir.join("sub/old.dat");
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&file, b"stale").expect("write");
+        std::fs::write(&file, b"previous").expect("write");
+        let partial = dir.join("sub/old.dat.partial");
+        std::fs::write(&partial, b"left by an earlier run").expect("write");
         let output = TraceOutput::prepare(&file).expect("prepare");
-        assert_eq!(output.absolute, file);
-        assert!(!file.exists() && file.parent().expect("parent").is_dir());
+        assert_eq!(
+            (output.absolute.as_path(), output.partial.as_path()),
+            (file.as_path(), partial.as_path())
+        );
+        assert!(output.partial_word.ends_with("old.dat.partial"));
+        assert!(
+            !partial.exists(),
+            "an earlier run's partial file is removed"
+        );
+        assert_eq!(
+            std::fs::read(&file).expect("read"),
+            b"previous",
+            "the recording is kept"
+        );
+        // A run that failed before writing: the recording is untouched, and said so.
+        assert!(output.finish().is_err());
+        assert!(output.kept_message().contains("is unchanged"));
+        // A run that failed while writing: the partial file is named too.
+        std::fs::write(&partial, b"half").expect("write");
+        assert!(output.kept_message().contains("old.dat.partial"));
+        // A run that ended well: one rename.
+        std::fs::write(&partial, b"new").expect("write");
+        assert_eq!(output.finish().expect("finish"), file);
+        assert_eq!(std::fs::read(&file).expect("read"), b"new");
+        assert!(!partial.exists());
         let fresh = dir.join("new/dir/t.dat");
-        TraceOutput::prepare(&fresh).expect("prepare");
+        let output = TraceOutput::prepare(&fresh).expect("prepare");
         assert!(fresh.parent().expect("parent").is_dir());
+        assert!(output.kept_message().starts_with("no recording was saved"));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

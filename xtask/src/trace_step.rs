@@ -52,7 +52,7 @@ pub fn run(images: &Images) -> Result<()> {
     let words = vec![
         "run".to_string(),
         format!("duration_ms={DURATION_MS}"),
-        format!("output={}", output.word),
+        format!("output={}", output.partial_word),
     ];
     let config = QemuConfig::new(images, CPUS, words)?;
     let captured = qemu::run(
@@ -78,6 +78,7 @@ pub fn run(images: &Images) -> Result<()> {
         crash_log::save_failed_run(&run, &captured, &cause);
         bail!(cause);
     }
+    output.finish()?;
     let file_bytes = std::fs::metadata(&output.absolute)
         .with_context(|| format!("the recording left no {}", output.absolute.display()))?
         .len();
