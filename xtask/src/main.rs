@@ -45,6 +45,7 @@ mod step_log;
 mod supervise;
 mod test_cmd;
 mod timeline;
+mod toolchain;
 mod tools;
 mod trace_step;
 mod trace_summary;
@@ -72,6 +73,15 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every command that builds an image or runs clippy needs the pinned targets and
+    // components; the reader and the QEMU check do not.
+    let builds = !matches!(cli.command, Command::Report(_) | Command::QemuCheck);
+    if builds {
+        if let Err(error) = toolchain::ensure_pinned() {
+            eprintln!("xtask: error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Build(args) => build::build_images(args.profile()).and_then(|images| {
             eprintln!("xtask: hyp image:       {}", images.hyp.display());
