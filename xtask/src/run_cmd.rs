@@ -82,6 +82,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "{}",
         render_summary(&guest, &workspace::display_path(&written), file_bytes)
     );
+    let shown = workspace::display_path(&written);
+    for hint in viewer_hints(std::env::var_os("PATH").as_deref(), &shown) {
+        println!("{hint}");
+    }
     if !guest.host_cpus.is_empty() {
         match latency_line(&written) {
             Ok(Some(line)) => println!("latency: {line}"),
@@ -90,6 +94,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How to install each viewer the summary names that `path_var` does not hold, with the
+/// recording (`file`) to read meanwhile with hyptrace's own reader.
+fn viewer_hints(path_var: Option<&std::ffi::OsStr>, file: &str) -> Vec<String> {
+    [crate::tools::TRACE_CMD, crate::tools::KERNELSHARK]
+        .into_iter()
+        .filter(|(viewer, _)| crate::tools::find_on_path(viewer, path_var).is_none())
+        .map(|(viewer, package)| {
+            format!(
+                "{viewer} is not installed: sudo apt-get install -y --no-install-recommends \
+                 {package}  (meanwhile `cargo xtask report {}` prints what trace-cmd prints)",
+                workspace::shell_quote(file)
+            )
+        })
+        .collect()
 }
 
 /// One line of `cargo xtask report --latency` for the recording at `path`.
@@ -356,6 +376,29 @@ mod tests {
         let output = TraceOutput::prepare(&fresh).expect("prepare");
         assert!(fresh.parent().expect("parent").is_dir());
         assert!(output.kept_message().starts_with("no recording was saved"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_missing_viewer_comes_with_its_install_command() {
+        let none = viewer_hints(
+            Some(std::ffi::OsStr::new("/nonexistent")),
+            "target/trace.dat",
+        );
+        assert_eq!(none.len(), 2);
+        assert!(none[0].starts_with("trace-cmd is not installed: sudo apt-get install"));
+        assert!(none[1].contains("kernelshark"));
+        assert!(none[0].contains("cargo xtask report target/trace.dat"));
+        // A directory holding both (as fake executables) gives no hint.
+        let dir = std::env::temp_dir().join(format!("xtask-viewers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for name in ["trace-cmd", "kernelshark"] {
+            let f = dir.join(name);
+            std::fs::write(&f, "#!/bin/sh\n").expect("write");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        assert!(viewer_hints(Some(dir.as_os_str()), "t.dat").is_empty());
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

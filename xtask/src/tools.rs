@@ -18,6 +18,9 @@ pub const QEMU: (&str, &str) = ("qemu-system-aarch64", "qemu-system-arm");
 /// trace-cmd's binary and its Debian package (for checking recorded trace.dat files).
 pub const TRACE_CMD: (&str, &str) = ("trace-cmd", "trace-cmd");
 
+/// KernelShark's binary and its Debian package (the viewer `cargo xtask run` suggests).
+pub const KERNELSHARK: (&str, &str) = ("kernelshark", "kernelshark");
+
 /// Ensures `binary` is on `PATH`; as root, installs `debian_package` with apt-get if it is not.
 ///
 /// `apt-get update` runs at most once per xtask invocation.
@@ -36,6 +39,37 @@ pub fn ensure_tool(binary: &str, debian_package: &str) -> Result<PathBuf> {
          because xtask needs it"
     );
     apt_get_update_once()?;
+    // Ask apt first what the install would do: it may remove installed packages to resolve
+    // a conflict (a newer qemu-utils than the qemu-system-arm it pulls in, say).
+    let mut simulate = Command::new("apt-get");
+    simulate
+        .args([
+            "install",
+            "-s",
+            "-y",
+            "--no-install-recommends",
+            debian_package,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let plan = workspace::output_checked(simulate)
+        .with_context(|| format!("asking apt-get what installing {debian_package} does"))?;
+    let removed = removals(&String::from_utf8_lossy(&plan.stdout));
+    if !removed.is_empty() {
+        let list = removed.join(", ");
+        if std::env::var_os(ALLOW_REMOVALS).is_none_or(|v| v != "1") {
+            bail!(
+                "installing {debian_package} would make apt-get remove installed packages, to \
+                 resolve a conflict with what {debian_package} needs: {list}. Install it \
+                 yourself if that is fine (`apt-get install --no-install-recommends \
+                 {debian_package}`), or rerun with {ALLOW_REMOVALS}=1 to let xtask do it"
+            );
+        }
+        eprintln!(
+            "xtask: installing {debian_package} removes these installed packages (apt-get \
+             resolves a conflict with what {debian_package} needs; {ALLOW_REMOVALS}=1 allows \
+             it): {list}"
+        );
+    }
     let mut install = Command::new("apt-get");
     install
         .args(["install", "-y", "--no-install-recommends", debian_package])
@@ -47,6 +81,29 @@ pub fn ensure_tool(binary: &str, debian_package: &str) -> Result<PathBuf> {
              package name for this distribution"
         )
     })
+}
+
+/// The environment variable that lets an install remove packages apt-get says it must.
+pub const ALLOW_REMOVALS: &str = "XTASK_APT_ALLOW_REMOVALS";
+
+/// The packages a simulated `apt-get install -s` would remove: its `Remv NAME [VERSION]`
+/// lines, as `NAME VERSION`.
+pub fn removals(simulation: &str) -> Vec<String> {
+    simulation
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap_or("");
+            let version = words
+                .next()
+                .map(|v| v.trim_start_matches('[').trim_end_matches(']'));
+            match version {
+                Some(v) => format!("{name} {v}"),
+                None => name.to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Runs `apt-get update` the first time it is called; later calls return the first result.
@@ -97,6 +154,20 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_simulated_install_names_what_it_would_remove() {
+        // What apt-get 2.6 prints for `install -s` when a newer qemu-utils is in the way.
+        let simulation = "Reading package lists...\nBuilding dependency tree...\n\
+            The following packages will be REMOVED:\n  qemu-utils\n\
+            The following NEW packages will be installed:\n  qemu-system-arm\n\
+            Remv qemu-utils [1:8.2.2+ds-0ubuntu1]\n\
+            Inst qemu-system-arm (1:7.2+dfsg-7+deb12u7 Debian:12/stable [amd64])\n\
+            Conf qemu-system-arm (1:7.2+dfsg-7+deb12u7 Debian:12/stable [amd64])\n";
+        assert_eq!(removals(simulation), ["qemu-utils 1:8.2.2+ds-0ubuntu1"]);
+        assert!(removals("Inst trace-cmd (3.1.6-1 Debian:12/stable [amd64])\n").is_empty());
+        assert_eq!(removals("Remv a\nRemv b [2]\n"), ["a", "b 2"]);
+    }
 
     #[test]
     fn finds_sh_on_a_normal_path() {
