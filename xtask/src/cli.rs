@@ -26,7 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Build the `hyp` (EL2) and `host-shim` (EL1) bare-metal images.
     Build(BuildArgs),
-    /// Build, then boot both images in QEMU and stream the console.
+    /// Build, then boot both images in QEMU and record a trace (`record` is the same, as in
+    /// `trace-cmd record`).
+    #[command(visible_alias = "record")]
     Run(RunArgs),
     /// Format check, clippy, host tests, loom model checks, then the in-QEMU harness.
     Test(TestArgs),
@@ -101,8 +103,8 @@ pub struct RunArgs {
     /// QEMU CPU model.
     #[arg(long, value_name = "MODEL", default_value = crate::qemu::DEFAULT_CPU_MODEL, value_parser = clap::builder::PossibleValuesParser::new(crate::qemu::CPU_MODELS))]
     pub cpu_model: String,
-    /// Ring-buffer size per CPU, in KiB.
-    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
+    /// Ring-buffer size per CPU, in KiB (`-b`, as `trace-cmd record -b`).
+    #[arg(short = 'b', long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
     pub buffer_size_kb: u64,
     /// How long the workload runs and the trace records, in seconds (e.g. 2, 0.5).
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_duration_ms)]
@@ -111,11 +113,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub period_ms: u64,
     /// Events to enable, comma-separated (default: all). Names: see `hyptrace_abi::events::ALL`.
-    #[arg(long, value_name = "NAME,NAME,...", value_parser = parse_events)]
+    #[arg(short = 'e', long, value_name = "NAME,NAME,...", value_parser = parse_events)]
     pub events: Option<EventList>,
-    /// Where trace.dat goes: absolute, or relative to the workspace root.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_OUTPUT)]
-    pub output: PathBuf,
+    /// Where trace.dat goes: absolute, or relative to the current directory (as
+    /// `trace-cmd record -o`) [default: target/trace.dat in the workspace].
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Record the host's own events too (hypercalls and SMCs it issues, the reader's polls
     /// and swaps, workload phases) in trace.dat's top-level buffer, with the hypervisor's in
     /// the `hypervisor` instance, on one clock [default].
@@ -136,8 +139,17 @@ pub struct RunArgs {
 }
 
 /// Where `run` writes trace.dat unless `--output` says otherwise (relative to the workspace
-/// root, which is QEMU's working directory).
+/// root, which is QEMU's working directory), and what `report` reads by default.
 pub const DEFAULT_OUTPUT: &str = "target/trace.dat";
+
+/// A path the user typed: absolute as given, relative to the current directory (`cwd`) as
+/// trace-cmd takes them; none: `default`, relative to the workspace root.
+pub fn user_path(given: Option<&std::path::Path>, cwd: &std::path::Path, default: &str) -> PathBuf {
+    match given {
+        Some(p) => cwd.join(p),
+        None => PathBuf::from(default),
+    }
+}
 
 /// The largest `--buffer-size-kb`: 256 MiB per CPU, far more than the guest's RAM allows for
 /// several CPUs, but a bound that keeps the guest's arithmetic in range.
@@ -163,7 +175,14 @@ impl RunArgs {
     /// tests' view of the options).
     #[cfg(test)]
     pub fn guest_words(&self) -> Vec<String> {
-        self.guest_words_to(&self.output.display().to_string())
+        self.guest_words_to(&self.output_path().display().to_string())
+    }
+
+    /// `--output` made absolute against the current directory, or the default (relative to
+    /// the workspace root, QEMU's working directory).
+    pub fn output_path(&self) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        user_path(self.output.as_deref(), &cwd, DEFAULT_OUTPUT)
     }
 
     /// The guest's semihosting command line after the program name `hyptrace`: the mode, every
@@ -382,7 +401,8 @@ mod tests {
         assert_eq!(run.duration, DurationMs(2000));
         assert_eq!(run.period_ms, 10);
         assert_eq!(run.events, None);
-        assert_eq!(run.output, PathBuf::from("target/trace.dat"));
+        assert_eq!(run.output, None);
+        assert_eq!(run.output_path(), PathBuf::from("target/trace.dat"));
         assert_eq!(run.timeout, None);
         assert_eq!(run.timeout_secs(), 122);
         assert!(!run.quiet);
@@ -399,6 +419,38 @@ mod tests {
                 "alpha",
                 "beta"
             ]
+        );
+    }
+
+    #[test]
+    fn trace_cmds_spellings_work() {
+        let Command::Run(run) =
+            parse(&["record", "-o", "t.dat", "-e", "selftest", "-b", "128"]).command
+        else {
+            panic!("`record` is `run`");
+        };
+        assert_eq!(run.buffer_size_kb, 128);
+        assert_eq!(
+            run.events.as_ref().map(|e| e.0.clone()),
+            Some(vec!["selftest".to_string()])
+        );
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            run.output_path(),
+            cwd.join("t.dat"),
+            "relative to where the user stands"
+        );
+        assert_eq!(
+            user_path(
+                Some(std::path::Path::new("/abs/x.dat")),
+                &cwd,
+                DEFAULT_OUTPUT
+            ),
+            PathBuf::from("/abs/x.dat")
+        );
+        assert_eq!(
+            user_path(None, &cwd, DEFAULT_OUTPUT),
+            PathBuf::from(DEFAULT_OUTPUT)
         );
     }
 

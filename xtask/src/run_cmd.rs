@@ -26,7 +26,7 @@ const FAILURE_TAIL_LINES: usize = 40;
 
 /// Runs `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let output = TraceOutput::prepare(&args.output)?;
+    let output = TraceOutput::prepare(&args.output_path())?;
     crash_log::begin()?;
     let images = build::build_images(args.build.profile())?;
     let words = args.guest_words_to(&output.partial_word);

@@ -23,9 +23,18 @@ pub use hyptrace_tracedat::report::{Report, Selection, Summary};
 /// Options of `cargo xtask report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The trace.dat to read: absolute, or relative to the current directory.
-    #[arg(value_name = "FILE", default_value = crate::cli::DEFAULT_OUTPUT)]
-    pub file: PathBuf,
+    /// The trace.dat to read: absolute, or relative to the current directory [default:
+    /// target/trace.dat in the workspace, what `cargo xtask run` writes].
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The same, as `trace-cmd report -i FILE` spells it.
+    #[arg(
+        short = 'i',
+        long = "input",
+        value_name = "FILE",
+        conflicts_with = "file"
+    )]
+    pub input: Option<PathBuf>,
     /// Only these CPUs (repeatable, or comma-separated).
     #[arg(long, value_name = "N", value_delimiter = ',')]
     pub cpu: Vec<usize>,
@@ -160,23 +169,39 @@ fn latency(report: Report<'_>, sel: &Selection, json: bool) -> Result<()> {
     Ok(())
 }
 
+impl ReportArgs {
+    /// The file to read: FILE or `-i FILE` against the current directory, else the
+    /// workspace's `target/trace.dat`.
+    pub fn path(&self) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let default = crate::workspace::qemu_working_dir().join(crate::cli::DEFAULT_OUTPUT);
+        let default = default.to_string_lossy();
+        crate::cli::user_path(
+            self.file.as_deref().or(self.input.as_deref()),
+            &cwd,
+            &default,
+        )
+    }
+}
+
 /// Runs `cargo xtask report`.
 pub fn run(args: &ReportArgs) -> Result<()> {
+    let file = args.path();
     if args.compare {
         let trace_cmd =
             crate::tools::ensure_tool(crate::tools::TRACE_CMD.0, crate::tools::TRACE_CMD.1)?;
         let started = std::time::Instant::now();
-        let lines = compare::against_trace_cmd(&trace_cmd, &args.file)?;
+        let lines = compare::against_trace_cmd(&trace_cmd, &file)?;
         eprintln!(
             "xtask: cargo xtask report prints the same {lines} lines as trace-cmd report ({:.1} s)",
             started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("could not read {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&file).with_context(|| format!("could not read {}", file.display()))?;
     let report =
-        Report::new(&bytes).with_context(|| format!("could not decode {}", args.file.display()))?;
+        Report::new(&bytes).with_context(|| format!("could not decode {}", file.display()))?;
     let sel = Selection {
         cpus: args.cpu.clone(),
         events: args.event.clone(),
@@ -224,7 +249,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     }
     if !summary.is_clean() {
         eprint!("{}", summary.problems());
-        bail!("{} did not decode cleanly (see above)", args.file.display());
+        bail!("{} did not decode cleanly (see above)", file.display());
     }
     Ok(())
 }
