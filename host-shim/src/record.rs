@@ -354,6 +354,10 @@ pub struct PageStore {
     base: u64,
     capacity: usize,
     used: usize,
+    /// Pages kept for the final drain: polls stop storing (and report the store full) this
+    /// many pages before the end, so that what the ring still holds when recording stops
+    /// always fits and the file keeps every event read.
+    reserved: usize,
 }
 
 impl PageStore {
@@ -366,7 +370,19 @@ impl PageStore {
             base,
             capacity,
             used: 0,
+            reserved: 0,
         })
+    }
+
+    /// Keeps the last `pages` for the final drain (see [`drain`]): a ring's pages and its
+    /// reader page.
+    pub fn reserve_for_final_drain(&mut self, pages: usize) {
+        self.reserved = pages.min(self.capacity);
+    }
+
+    /// Whether a poll may still store pages (the room beyond the final drain's reserve).
+    pub fn has_room_before_reserve(&self) -> bool {
+        self.used + self.reserved < self.capacity
     }
 
     /// Appends a page; `false` when full.
@@ -424,14 +440,21 @@ pub fn poke<C: RingControl, M: PageMemory>(reader: &mut CpuReader<C, M>) -> Resu
 }
 
 /// Drains every complete or partial page `reader` has; returns the events stored. Sets
-/// `full` when `store` ran out of room (the page is then consumed but not stored).
+/// `full` when `store` ran out of room: for a poll (`last` false), when only the final
+/// drain's reserve is left, before a page is taken (so nothing is read and dropped); for the
+/// final drain (`last`), when even the reserve ran out (the page is then consumed but not
+/// stored, which a reserve of the ring's pages rules out).
 pub fn drain<C: RingControl, M: PageMemory>(
     reader: &mut CpuReader<C, M>,
     store: &mut PageStore,
     buf: &mut PageBuf,
+    last: bool,
 ) -> Result<(u64, bool), HypError> {
     let mut events = 0;
     loop {
+        if !last && !store.has_room_before_reserve() {
+            return Ok((events, true));
+        }
         let page = match reader.read_page(buf) {
             Ok(Some(page)) => page,
             Ok(None) => return Ok((events, false)),
@@ -599,7 +622,7 @@ impl<C: RingControl> Drained<C> {
             if !pending {
                 continue;
             }
-            let (n, f) = drain(reader, store, buf).map_err(|e| format!("drain: {e}"))?;
+            let (n, f) = drain(reader, store, buf, false).map_err(|e| format!("drain: {e}"))?;
             read += n;
             full |= f;
         }
@@ -609,7 +632,8 @@ impl<C: RingControl> Drained<C> {
     /// Drains every CPU completely (nothing is being written any more).
     fn final_drain(&mut self, buf: &mut PageBuf) -> Result<(), String> {
         for (reader, store) in self.readers.iter_mut().zip(self.stores.iter_mut()) {
-            let (_, full) = drain(reader, store, buf).map_err(|e| format!("final drain: {e}"))?;
+            let (_, full) =
+                drain(reader, store, buf, true).map_err(|e| format!("final drain: {e}"))?;
             if full {
                 return Err("the host's page store filled up during the final drain".into());
             }
@@ -674,9 +698,19 @@ impl<C: RingControl> Drained<C> {
     }
 }
 
-fn stores(pool: &mut PagePool, nr_cpus: usize, per_cpu: usize) -> Result<Vec<PageStore>, String> {
+/// One store of `per_cpu` pages per CPU, each keeping `reserve` pages for the final drain.
+fn stores(
+    pool: &mut PagePool,
+    nr_cpus: usize,
+    per_cpu: usize,
+    reserve: usize,
+) -> Result<Vec<PageStore>, String> {
     (0..nr_cpus)
-        .map(|_| PageStore::new(pool, per_cpu))
+        .map(|_| {
+            let mut store = PageStore::new(pool, per_cpu)?;
+            store.reserve_for_final_drain(reserve);
+            Ok(store)
+        })
         .collect()
 }
 
@@ -696,9 +730,12 @@ fn record(opts: &RunOptions) -> Result<(), String> {
     let per_cpu = (pool.free_pages() / (nr_cpus * buffers))
         .saturating_sub(16)
         .min(1 << 16);
+    // What a CPU's ring can still hold when recording stops: its pages and the reader page
+    // (and one for rounding): the final drain always has room for it.
+    let final_drain_pages = size.div_ceil(PAGE_SIZE as usize) + 2;
     let mut hyp = Drained {
         readers: session.readers,
-        stores: stores(&mut pool, nr_cpus, per_cpu)?,
+        stores: stores(&mut pool, nr_cpus, per_cpu, final_drain_pages)?,
     };
     let session = Session {
         buffer: session.buffer,
@@ -707,7 +744,7 @@ fn record(opts: &RunOptions) -> Result<(), String> {
     let mut own = match &host {
         Some(h) => Some(Drained {
             readers: h.readers(),
-            stores: stores(&mut pool, nr_cpus, per_cpu)?,
+            stores: stores(&mut pool, nr_cpus, per_cpu, final_drain_pages)?,
         }),
         None => None,
     };
@@ -779,6 +816,12 @@ fn record(opts: &RunOptions) -> Result<(), String> {
     if full {
         println!("trace: the host's page store is full: stopping early");
     }
+    // How long the recording really ran (less than asked when the store filled): xtask's
+    // loss advice divides by it.
+    println!(
+        "trace: recorded {} ms",
+        cpu::ticks_to_ns(cpu::counter() - start) / 1_000_000
+    );
     // Release: pairs with the workers' Acquire loads.
     STOP.store(true, Ordering::Release);
     for worker_cpu in 1..nr_cpus {

@@ -82,6 +82,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "{}",
         render_summary(&guest, &workspace::display_path(&written), file_bytes)
     );
+    let shape = crate::trace_summary::RunShape {
+        duration_ms: args.duration.0,
+        period_ms: args.period_ms,
+        buffer_kb: args.buffer_size_kb,
+    };
+    for line in crate::trace_summary::advice(&guest, shape) {
+        println!("{line}");
+    }
     let shown = workspace::display_path(&written);
     for hint in viewer_hints(std::env::var_os("PATH").as_deref(), &shown) {
         println!("{hint}");

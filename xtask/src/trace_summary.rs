@@ -6,6 +6,8 @@
 //!   buffer when it recorded its events;
 //! - `trace: selftest cpu <i> first <S> count <C>` for each CPU that wrote selftest events
 //!   (sequence numbers `S..S+C` were written there; some may have been lost);
+//! - `trace: recorded <MS> ms`: how long the recording really ran (less than asked when the
+//!   host's page store filled up);
 //! - `trace: saved <PATH> (<B> bytes)` once the file is written.
 //!
 //! Pure: lines in, [`GuestTrace`] out, so every rule is unit-tested with fake lines.
@@ -66,6 +68,8 @@ pub struct GuestTrace {
     pub selftest: Vec<SelftestRange>,
     /// `(path, bytes)` of the `trace: saved` line, if any.
     pub saved: Option<(String, u64)>,
+    /// The `trace: recorded N ms` line's N, if printed.
+    pub recorded_ms: Option<u64>,
     /// The `trace: N hyp_printk formats` line's N: call sites whose formats the file holds.
     pub printk_formats: Option<u64>,
     /// Other `trace:` lines that are not progress reports (e.g. the page store filling up,
@@ -89,6 +93,12 @@ impl GuestTrace {
                 trace.selftest.push(range);
             } else if let Some(saved) = parse_saved(rest) {
                 trace.saved = Some(saved);
+            } else if let Some(ms) = rest
+                .strip_prefix("recorded ")
+                .and_then(|r| r.strip_suffix(" ms"))
+                .and_then(|n| n.parse().ok())
+            {
+                trace.recorded_ms = Some(ms);
             } else if let Some(n) = rest
                 .strip_suffix(" hyp_printk formats")
                 .and_then(|n| n.parse().ok())
@@ -248,9 +258,189 @@ fn parse_saved(rest: &str) -> Option<(String, u64)> {
     Some((path.trim().to_string(), bytes))
 }
 
+/// How a recording was run, for [`advice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunShape {
+    /// `--duration`, ms.
+    pub duration_ms: u64,
+    /// `--period-ms`.
+    pub period_ms: u64,
+    /// `--buffer-size-kb`.
+    pub buffer_kb: u64,
+}
+
+/// Loss above this share of a CPU's events earns advice.
+pub const LOSS_ADVICE_PERCENT: u64 = 10;
+
+/// Record data per page (the ftrace page's data area), to estimate bytes per event.
+const PAGE_DATA: u64 = hyptrace_abi::page::DATA_SIZE as u64;
+
+/// Warnings and advice on a finished recording: nothing recorded; a poll period longer than
+/// the recording; and for every CPU of the hypervisor's buffer that lost more than
+/// [`LOSS_ADVICE_PERCENT`] % of its events, its measured rate and the buffer size or poll
+/// period that would have held one period's events twice over at that rate, measured over
+/// the time it really recorded (an estimate:
+/// the host must also keep up with the rate, which docs/performance.md part (d) measures).
+pub fn advice(trace: &GuestTrace, shape: RunShape) -> Vec<String> {
+    let mut out = Vec::new();
+    let read: u64 = trace.cpus.iter().map(|c| c.read).sum();
+    if read == 0 {
+        out.push(
+            "warning: no event was recorded: check --events, and that the buffer was enabled \
+             (the guest's lines above say why)"
+                .to_string(),
+        );
+    }
+    if shape.period_ms > shape.duration_ms {
+        out.push(format!(
+            "warning: the host polls every {} ms but the recording lasts {} ms: only the final \
+             drain read anything; choose --period-ms below the duration",
+            shape.period_ms, shape.duration_ms
+        ));
+    }
+    // The time it really recorded (less than asked when the page store filled).
+    let secs = trace.recorded_ms.unwrap_or(shape.duration_ms).max(1) as f64 / 1000.0;
+    for c in &trace.cpus {
+        if c.written == 0 || c.lost * 100 <= c.written * LOSS_ADVICE_PERCENT {
+            continue;
+        }
+        let rate = c.written as f64 / secs;
+        // Bytes per event as stored (headers, time extends, padding), from the pages read.
+        let per_event = if c.read > 0 && c.pages > 0 {
+            (c.pages * PAGE_DATA) as f64 / c.read as f64
+        } else {
+            24.0
+        };
+        let period = shape.period_ms as f64 / 1000.0;
+        let need_kb = (2.0 * rate * period * per_event / 1024.0).ceil() as u64;
+        let need_kb = need_kb.max(shape.buffer_kb * 2).next_power_of_two();
+        let buffer = (shape.buffer_kb * 1024) as f64;
+        let period_ms = (buffer / (2.0 * rate * per_event) * 1000.0).floor() as u64;
+        let fills_ms = buffer / (rate * per_event) * 1000.0;
+        let period_hint = if period_ms >= 1 && period_ms < shape.period_ms {
+            format!(" or --period-ms {period_ms}")
+        } else {
+            String::new()
+        };
+        let late = if fills_ms > shape.period_ms as f64 {
+            " (longer than the poll period: the polls came late, as the drain takes time and \
+             under TCG the vCPUs share the host's cores)"
+        } else {
+            ""
+        };
+        out.push(format!(
+            "loss: CPU {} lost {:.1} % of its events: it wrote {:.0} events/s (about {:.0} bytes \
+             each), which fill its {} KiB buffer in {:.1} ms{late}; the host polls every {} ms. \
+             To keep them try --buffer-size-kb {need_kb} (two poll periods at that rate){}; \
+             the host must also drain that fast",
+            c.cpu,
+            c.lost as f64 * 100.0 / c.written as f64,
+            rate,
+            per_event,
+            shape.buffer_kb,
+            fills_ms,
+            shape.period_ms,
+            period_hint
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counts(cpu: u32, written: u64, read: u64, lost: u64, pages: u64) -> CpuCounts {
+        CpuCounts {
+            cpu,
+            written,
+            read,
+            lost,
+            pages,
+        }
+    }
+
+    #[test]
+    fn advice_on_loss_names_rate_buffer_and_period() {
+        let trace = GuestTrace {
+            cpus: vec![
+                counts(0, 1000, 995, 5, 5),
+                counts(1, 2_000_000, 540_000, 1_460_000, 2700),
+                counts(2, 100_000, 80_000, 20_000, 400),
+            ],
+            ..GuestTrace::default()
+        };
+        let shape = RunShape {
+            duration_ms: 2000,
+            period_ms: 10,
+            buffer_kb: 64,
+        };
+        let lines = advice(&trace, shape);
+        assert_eq!(lines.len(), 2, "CPU 0 lost 0.5 %: no advice; {lines:?}");
+        // CPU 2: 50,000 events/s fill 64 KiB in 64.8 ms, far more than the 10 ms period:
+        // its polls came late, and a shorter period is no advice.
+        assert!(
+            lines[1].contains("in 64.8 ms (longer than the poll period"),
+            "{}",
+            lines[1]
+        );
+        assert!(!lines[1].contains("--period-ms"), "{}", lines[1]);
+        let l = &lines[0];
+        assert!(l.starts_with("loss: CPU 1 lost 73.0 %"), "{l}");
+        // 1e6 events/s of 2700 * 4048 / 540000 = 20.24 bytes: one 10 ms period is 198 KiB,
+        // twice that rounds up to 512 KiB; 64 KiB holds 3.2 ms, half of it 1 ms.
+        assert!(l.contains("1000000 events/s (about 20 bytes each)"), "{l}");
+        assert!(
+            l.contains("64 KiB buffer in 3.2 ms; the host polls every 10 ms"),
+            "{l}"
+        );
+        assert!(
+            l.contains(
+                "try --buffer-size-kb 512 (two poll periods at that rate) or --period-ms 1;"
+            ),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn the_rate_is_over_the_time_really_recorded() {
+        let trace = GuestTrace::parse(&[
+            "trace: cpu 0 written 2000000 read 540000 lost 1460000 pages 2700",
+            "trace: the host's page store is full: stopping early",
+            "trace: recorded 1000 ms",
+        ]);
+        assert_eq!(trace.recorded_ms, Some(1000));
+        assert_eq!(
+            trace.notes.len(),
+            1,
+            "the recorded line is no note: {:?}",
+            trace.notes
+        );
+        let shape = RunShape {
+            duration_ms: 300_000,
+            period_ms: 10,
+            buffer_kb: 64,
+        };
+        let lines = advice(&trace, shape);
+        assert!(lines[0].contains("2000000 events/s"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn advice_warns_of_an_empty_recording_and_a_long_period() {
+        let trace = GuestTrace {
+            cpus: vec![counts(0, 0, 0, 0, 0)],
+            ..GuestTrace::default()
+        };
+        let shape = RunShape {
+            duration_ms: 5,
+            period_ms: 10,
+            buffer_kb: 64,
+        };
+        let lines = advice(&trace, shape);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("warning: no event was recorded"));
+        assert!(lines[1].contains("polls every 10 ms but the recording lasts 5 ms"));
+    }
 
     /// What a real 1.5 s run on 4 CPUs printed (trimmed to the relevant lines).
     pub(crate) const REAL_RUN: [&str; 14] = [
