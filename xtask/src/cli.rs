@@ -103,7 +103,10 @@ pub struct RunArgs {
     /// QEMU CPU model.
     #[arg(long, value_name = "MODEL", default_value = crate::qemu::DEFAULT_CPU_MODEL, value_parser = clap::builder::PossibleValuesParser::new(crate::qemu::CPU_MODELS))]
     pub cpu_model: String,
-    /// Ring-buffer size per CPU, in KiB (`-b`, as `trace-cmd record -b`).
+    /// Ring-buffer size per CPU, in KiB (`-b`, as `trace-cmd record -b`): rounded up to whole
+    /// pages of 4048 event bytes (at least 2), and at most what the hypervisor's pack and
+    /// descriptor pool and the guest's memory allow for --cpus, checked before QEMU starts
+    /// (the error names the largest that fits).
     #[arg(short = 'b', long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
     pub buffer_size_kb: u64,
     /// How long the workload runs and the trace records, in seconds (e.g. 2, 0.5).
@@ -153,7 +156,7 @@ pub fn user_path(given: Option<&std::path::Path>, cwd: &std::path::Path, default
 
 /// The largest `--buffer-size-kb`: 256 MiB per CPU, far more than the guest's RAM allows for
 /// several CPUs, but a bound that keeps the guest's arithmetic in range.
-const MAX_BUFFER_KB: u64 = 256 * 1024;
+pub const MAX_BUFFER_KB: u64 = 256 * 1024;
 
 /// The longest `--duration`, in seconds (a day): beyond that a typo is more likely than intent.
 const MAX_DURATION_SECS: f64 = 86_400.0;

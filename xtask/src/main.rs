@@ -35,6 +35,7 @@ mod fuzz_cmd;
 mod harness_outcome;
 mod icount;
 mod latency;
+mod limits;
 mod mmu_check;
 mod qemu;
 mod report;

@@ -26,6 +26,10 @@ const FAILURE_TAIL_LINES: usize = 40;
 
 /// Runs `cargo xtask run`.
 pub fn run(args: &RunArgs) -> Result<()> {
+    let note =
+        crate::limits::buffer_note(args.cpus, args.buffer_size_kb, args.records_host_events())
+            .map_err(anyhow::Error::msg)?;
+    eprintln!("xtask: {note}");
     let output = TraceOutput::prepare(&args.output_path())?;
     crash_log::begin()?;
     let images = build::build_images(args.build.profile())?;
