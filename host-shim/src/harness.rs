@@ -241,18 +241,97 @@ pub struct Cmdline<'a> {
     pub bench_icount: bool,
 }
 
+/// Semihosting exit status of a guest that rejected its command line: a usage error, not a
+/// fault (1 is failed tests, 2 and up faults and panics; see docs/architecture.md).
+pub const EXIT_BAD_CMDLINE: u32 = 9;
+
+/// The mode words.
+pub const MODES: [&str; 6] = ["test", "run", "soak", "bench", "crash", "fault"];
+
+impl Mode {
+    /// The `key=` words this mode takes (what [`Cmdline::parse`] accepts after it).
+    pub const fn keys(self) -> &'static [&'static str] {
+        match self {
+            Mode::Run => &[
+                "duration_ms",
+                "buffer_kb",
+                "period_ms",
+                "events",
+                "output",
+                "host_events",
+                "filter",
+                "seed",
+            ],
+            Mode::Soak => &[
+                "duration_ms",
+                "buffer_kb",
+                "period_ms",
+                "events",
+                "filter",
+                "seed",
+            ],
+            Mode::Fault => &["kind", "trace", "filter", "seed"],
+            Mode::Bench => &["icount", "filter", "seed"],
+            Mode::Test | Mode::Crash => &["filter", "seed"],
+        }
+    }
+
+    /// The mode's word.
+    pub const fn word(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Run => "run",
+            Mode::Soak => "soak",
+            Mode::Bench => "bench",
+            Mode::Crash => "crash",
+            Mode::Fault => "fault",
+        }
+    }
+}
+
 /// Why a command line was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmdlineError<'a> {
     /// No mode word.
     MissingMode,
-    /// A word that is neither a mode nor a known `key=value`.
-    Unknown(&'a str),
+    /// A first word that is no mode.
+    UnknownMode(&'a str),
+    /// A word the mode does not take (not `key=value`, or an unknown key or value).
+    Unknown(Mode, &'a str),
     /// `seed=` not followed by a decimal number.
     BadSeed(&'a str),
     /// A numeric option that is not a positive decimal number.
     BadNumber(&'a str),
 }
+
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::MissingMode => {
+                write!(f, "no mode: the first word is one of {}", MODES.join(", "))
+            }
+            Self::UnknownMode(w) => {
+                write!(
+                    f,
+                    "unknown mode `{w}`: the first word is one of {}",
+                    MODES.join(", ")
+                )
+            }
+            Self::Unknown(mode, w) => write!(
+                f,
+                "`{w}` is not a word of `{}`, which takes {}=..., each with a valid value",
+                mode.word(),
+                mode.keys().join("=..., ")
+            ),
+            Self::BadSeed(v) => write!(f, "seed={v}: the seed is a decimal number"),
+            Self::BadNumber(v) => {
+                write!(f, "`{v}`: the value is a positive decimal number (or 0/1)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CmdlineError<'_> {}
 
 impl<'a> Cmdline<'a> {
     /// Parses the words after the program name. An empty line means `run`.
@@ -274,7 +353,7 @@ impl<'a> Cmdline<'a> {
             Some("soak") => Mode::Soak,
             Some("bench") => Mode::Bench,
             Some("fault") => Mode::Fault,
-            Some(other) => return Err(CmdlineError::Unknown(other)),
+            Some(other) => return Err(CmdlineError::UnknownMode(other)),
         };
         let mut cmd = Self {
             mode,
@@ -287,7 +366,9 @@ impl<'a> Cmdline<'a> {
             }
         };
         for word in words {
-            let (key, value) = word.split_once('=').ok_or(CmdlineError::Unknown(word))?;
+            let (key, value) = word
+                .split_once('=')
+                .ok_or(CmdlineError::Unknown(mode, word))?;
             match (mode, key) {
                 (_, "filter") => cmd.filter = Some(value),
                 (_, "seed") => {
@@ -307,7 +388,7 @@ impl<'a> Cmdline<'a> {
                 }
                 (Mode::Fault, "kind") => {
                     let kind = FaultKind::ALL.into_iter().find(|k| k.name() == value);
-                    cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(word))?);
+                    cmd.fault = Some(kind.ok_or(CmdlineError::Unknown(mode, word))?);
                 }
                 (Mode::Bench, "icount") => {
                     cmd.bench_icount = match value {
@@ -323,7 +404,7 @@ impl<'a> Cmdline<'a> {
                         _ => return Err(CmdlineError::BadNumber(value)),
                     }
                 }
-                _ => return Err(CmdlineError::Unknown(word)),
+                _ => return Err(CmdlineError::Unknown(mode, word)),
             }
         }
         Ok(cmd)
@@ -434,19 +515,19 @@ mod tests {
         assert!(traced.fault_traced && !fault.fault_traced);
         assert_eq!(
             Cmdline::parse("hyptrace fault kind=melt"),
-            Err(CmdlineError::Unknown("kind=melt"))
+            Err(CmdlineError::Unknown(Mode::Fault, "kind=melt"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace run kind=write-text"),
-            Err(CmdlineError::Unknown("kind=write-text"))
+            Err(CmdlineError::Unknown(Mode::Run, "kind=write-text"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace walk"),
-            Err(CmdlineError::Unknown("walk"))
+            Err(CmdlineError::UnknownMode("walk"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace test x=1"),
-            Err(CmdlineError::Unknown("x=1"))
+            Err(CmdlineError::Unknown(Mode::Test, "x=1"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace test seed=z"),
@@ -486,7 +567,7 @@ mod tests {
         );
         assert_eq!(
             Cmdline::parse("hyptrace soak output=x.dat"),
-            Err(CmdlineError::Unknown("output=x.dat"))
+            Err(CmdlineError::Unknown(Mode::Soak, "output=x.dat"))
         );
         assert_eq!(
             Cmdline::parse("hyptrace run duration_ms=0"),
@@ -494,7 +575,52 @@ mod tests {
         );
         assert_eq!(
             Cmdline::parse("hyptrace test buffer_kb=8"),
-            Err(CmdlineError::Unknown("buffer_kb=8"))
+            Err(CmdlineError::Unknown(Mode::Test, "buffer_kb=8"))
+        );
+    }
+
+    #[test]
+    fn every_mode_takes_exactly_the_keys_it_lists() {
+        let sample = |key: &str| match key {
+            "kind" => "write-text",
+            "events" => "selftest",
+            "output" => "x.dat",
+            "filter" => "psci::",
+            _ => "1",
+        };
+        let all = [
+            "duration_ms",
+            "buffer_kb",
+            "period_ms",
+            "events",
+            "output",
+            "host_events",
+            "filter",
+            "seed",
+            "kind",
+            "trace",
+            "icount",
+        ];
+        for word in MODES {
+            let mode = Cmdline::parse(&format!("hyptrace {word}")).unwrap().mode;
+            assert_eq!(mode.word(), word);
+            for key in all {
+                let line = format!("hyptrace {word} {key}={}", sample(key));
+                let listed = mode.keys().contains(&key);
+                assert_eq!(Cmdline::parse(&line).is_ok(), listed, "{line}");
+            }
+        }
+        let e = Cmdline::parse("hyptrace run bogus=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`bogus=1` is not a word of `run`") && e.contains("duration_ms=..."),
+            "{e}"
+        );
+        let e = Cmdline::parse("hyptrace walk").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown mode `walk`") && e.contains("bench"),
+            "{e}"
         );
     }
 

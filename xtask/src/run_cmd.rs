@@ -34,6 +34,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     crash_log::begin()?;
     let images = build::build_images(args.build.profile())?;
     let words = args.guest_words_to(&output.partial_word);
+    check_guest_words(&words)?;
     let config = QemuConfig::new(&images, args.cpus, words)?.with_cpu_model(&args.cpu_model);
     let timeout = args.timeout_secs();
     let captured = qemu::run(
@@ -104,6 +105,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
             Ok(None) => println!("latency: no complete null hypercall was recorded"),
             Err(e) => println!("latency: could not be computed: {e:#}"),
         }
+    }
+    Ok(())
+}
+
+/// The guest's own parser (`host_shim::harness::Cmdline`, the one it runs at boot) on the
+/// words it would get: a word it would reject is a usage error here, before QEMU starts.
+fn check_guest_words(words: &[String]) -> Result<()> {
+    let line = format!("hyptrace {}", words.join(" "));
+    if let Err(e) = host_shim::harness::Cmdline::parse(&line) {
+        bail!("usage: the guest would reject its command line: {e}");
     }
     Ok(())
 }
@@ -281,6 +292,12 @@ fn verdict(
     match end {
         RunEnd::Exited(0) => Ok(()),
         RunEnd::Exited(1) => Err(format!("the guest exited with status 1 (failure){said}")),
+        RunEnd::Exited(code) if code == host_shim::harness::EXIT_BAD_CMDLINE as i32 => {
+            Err(format!(
+                "the guest rejected its command line (status {code}: a usage error, not a fault; \
+             its reason is in the last lines above)"
+            ))
+        }
         RunEnd::Exited(code) => Err(format!(
             "the guest exited with status {code} (2+ means a fault or panic)"
         )),
@@ -389,6 +406,29 @@ mod tests {
         assert!(fresh.parent().expect("parent").is_dir());
         assert!(output.kept_message().starts_with("no recording was saved"));
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn guest_words_are_checked_with_the_guests_parser() {
+        let words = |extra: &[&str]| {
+            let mut w: Vec<String> = ["run", "duration_ms=100", "output=t.dat"]
+                .map(String::from)
+                .into();
+            w.extend(extra.iter().map(|s| s.to_string()));
+            w
+        };
+        assert!(check_guest_words(&words(&[])).is_ok());
+        assert!(check_guest_words(&words(&["seed=3"])).is_ok());
+        let e = check_guest_words(&words(&["bogus=1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("usage: the guest would reject") && e.contains("bogus=1"),
+            "{e}"
+        );
+        assert!(verdict(RunEnd::Exited(9), &[], &[], 10)
+            .unwrap_err()
+            .contains("a usage error, not a fault"));
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
     let cmd = match Cmdline::parse(line) {
         Ok(cmd) => cmd,
         Err(e) => {
-            println!("host: bad semihosting command line {line:?}: {e:?}");
-            semihosting::exit(EXIT_BOOT_FAILED)
+            println!("host: bad semihosting command line {line:?}: {e}");
+            semihosting::exit(host_shim::harness::EXIT_BAD_CMDLINE)
         }
     };
     if let Err(e) = smp::bring_up_secondaries() {
