@@ -136,6 +136,11 @@ pub struct RunArgs {
     /// Do not echo the console; it is still printed (last lines) on failure.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the summary as JSON on stdout (the human summary goes to stderr, and the
+    /// console is not echoed, as with --quiet): per CPU of both buffers written, read, lost
+    /// and pages, and the events per buffer, name and CPU.
+    #[arg(long)]
+    pub json: bool,
     /// Extra words passed to the guest after the options (semihosting command line).
     #[arg(last = true, value_name = "WORDS")]
     pub extra: Vec<String>,

@@ -29,6 +29,7 @@ mod bench_qemu;
 mod build;
 mod cli;
 mod crash_log;
+mod event_counts;
 mod examples_step;
 mod fault_report;
 mod fuzz_cmd;

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::bench_json::Json;
 use crate::build;
 use crate::cli::RunArgs;
 use crate::crash_log;
+use crate::event_counts::EventCounts;
 use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
 use crate::supervise::RunEnd;
@@ -40,7 +42,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let captured = qemu::run(
         &config,
         Duration::from_secs(timeout),
-        !args.quiet,
+        !args.quiet && !args.json,
         is_run_line,
     )?;
     let report = HarnessReport::parse(&captured.kept);
@@ -83,30 +85,150 @@ pub fn run(args: &RunArgs) -> Result<()> {
             )
         })?
         .len();
-    println!(
-        "{}",
-        render_summary(&guest, &workspace::display_path(&written), file_bytes)
-    );
+    // Everything below goes to stdout, or with --json to stderr, stdout holding the JSON.
+    let mut lines = vec![render_summary(
+        &guest,
+        &workspace::display_path(&written),
+        file_bytes,
+    )];
+    let with_latency = !guest.host_cpus.is_empty();
+    let (counts, latency) =
+        match file_figures(&written, with_latency) {
+            Ok((counts, latency)) => {
+                lines.push(counts.table(u32::from(args.cpus)).trim_end().to_string());
+                // The file's events per CPU must be what the guest says it read.
+                for (buffer, list) in [("hypervisor", &guest.cpus), ("", &guest.host_cpus)] {
+                    let buffer = if guest.host_cpus.is_empty() {
+                        ""
+                    } else {
+                        buffer
+                    };
+                    for c in list.iter() {
+                        let decoded = counts.cpu_total(buffer, c.cpu);
+                        if decoded != c.read {
+                            lines.push(format!(
+                            "warning: CPU {} of the {} buffer: the file holds {decoded} events, \
+                             the guest read {}",
+                            c.cpu,
+                            if buffer.is_empty() { "top-level" } else { buffer },
+                            c.read
+                        ));
+                        }
+                    }
+                }
+                (Some(counts), latency)
+            }
+            Err(e) => {
+                lines.push(format!(
+                    "events per CPU: the file could not be decoded: {e:#}"
+                ));
+                (None, None)
+            }
+        };
     let shape = crate::trace_summary::RunShape {
         duration_ms: args.duration.0,
         period_ms: args.period_ms,
         buffer_kb: args.buffer_size_kb,
     };
-    for line in crate::trace_summary::advice(&guest, shape) {
-        println!("{line}");
-    }
+    let advice = crate::trace_summary::advice(&guest, shape);
+    lines.extend(advice.iter().cloned());
     let shown = workspace::display_path(&written);
-    for hint in viewer_hints(std::env::var_os("PATH").as_deref(), &shown) {
-        println!("{hint}");
+    lines.extend(viewer_hints(std::env::var_os("PATH").as_deref(), &shown));
+    if with_latency {
+        lines.push(match &latency {
+            Some(line) => format!("latency: {line}"),
+            None => "latency: no complete null hypercall was recorded".to_string(),
+        });
     }
-    if !guest.host_cpus.is_empty() {
-        match latency_line(&written) {
-            Ok(Some(line)) => println!("latency: {line}"),
-            Ok(None) => println!("latency: no complete null hypercall was recorded"),
-            Err(e) => println!("latency: could not be computed: {e:#}"),
+    if args.json {
+        for line in &lines {
+            eprintln!("{line}");
+        }
+        let json = run_json(
+            &guest,
+            &shown,
+            file_bytes,
+            counts.as_ref(),
+            &advice,
+            latency.as_deref(),
+        );
+        println!("{}", json.render());
+    } else {
+        for line in &lines {
+            println!("{line}");
         }
     }
     Ok(())
+}
+
+/// The events per buffer, CPU and name of the recording at `path`, and with `latency` the
+/// `cargo xtask report --latency` line, in one pass over the decoded file.
+fn file_figures(path: &Path, latency: bool) -> Result<(EventCounts, Option<String>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report = crate::report::Report::new(&bytes)?;
+    let sel = crate::report::Selection::default();
+    let mut counts = EventCounts::default();
+    if latency {
+        let m = crate::report::matching_with(report, &sel, |l| counts.line(l))?;
+        return Ok((counts, crate::latency::summary_line(&m)));
+    }
+    let summary = report.for_each_line(&sel, |l| {
+        counts.line(l);
+        true
+    });
+    if !summary.is_clean() {
+        bail!("{}", summary.problems().trim_end());
+    }
+    Ok((counts, None))
+}
+
+/// `cargo xtask run --json`: the file, the per-CPU accounting of both buffers, the events
+/// per buffer, name and CPU, the guest's notes, the loss advice and the latency line.
+fn run_json(
+    guest: &GuestTrace,
+    file: &str,
+    bytes: u64,
+    counts: Option<&EventCounts>,
+    advice: &[String],
+    latency: Option<&str>,
+) -> Json {
+    let cpus = |list: &[crate::trace_summary::CpuCounts]| {
+        Json::Arr(
+            list.iter()
+                .map(|c| {
+                    let mut o = Json::object();
+                    o.set("cpu", Json::Num(f64::from(c.cpu)));
+                    o.set("written", Json::Num(c.written as f64));
+                    o.set("read", Json::Num(c.read as f64));
+                    o.set("lost", Json::Num(c.lost as f64));
+                    o.set("pages", Json::Num(c.pages as f64));
+                    o
+                })
+                .collect(),
+        )
+    };
+    let mut o = Json::object();
+    o.set("file", Json::str(file));
+    o.set("bytes", Json::Num(bytes as f64));
+    o.set("cpus", cpus(&guest.cpus));
+    o.set("host_cpus", cpus(&guest.host_cpus));
+    o.set("events", counts.map_or(Json::Null, EventCounts::json));
+    o.set(
+        "recorded_ms",
+        guest
+            .recorded_ms
+            .map_or(Json::Null, |ms| Json::Num(ms as f64)),
+    );
+    o.set(
+        "notes",
+        Json::Arr(guest.notes.iter().map(|n| Json::str(n)).collect()),
+    );
+    o.set(
+        "advice",
+        Json::Arr(advice.iter().map(|a| Json::str(a)).collect()),
+    );
+    o.set("latency", latency.map_or(Json::Null, Json::str));
+    o
 }
 
 /// The guest's own parser (`host_shim::harness::Cmdline`, the one it runs at boot) on the
@@ -133,14 +255,6 @@ fn viewer_hints(path_var: Option<&std::ffi::OsStr>, file: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// One line of `cargo xtask report --latency` for the recording at `path`.
-fn latency_line(path: &Path) -> Result<Option<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let report = crate::report::Report::new(&bytes)?;
-    let m = crate::report::matching(report, &crate::report::Selection::default())?;
-    Ok(crate::latency::summary_line(&m))
 }
 
 /// The lines `run` keeps: the harness's fatal markers and every line of the recorder.

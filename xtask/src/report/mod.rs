@@ -11,6 +11,7 @@ pub mod compare;
 #[cfg(test)]
 mod tests;
 
+use crate::bench_json::Json;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write as _};
 use std::path::PathBuf;
@@ -57,8 +58,9 @@ pub struct ReportArgs {
     /// from a recording with host events.
     #[arg(long, conflicts_with_all = ["event", "stat", "compare"])]
     pub latency: bool,
-    /// With `--latency`: the same figures as JSON.
-    #[arg(long, requires = "latency")]
+    /// With `--latency` or `--stat`: the same figures as JSON (`--stat`: per buffer and CPU
+    /// the decoder's events, pages and drop markers, and the events per name).
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -123,10 +125,20 @@ pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) ->
 /// The matched calls of a decoded file: every line (nanosecond timestamps) through
 /// [`crate::timeline::Timeline`].
 pub fn matching(report: Report<'_>, sel: &Selection) -> Result<crate::timeline::Matching> {
+    matching_with(report, sel, |_| {})
+}
+
+/// [`matching`], giving every decoded line to `also` too (one pass for several figures).
+pub fn matching_with(
+    report: Report<'_>,
+    sel: &Selection,
+    mut also: impl FnMut(&str),
+) -> Result<crate::timeline::Matching> {
     let report = report.with_nanoseconds(true);
     let mut timeline = crate::timeline::Timeline::default();
     let summary = report.for_each_line(sel, |line| {
         timeline.line(line);
+        also(line);
         true
     });
     if !summary.is_clean() {
@@ -140,6 +152,49 @@ pub fn matching(report: Report<'_>, sel: &Selection) -> Result<crate::timeline::
         );
     }
     Ok(timeline.matching())
+}
+
+/// `--stat --json`: the decoder's totals per buffer and CPU, and the events per name.
+fn stat_json(report: &Report<'_>, sel: &Selection, file: &std::path::Path) -> Result<()> {
+    let mut counts = crate::event_counts::EventCounts::default();
+    let summary = report.for_each_line(sel, |line| {
+        counts.line(line);
+        true
+    });
+    if !summary.is_clean() {
+        eprint!("{}", summary.problems());
+        bail!("{} did not decode cleanly (see above)", file.display());
+    }
+    let mut buffers = Vec::new();
+    for (b, totals) in summary.buffers.iter().enumerate() {
+        let mut o = Json::object();
+        o.set("name", Json::str(report.file.buffer_name(b)));
+        let cpus = totals
+            .iter()
+            .enumerate()
+            .filter(|(cpu, _)| sel.cpus.is_empty() || sel.cpus.contains(cpu))
+            .map(|(cpu, t)| {
+                let mut c = Json::object();
+                c.set("cpu", Json::Num(cpu as f64));
+                c.set("events", Json::Num(t.events as f64));
+                c.set("pages", Json::Num(t.pages as f64));
+                c.set(
+                    "drop_markers",
+                    Json::Num((t.drop_markers + t.unknown_drops) as f64),
+                );
+                c.set("dropped", Json::Num(t.dropped as f64));
+                c
+            })
+            .collect();
+        o.set("cpus", Json::Arr(cpus));
+        buffers.push(o);
+    }
+    let mut out = Json::object();
+    out.set("file", Json::str(&file.display().to_string()));
+    out.set("buffers", Json::Arr(buffers));
+    out.set("events", counts.json());
+    println!("{}", out.render());
+    Ok(())
 }
 
 /// `--latency`: the figures of [`crate::latency`], as text or JSON.
@@ -207,6 +262,12 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         events: args.event.clone(),
     };
     report.check(&sel)?;
+    if args.json && !args.latency && !args.stat {
+        bail!("--json goes with --stat or --latency");
+    }
+    if args.stat && args.json {
+        return stat_json(&report, &sel, &file);
+    }
     if args.latency {
         return latency(report, &sel, args.json);
     }
