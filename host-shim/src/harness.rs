@@ -245,6 +245,10 @@ pub struct Cmdline<'a> {
 /// fault (1 is failed tests, 2 and up faults and panics; see docs/architecture.md).
 pub const EXIT_BAD_CMDLINE: u32 = 9;
 
+/// The longest semihosting command line the host reads, program name and terminating NUL
+/// included: its buffer's size. A longer line is refused (QEMU will not truncate it).
+pub const MAX_CMDLINE: usize = 1024;
+
 /// The mode words.
 pub const MODES: [&str; 6] = ["test", "run", "soak", "bench", "crash", "fault"];
 

@@ -80,6 +80,7 @@ impl QemuConfig {
         for word in &guest_words {
             check_guest_word(word)?;
         }
+        check_line_length(&guest_words)?;
         Ok(Self {
             machine: machine()?,
             cpus,
@@ -260,9 +261,38 @@ fn utf8_path(path: &Path) -> Result<String> {
     })
 }
 
+/// The guest reads its command line (`hyptrace` and the words, space-separated, and a NUL)
+/// into `host_shim::harness::MAX_CMDLINE` bytes and refuses a longer one: say so here, with
+/// the length, before QEMU starts.
+fn check_line_length(words: &[String]) -> Result<()> {
+    let len = GUEST_PROGRAM.len() + words.iter().map(|w| w.len() + 1).sum::<usize>() + 1;
+    let max = host_shim::harness::MAX_CMDLINE;
+    if len > max {
+        bail!(
+            "the guest's command line would be {len} bytes, above the {max} it reads; \
+             shorten the output path or the extra words"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_line_too_long_for_the_guest_is_refused() {
+        let max = host_shim::harness::MAX_CMDLINE;
+        // "hyptrace" + " run" + " output=..." + NUL.
+        let fits = max - "hyptrace".len() - " run".len() - " output=".len() - 1;
+        let words = |n: usize| vec!["run".to_string(), format!("output={}", "x".repeat(n))];
+        assert!(check_line_length(&words(fits)).is_ok());
+        let e = check_line_length(&words(fits + 1)).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} bytes, above the {max}", max + 1)),
+            "{e}"
+        );
+    }
 
     fn config(words: &[&str]) -> QemuConfig {
         QemuConfig {

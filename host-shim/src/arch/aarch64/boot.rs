@@ -57,8 +57,16 @@ pub extern "C" fn boot_main(dtb: u64) -> ! {
         machine.ram.end,
         cpu::counter_frequency()
     );
-    let mut buf = [0u8; 256];
-    let line = semihosting::cmdline(&mut buf).unwrap_or("");
+    let mut buf = [0u8; host_shim::harness::MAX_CMDLINE];
+    let Some(line) = semihosting::cmdline(&mut buf) else {
+        // Before, a line too long for the buffer read as empty, which means `run` with
+        // every default: another recording than the one asked for.
+        println!(
+            "host: the semihosting command line is missing, not UTF-8, or longer than {} bytes",
+            host_shim::harness::MAX_CMDLINE - 1
+        );
+        semihosting::exit(host_shim::harness::EXIT_BAD_CMDLINE)
+    };
     let cmd = match Cmdline::parse(line) {
         Ok(cmd) => cmd,
         Err(e) => {
