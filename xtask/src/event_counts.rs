@@ -62,11 +62,17 @@ impl EventCounts {
             .sum()
     }
 
+    /// The buffers with events, in order (the keys are sorted by buffer first).
+    fn buffers(&self) -> Vec<&str> {
+        let mut buffers: Vec<&str> = self.counts.keys().map(|(b, _)| b.as_str()).collect();
+        buffers.dedup();
+        buffers
+    }
+
     /// One table per buffer: a row per event, a column per CPU, and the total.
     pub fn table(&self, cpus: u32) -> String {
         let mut out = String::from("events per CPU, as decoded from the file:\n");
-        let mut buffers: Vec<&str> = self.counts.keys().map(|(b, _)| b.as_str()).collect();
-        buffers.dedup();
+        let buffers = self.buffers();
         for buffer in buffers {
             let name = if buffer.is_empty() {
                 "top-level buffer"
@@ -96,8 +102,7 @@ impl EventCounts {
     /// buffer under `""`.
     pub fn json(&self) -> Json {
         let mut all = Json::object();
-        let mut buffers: Vec<&str> = self.counts.keys().map(|(b, _)| b.as_str()).collect();
-        buffers.dedup();
+        let buffers = self.buffers();
         for buffer in buffers {
             let mut events = Json::object();
             for ((b, event), per_cpu) in &self.counts {

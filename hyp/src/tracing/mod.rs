@@ -683,11 +683,9 @@ impl TracingService {
             let mut payload = [0x5a; N];
             payload[..4].copy_from_slice(&(seq as u32).to_le_bytes());
             let ts = batch.clock.cycles_to_ns(counter());
-            let Some(mut slot) = batch.batch.reserve(ts, N) else {
+            if !batch.batch.write(ts, &payload) {
                 break;
-            };
-            slot.write_at(0, &payload);
-            slot.commit();
+            }
             written += 1;
         }
         written
