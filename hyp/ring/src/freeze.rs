@@ -3,7 +3,8 @@
 //! When the hypervisor meets a fatal error it prints the last events of every ring. The
 //! writers of other CPUs may still be running and a control operation may be half done (on
 //! the CPU that died, perhaps), so nothing here waits without bound: the control lock and
-//! the writer handshake are each tried a fixed number of times. A frozen ring is left
+//! the writer handshake are each retried only while the caller's `keep_waiting` says so (a
+//! deadline on a clock, or [`tries`]). A frozen ring is left
 //! non-writable until a control operation enables it again (on a fatal path none follows):
 //! its stop flag refuses new writes even when a writer that did not stop within the wait
 //! sets the status back as it leaves.
@@ -44,58 +45,96 @@ pub struct Frozen<'r, 'a> {
     writer_stopped: bool,
 }
 
+/// A `keep_waiting` for [`RingBuffer::freeze`] and [`Frozen::wait_for_writer`] that allows
+/// `n` more attempts after the first: a bound in spins, for code with no clock to hand.
+///
+/// ```
+/// let mut wait = hyptrace_ring::tries(2);
+/// assert!(wait() && wait() && !wait());
+/// ```
+pub fn tries(n: u32) -> impl FnMut() -> bool {
+    let mut left = n;
+    move || {
+        let more = left > 0;
+        left = left.saturating_sub(1);
+        more
+    }
+}
+
 impl<'a> RingBuffer<'a> {
-    /// Stops this ring for good and holds its control lock, trying each at most `tries`
-    /// times; for a flight recorder, on a system that is going down.
+    /// Stops this ring for good and holds its control lock; for a flight recorder, on a
+    /// system that is going down.
+    ///
+    /// Takes the control lock, retrying while `keep_waiting()` returns true (it is asked
+    /// after each failed attempt, so there is always one), raises the writer's stop hint and
+    /// tries the writer handshake once. A writer in the middle of a write ends it at its next
+    /// event; wait for that with [`Frozen::wait_for_writer`]. Freezing every ring first and
+    /// waiting for the writers after lets them all stop at once.
     ///
     /// # Errors
     /// [`FreezeError::NotLoaded`]; [`FreezeError::Busy`] when its control lock stayed taken
-    /// (a control operation is running, perhaps on a CPU that died while holding it). When the
-    /// writer is still in a write after `tries` attempts the result says so
-    /// ([`Frozen::writer_stopped`]): the tail page may then hold a torn record, which a
-    /// bounds-checked decoder reports as an error.
-    pub fn freeze(&self, tries: u32) -> Result<Frozen<'_, 'a>, FreezeError> {
-        let ctl = (0..tries)
-            .find_map(|_| {
-                let guard = self.control.0.try_lock();
-                if guard.is_none() {
-                    sync::spin_loop();
-                }
-                guard
-            })
-            .ok_or(FreezeError::Busy)?;
+    /// (a control operation is running, perhaps on a CPU that died while holding it).
+    pub fn freeze(
+        &self,
+        mut keep_waiting: impl FnMut() -> bool,
+    ) -> Result<Frozen<'_, 'a>, FreezeError> {
+        let ctl = loop {
+            if let Some(guard) = self.control.0.try_lock() {
+                break guard;
+            }
+            if !keep_waiting() {
+                return Err(FreezeError::Busy);
+            }
+            sync::spin_loop();
+        };
         if !ctl.loaded() {
             return Err(FreezeError::NotLoaded);
         }
-        // Relaxed: a liveness hint, as in `disable`: the writer starts no new write.
+        // Relaxed: a liveness hint, as in `disable`: the writer starts no new write, and a
+        // batch ends at its next event.
         self.hot.0.stop.store(true, Ordering::Relaxed);
-        let mut writer_stopped = false;
-        for _ in 0..tries {
-            // Acquire (success and failure): pairs with the writer's Release store of
-            // WRITABLE on exit, so its page writes happen before the reads of the pages.
-            match self.hot.0.status.compare_exchange(
-                status::WRITABLE,
-                status::NONWRITABLE,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) | Err(status::NONWRITABLE) => {
-                    writer_stopped = true;
-                    break;
-                }
-                Err(_) => sync::spin_loop(),
-            }
-        }
-        Ok(Frozen {
+        let mut frozen = Frozen {
             ring: self,
             ctl,
-            writer_stopped,
-        })
+            writer_stopped: false,
+        };
+        frozen.try_stop_writer();
+        Ok(frozen)
     }
 }
 
 impl Frozen<'_, '_> {
-    /// Whether the writer was out of a write (or left it) within the wait.
+    /// One attempt at the writer handshake; true once the writer is out of a write.
+    fn try_stop_writer(&mut self) -> bool {
+        if !self.writer_stopped {
+            // Acquire (success and failure): pairs with the writer's Release store of
+            // WRITABLE on exit, so its page writes happen before the reads of the pages.
+            let was = self.ring.hot.0.status.compare_exchange(
+                status::WRITABLE,
+                status::NONWRITABLE,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            );
+            self.writer_stopped = matches!(was, Ok(_) | Err(status::NONWRITABLE));
+        }
+        self.writer_stopped
+    }
+
+    /// Waits for the writer to leave the write it is in, retrying while `keep_waiting()`
+    /// returns true; returns [`writer_stopped`](Self::writer_stopped). When the wait runs
+    /// out the tail page may hold a torn record, which a bounds-checked decoder reports as an
+    /// error.
+    pub fn wait_for_writer(&mut self, mut keep_waiting: impl FnMut() -> bool) -> bool {
+        while !self.try_stop_writer() {
+            if !keep_waiting() {
+                return false;
+            }
+            sync::spin_loop();
+        }
+        true
+    }
+
+    /// Whether the writer was out of a write (or left it) within the waits so far.
     pub fn writer_stopped(&self) -> bool {
         self.writer_stopped
     }

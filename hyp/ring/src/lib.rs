@@ -93,7 +93,7 @@ mod writer;
 pub use control::{Swap, HEAD_SEARCH_ATTEMPTS, SWAP_ATTEMPTS};
 pub use desc::{PageDesc, DESC_SIZE, MAX_RING_PAGES};
 pub use error::RingError;
-pub use freeze::{FreezeError, Frozen};
+pub use freeze::{tries, FreezeError, Frozen};
 #[cfg(loom)]
 pub use page_io::LoomPage;
 pub use writer::{event_size, Batch, Reservation, MAX_PAYLOAD};

@@ -281,9 +281,10 @@ fn writer_against_freeze() {
             }
             n
         });
-        let frozen = ring
-            .freeze(2)
+        let mut frozen = ring
+            .freeze(tries(2))
             .expect("loaded, and nothing else takes the lock");
+        frozen.wait_for_writer(tries(2));
         let pages: Vec<_> = frozen.pages().collect();
         assert_eq!(pages.len(), 3, "every ring page, not the reader page");
         if frozen.writer_stopped() {

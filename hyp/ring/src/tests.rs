@@ -602,7 +602,7 @@ fn freeze_stops_the_writer_and_lists_pages_oldest_first() {
     for i in 1000..1100u64 {
         assert!(f.ring.write(10 + i, &i.to_le_bytes()));
     }
-    let frozen = f.ring.freeze(8).expect("loaded and idle");
+    let frozen = f.ring.freeze(tries(8)).expect("loaded and idle");
     assert!(frozen.writer_stopped());
     let pages: Vec<Page> = frozen.pages().collect();
     assert_eq!(pages.len(), 4, "every ring page, not the reader page");
@@ -625,17 +625,51 @@ fn freeze_stops_the_writer_and_lists_pages_oldest_first() {
 fn freeze_gives_up_on_a_held_lock_and_an_unloaded_ring() {
     let f = fixture(2);
     let guard = f.ring.control.0.lock();
-    assert_eq!(f.ring.freeze(4).unwrap_err(), FreezeError::Busy);
+    let mut asked = 0;
+    let busy = f.ring.freeze(|| {
+        asked += 1;
+        asked < 4
+    });
+    assert_eq!(busy.unwrap_err(), FreezeError::Busy);
+    assert_eq!(
+        asked, 4,
+        "asked after each failed attempt, until it said no"
+    );
     drop(guard);
-    let _writing = f.ring.reserve(1, 8).unwrap();
-    let frozen = f.ring.freeze(4).expect("lock free now");
+    let writing = f.ring.reserve(1, 8).unwrap();
+    let mut frozen = f.ring.freeze(tries(0)).expect("lock free now");
+    assert!(!frozen.writer_stopped(), "a write in flight");
     assert!(
-        !frozen.writer_stopped(),
-        "a write in flight: the wait is bounded"
+        !frozen.wait_for_writer(tries(4)),
+        "the wait for the writer is bounded"
     );
     drop(frozen);
     let unloaded = RingBuffer::new();
-    assert_eq!(unloaded.freeze(4).unwrap_err(), FreezeError::NotLoaded);
+    assert_eq!(
+        unloaded.freeze(tries(4)).unwrap_err(),
+        FreezeError::NotLoaded
+    );
+    drop(writing);
+}
+
+/// The flight recorder's case: a writer in a long batch when the ring freezes. The stop
+/// hint ends the batch at its next event, and the wait sees the writer leave.
+#[test]
+fn a_batch_in_flight_ends_at_its_next_event_once_frozen() {
+    let f = fixture(4);
+    let mut batch = f.ring.batch().expect("enabled");
+    assert!(batch.write(1, &[1; 8]));
+    let mut frozen = f.ring.freeze(tries(0)).expect("lock free");
+    assert!(!frozen.writer_stopped(), "the batch holds the handshake");
+    assert!(!batch.write(2, &[2; 8]), "the batch sees the stop hint");
+    drop(batch);
+    assert!(frozen.wait_for_writer(tries(0)), "one attempt suffices now");
+    let events = events_in(frozen.pages());
+    assert_eq!(
+        events.len(),
+        1,
+        "the event before the freeze, none after: {events:?}"
+    );
 }
 
 #[test]

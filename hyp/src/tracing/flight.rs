@@ -2,9 +2,10 @@
 //! dies.
 //!
 //! [`TracingService::flight_record`] runs on a fatal path, on whichever CPU met the error,
-//! while the other CPUs may still be writing. It first freezes every ring (the writer
-//! stopped and the control lock held, each with a bounded wait:
-//! [`crate::ring::RingBuffer::freeze`]; a ring whose writer did not stop is not read), then
+//! while the other CPUs may still be writing. It first freezes every ring (the control lock
+//! held and the stop hint raised: [`crate::ring::RingBuffer::freeze`]), then waits for every
+//! writer to leave its write (all at once, within one deadline the caller sets; a ring whose
+//! writer did not stop is not read), then
 //! copies each page into private memory before reading it (the host can write the pages at
 //! any time), decodes the copy with the bounds-checked page decoder and prints the last
 //! events as trace-cmd prints the `hypervisor` instance of a recording: the same columns,
@@ -26,8 +27,11 @@ use super::TracingService;
 /// Events printed per CPU unless asked otherwise.
 pub const DEFAULT_EVENTS: usize = 32;
 
-/// Attempts at each ring's control lock and writer handshake (a bounded wait: a spin each).
-pub const FREEZE_TRIES: u32 = 1 << 20;
+/// How long the recorder waits, in all, for the rings' control locks and for their writers
+/// to leave the write they are in, in microseconds. A writer stops at its next event once
+/// asked, so on hardware this is a bound that is never reached; under an emulator whose
+/// host did not schedule a writer's vCPU for a while it is what lets the ring be read.
+pub const FREEZE_WAIT_US: u64 = 1_000_000;
 
 /// The name of the hypervisor's buffer in the file, printed first on each line as trace-cmd
 /// prints an instance's events.
@@ -87,6 +91,8 @@ fn write_event(out: &mut dyn Write, cpu: usize, ts: u64, payload: &[u8]) -> fmt:
 impl TracingService {
     /// Prints the last `per_cpu` events of every CPU's ring to `out`, newest last, for a
     /// hypervisor that is going down, on CPU `this_cpu` (see the module documentation).
+    /// Waits for control locks and writers while `keep_waiting()` returns true: one deadline
+    /// for the whole dump (see [`FREEZE_WAIT_US`]).
     /// Leaves every ring it froze non-writable (until a control operation enables it again:
     /// on a fatal path none follows). A ring whose writer did not stop within the wait is
     /// not read (the writer may go on for a while), unless it is `this_cpu`'s, whose writer
@@ -107,15 +113,20 @@ impl TracingService {
         &self,
         this_cpu: usize,
         per_cpu: usize,
+        keep_waiting: &mut dyn FnMut() -> bool,
         out: &mut dyn Write,
     ) -> Result<bool, fmt::Error> {
         let Some(mut page) = PAGE.try_lock() else {
             return Ok(false);
         };
         // Every writer stopped first, so the dump is one moment on every CPU (and no CPU
-        // keeps writing while another's ring is printed).
-        let frozen: [Result<Frozen<'_, 'static>, FreezeError>; MAX_CPUS] =
-            core::array::from_fn(|cpu| self.rings[cpu].freeze(FREEZE_TRIES));
+        // keeps writing while another's ring is printed): every ring is asked to stop before
+        // the wait for any writer, so they all stop at once.
+        let mut frozen: [Result<Frozen<'_, 'static>, FreezeError>; MAX_CPUS] =
+            core::array::from_fn(|cpu| self.rings[cpu].freeze(&mut *keep_waiting));
+        for f in frozen.iter_mut().flatten() {
+            f.wait_for_writer(&mut *keep_waiting);
+        }
         let mut any = false;
         for (cpu, frozen) in frozen.iter().enumerate() {
             let frozen = match frozen {

@@ -763,7 +763,8 @@ fn flight_text(s: &TracingService, per_cpu: usize) -> String {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     // SAFETY: test memory stays mapped (identity, heap) and nothing tears down meanwhile.
-    let dumped = unsafe { s.flight_record(0, per_cpu, &mut out) }.unwrap();
+    let dumped =
+        unsafe { s.flight_record(0, per_cpu, &mut crate::ring::tries(64), &mut out) }.unwrap();
     assert!(dumped, "no other dump runs");
     out
 }

@@ -48,18 +48,33 @@ fn enter_report(status: u32) {
 /// Spins a fatal CPU waits at most for another CPU's dump to end the system.
 const DUMP_WAIT_SPINS: u64 = 1 << 32;
 
+/// A `keep_waiting` that says yes until `us` microseconds from now have passed on the
+/// generic counter (the one the trace clock reads). A counter whose frequency reads as zero
+/// (firmware did not set `CNTFRQ_EL0`) is taken as 1 GHz, which waits longest.
+fn deadline_in_us(us: u64) -> impl FnMut() -> bool {
+    let freq = match CNTFRQ_EL0.get() {
+        0 => 1_000_000_000,
+        f => f,
+    };
+    let end = super::trap::counter().saturating_add(freq.saturating_mul(us) / 1_000_000);
+    move || super::trap::counter() < end
+}
+
 /// After a fatal report: the last events of every CPU's ring (the flight recorder), then
 /// QEMU ends with `status`. If another CPU is printing a dump already, this one waits for it
 /// to end the system (bounded), so that the first dump is printed whole.
 fn dump_and_exit(status: u32) -> ! {
     let mut dumped = true;
     if !flight::dump_in_progress() {
+        let mut keep_waiting = deadline_in_us(flight::FREEZE_WAIT_US);
         CONSOLE.with_fatal(|out| {
             // SAFETY: a fatal path: this CPU never returns to the host, and the recorder
             // holds each ring's control lock while it reads its pages, so no teardown unmaps
             // them.
-            dumped = unsafe { TRACING.flight_record(cpu_index(), flight::DEFAULT_EVENTS, out) }
-                .unwrap_or(true);
+            dumped = unsafe {
+                TRACING.flight_record(cpu_index(), flight::DEFAULT_EVENTS, &mut keep_waiting, out)
+            }
+            .unwrap_or(true);
         });
     } else {
         dumped = false;
