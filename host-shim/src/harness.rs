@@ -185,10 +185,20 @@ pub enum Mode {
     Fault,
 }
 
+/// The byte that stops a recording when it arrives on the guest's console (ASCII ETX, what
+/// a terminal sends for Ctrl-C): `run` then stops its workload, drains every buffer and saves
+/// the file as at the end of its duration, and says so with [`STOPPED_LINE`]. `cargo xtask
+/// run` sends it on Ctrl-C and at its timeout.
+pub const STOP_BYTE: u8 = 0x03;
+
+/// The start of the line `run` prints when [`STOP_BYTE`] stopped it, followed by `N ms`.
+pub const STOPPED_LINE: &str = "trace: stopped on the console after ";
+
 /// What `run` records, from its `key=value` words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunOptions<'a> {
-    /// How long the workload runs.
+    /// How long the workload runs; 0: until [`STOP_BYTE`] arrives on the console (or the
+    /// host's page store is full).
     pub duration_ms: u64,
     /// Ring-buffer data bytes per CPU, in KiB.
     pub buffer_kb: u64,
@@ -378,6 +388,9 @@ impl<'a> Cmdline<'a> {
                 (_, "seed") => {
                     cmd.seed = Some(value.parse().map_err(|_| CmdlineError::BadSeed(value))?)
                 }
+                // `run duration_ms=0` records until stopped on the console ([`STOP_BYTE`]);
+                // a soak always has a length.
+                (Mode::Run, "duration_ms") if value == "0" => cmd.run.duration_ms = 0,
                 (Mode::Run | Mode::Soak, "duration_ms") => cmd.run.duration_ms = number(value)?,
                 (Mode::Run | Mode::Soak, "buffer_kb") => cmd.run.buffer_kb = number(value)?,
                 (Mode::Run | Mode::Soak, "period_ms") => cmd.run.period_ms = number(value)?,
@@ -574,7 +587,16 @@ mod tests {
             Err(CmdlineError::Unknown(Mode::Soak, "output=x.dat"))
         );
         assert_eq!(
-            Cmdline::parse("hyptrace run duration_ms=0"),
+            Cmdline::parse("hyptrace run duration_ms=0").map(|c| c.run.duration_ms),
+            Ok(0),
+            "run until stopped"
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace soak duration_ms=0"),
+            Err(CmdlineError::BadNumber("0"))
+        );
+        assert_eq!(
+            Cmdline::parse("hyptrace run period_ms=0"),
             Err(CmdlineError::BadNumber("0"))
         );
         assert_eq!(

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use core::ptr::NonNull;
 
-use host_shim::harness::RunOptions;
+use host_shim::harness::{RunOptions, STOPPED_LINE, STOP_BYTE};
 use host_shim::host_trace::LocalControl;
 use host_shim::page_pool::{PagePool, PAGE_SIZE};
 use host_shim::reader::{CpuReader, IdentityMemory, PageBuf, PageMemory, RingControl};
@@ -30,7 +30,7 @@ use hyptrace_tracedat::PrintkFormat;
 
 use crate::arch::boot::machine;
 use crate::arch::calls::hypercall_args;
-use crate::arch::console::println;
+use crate::arch::console::{println, CONSOLE};
 use crate::arch::semihosting::File;
 use crate::arch::{cpu, smp};
 use crate::own_trace::{self, HOST};
@@ -748,9 +748,13 @@ fn record(opts: &RunOptions) -> Result<(), String> {
         }),
         None => None,
     };
+    let asked = if opts.duration_ms == 0 {
+        String::from("until stopped")
+    } else {
+        format!("{} ms", opts.duration_ms)
+    };
     println!(
-        "trace: recording {} ms on {nr_cpus} CPUs, {} KiB per CPU, poll every {} ms, events {}, host events {}",
-        opts.duration_ms,
+        "trace: recording {asked} on {nr_cpus} CPUs, {} KiB per CPU, poll every {} ms, events {}, host events {}",
         opts.buffer_kb,
         opts.period_ms,
         opts.events.unwrap_or("all"),
@@ -783,7 +787,9 @@ fn record(opts: &RunOptions) -> Result<(), String> {
     let mut buf = PageBuf::zeroed();
     let mut read_events = 0u64;
     let mut full = false;
-    while cpu::counter() - start < duration && !full {
+    let mut stopped = false;
+    // `duration` 0: until the console says stop (or the page store fills).
+    while (duration == 0 || cpu::counter() - start < duration) && !full && !stopped {
         // The reader's CPU runs the workload too, between polls.
         workload_slice(0)?;
         let now = cpu::counter();
@@ -798,6 +804,9 @@ fn record(opts: &RunOptions) -> Result<(), String> {
                 full |= f;
             }
         }
+        // One polled register read per slice: Ctrl-C in `cargo xtask run` (or its timeout)
+        // ends the recording as its duration would.
+        stopped = CONSOLE.try_read_byte() == Some(STOP_BYTE);
         if now >= next_progress {
             next_progress = now + progress_every;
             let lost: u64 = hyp
@@ -806,15 +815,23 @@ fn record(opts: &RunOptions) -> Result<(), String> {
                 .map(|r| r.stats().map_or(0, |s| s.lost))
                 .sum();
             let pages: usize = hyp.stores.iter().map(PageStore::pages).sum();
-            println!(
-                "trace: {}/{} ms, events read {read_events}, pages {pages}, lost {lost}",
-                cpu::ticks_to_ns(now - start) / 1_000_000,
-                opts.duration_ms
-            );
+            let ms = cpu::ticks_to_ns(now - start) / 1_000_000;
+            let of = if opts.duration_ms == 0 {
+                String::new()
+            } else {
+                format!("/{}", opts.duration_ms)
+            };
+            println!("trace: {ms}{of} ms, events read {read_events}, pages {pages}, lost {lost}");
         }
     }
     if full {
         println!("trace: the host's page store is full: stopping early");
+    }
+    if stopped {
+        println!(
+            "{STOPPED_LINE}{} ms",
+            cpu::ticks_to_ns(cpu::counter() - start) / 1_000_000
+        );
     }
     // How long the recording really ran (less than asked when the store filled): xtask's
     // loss advice divides by it.

@@ -109,7 +109,9 @@ pub struct RunArgs {
     /// (the error names the largest that fits).
     #[arg(short = 'b', long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFER_KB))]
     pub buffer_size_kb: u64,
-    /// How long the workload runs and the trace records, in seconds (e.g. 2, 0.5).
+    /// How long the workload runs and the trace records, in seconds (e.g. 2, 0.5); 0 records
+    /// until Ctrl-C, as `trace-cmd record` does (or until the guest's page store is full).
+    /// Ctrl-C during any recording stops it early and saves everything read so far.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_duration_ms)]
     pub duration: DurationMs,
     /// How often the host drains every CPU's buffer, in milliseconds.
@@ -130,15 +132,17 @@ pub struct RunArgs {
     /// Record the hypervisor's events only (in the top-level buffer).
     #[arg(long, overrides_with = "host_events")]
     pub no_host_events: bool,
-    /// Kill QEMU after this many seconds [default: the duration + 120 s].
+    /// Stop the recording after this many seconds, as Ctrl-C does (the file keeps what was
+    /// read, and the run fails), and kill QEMU if it has not ended 120 s later [default: the
+    /// duration + 120 s; with --duration 0, a day].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
     /// Do not echo the console; it is still printed (last lines) on failure.
     #[arg(long)]
     pub quiet: bool,
-    /// Print the summary as JSON on stdout (the human summary goes to stderr, and the
-    /// console is not echoed, as with --quiet): per CPU of both buffers written, read, lost
-    /// and pages, and the events per buffer, name and CPU.
+    /// Print the summary as JSON on stdout (the console and the human summary go to
+    /// stderr): per CPU of both buffers written, read, lost and pages, the events per buffer,
+    /// name and CPU, and whether Ctrl-C or the timeout stopped the recording.
     #[arg(long)]
     pub json: bool,
     /// Extra words passed to the guest after the options (semihosting command line).
@@ -170,9 +174,16 @@ const MAX_DURATION_SECS: f64 = 86_400.0;
 /// file through semihosting), in seconds.
 pub const RUN_TIMEOUT_SLACK_SECS: u64 = 120;
 
-/// A recording duration, in whole milliseconds (at least 1).
+/// A recording duration, in whole milliseconds; 0: until Ctrl-C.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationMs(pub u64);
+
+impl DurationMs {
+    /// Whether the recording runs until Ctrl-C (`--duration 0`).
+    pub fn until_interrupted(self) -> bool {
+        self.0 == 0
+    }
+}
 
 /// A validated, comma-separated list of event names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,24 +233,32 @@ impl RunArgs {
         !self.no_host_events
     }
 
-    /// The QEMU timeout: `--timeout`, else the duration rounded up plus
-    /// [`RUN_TIMEOUT_SLACK_SECS`].
+    /// The QEMU timeout: `--timeout`, else the duration (a day for `--duration 0`) rounded
+    /// up plus [`RUN_TIMEOUT_SLACK_SECS`].
     pub fn timeout_secs(&self) -> u64 {
+        let ms = if self.duration.until_interrupted() {
+            MAX_DURATION_SECS as u64 * 1000
+        } else {
+            self.duration.0
+        };
         self.timeout
-            .unwrap_or(self.duration.0.div_ceil(1000) + RUN_TIMEOUT_SLACK_SECS)
+            .unwrap_or(ms.div_ceil(1000) + RUN_TIMEOUT_SLACK_SECS)
     }
 }
 
-/// Parses `--duration`: seconds, integer or decimal, more than 0 and at most a day, rounded to
-/// whole milliseconds (at least 1).
+/// Parses `--duration`: seconds, integer or decimal, 0 (until Ctrl-C) or more than 0 and at
+/// most a day, rounded to whole milliseconds (at least 1).
 fn parse_duration_ms(text: &str) -> Result<DurationMs, String> {
     let secs: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 2 or 0.5)"))?;
-    if !secs.is_finite() || secs <= 0.0 || secs > MAX_DURATION_SECS {
+    if secs == 0.0 {
+        return Ok(DurationMs(0));
+    }
+    if !(0.0..=MAX_DURATION_SECS).contains(&secs) {
         return Err(format!(
-            "`{text}` is out of range: the duration must be more than 0 and at most \
+            "`{text}` is out of range: the duration is 0 (until Ctrl-C) or more, and at most \
              {MAX_DURATION_SECS} seconds"
         ));
     }
@@ -534,7 +553,9 @@ mod tests {
         assert_eq!(parse_duration_ms("0.0004"), Ok(DurationMs(1)));
         assert_eq!(parse_duration_ms("0.0016"), Ok(DurationMs(2)));
         assert_eq!(parse_duration_ms("86400"), Ok(DurationMs(86_400_000)));
-        for bad in ["0", "-1", "abc", "", "NaN", "inf", "86401", "1s"] {
+        assert_eq!(parse_duration_ms("0"), Ok(DurationMs(0)), "until Ctrl-C");
+        assert_eq!(parse_duration_ms("0.0"), Ok(DurationMs(0)));
+        for bad in ["-1", "-0.5", "abc", "", "NaN", "inf", "86401", "1s"] {
             assert!(
                 parse_duration_ms(bad).is_err(),
                 "{bad:?} should be rejected"
@@ -548,6 +569,12 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(run.timeout_secs(), 61 + RUN_TIMEOUT_SLACK_SECS);
+        let Command::Run(run) = parse(&["run", "--duration", "0"]).command else {
+            panic!("expected run");
+        };
+        assert!(run.duration.until_interrupted());
+        assert_eq!(run.timeout_secs(), 86_400 + RUN_TIMEOUT_SLACK_SECS);
+        assert!(run.guest_words().contains(&"duration_ms=0".to_string()));
     }
 
     #[test]

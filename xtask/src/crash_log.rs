@@ -596,9 +596,10 @@ hyp: EXCEPTION on CPU 0
         ]);
         let supervision = Supervision {
             timeout: std::time::Duration::from_secs(30),
-            echo: false,
+            echo: supervise::Echo::Off,
             keep: |_| false,
             console_bytes: supervise::CONSOLE_BYTES,
+            stop: None,
         };
         let captured = supervise::run(command, &supervision).expect("sh runs");
         assert_eq!(captured.end, RunEnd::Exited(4));

@@ -35,6 +35,7 @@ mod fault_report;
 mod fuzz_cmd;
 mod harness_outcome;
 mod icount;
+mod interrupt_step;
 mod latency;
 mod limits;
 mod mmu_check;

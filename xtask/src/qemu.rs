@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::build::Images;
-use crate::supervise::{self, Captured, Supervision};
+use crate::supervise::{self, Captured, Echo, StopRequest, Supervision};
 use crate::tools;
 use crate::workspace;
 
@@ -164,6 +164,40 @@ pub fn run(
     echo: bool,
     keep: fn(&str) -> bool,
 ) -> Result<Captured> {
+    let echo = if echo { Echo::Same } else { Echo::Off };
+    supervised(config, timeout, echo, keep, None)
+}
+
+/// [`run`] for a recording: at `timeout` or on Ctrl-C the guest is asked to stop (the stop
+/// byte on its console: it drains its buffers and saves the file) and killed only when it
+/// has not ended `grace` later, or on a second Ctrl-C.
+pub fn run_recording(
+    config: &QemuConfig,
+    timeout: Duration,
+    echo: Echo,
+    keep: fn(&str) -> bool,
+    grace: Duration,
+) -> Result<Captured> {
+    let stop = supervise::interrupts().map(|interrupts| StopRequest {
+        byte: host_shim::harness::STOP_BYTE,
+        grace,
+        interrupts,
+    });
+    if stop.is_none() {
+        eprintln!(
+            "xtask: warning: no Ctrl-C handler: Ctrl-C will kill QEMU and lose the recording"
+        );
+    }
+    supervised(config, timeout, echo, keep, stop)
+}
+
+fn supervised(
+    config: &QemuConfig,
+    timeout: Duration,
+    echo: Echo,
+    keep: fn(&str) -> bool,
+    stop: Option<StopRequest>,
+) -> Result<Captured> {
     tools::ensure_tool(tools::QEMU.0, tools::QEMU.1)?;
     let command = config.command();
     eprintln!(
@@ -176,6 +210,7 @@ pub fn run(
         echo,
         keep,
         console_bytes: supervise::CONSOLE_BYTES,
+        stop,
     };
     supervise::run(command, &supervision)
 }

@@ -14,12 +14,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::bench_json::Json;
 use crate::build;
+use crate::cli::DurationMs;
 use crate::cli::RunArgs;
 use crate::crash_log;
 use crate::event_counts::EventCounts;
 use crate::harness_outcome::{self, HarnessReport};
 use crate::qemu::{self, QemuConfig};
-use crate::supervise::RunEnd;
+use crate::supervise::{Echo, RunEnd, StopCause};
 use crate::trace_summary::GuestTrace;
 use crate::workspace;
 
@@ -39,11 +40,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     check_guest_words(&words)?;
     let config = QemuConfig::new(&images, args.cpus, words)?.with_cpu_model(&args.cpu_model);
     let timeout = args.timeout_secs();
-    let captured = qemu::run(
+    let echo = match (args.quiet, args.json) {
+        (true, _) => Echo::Off,
+        (false, true) => Echo::Stderr,
+        (false, false) => Echo::Same,
+    };
+    if args.duration.until_interrupted() {
+        eprintln!("xtask: recording until Ctrl-C (or --timeout {timeout} s)");
+    }
+    let captured = qemu::run_recording(
         &config,
         Duration::from_secs(timeout),
-        !args.quiet && !args.json,
+        echo,
         is_run_line,
+        Duration::from_secs(STOP_GRACE_SECS),
     )?;
     let report = HarnessReport::parse(&captured.kept);
     let guest = GuestTrace::parse(&captured.kept);
@@ -59,6 +69,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         captured.elapsed.as_secs_f64(),
         captured.total_lines
     );
+    if captured.stop.is_some() && guest.stopped_ms.is_none() {
+        // Asked to stop, it ended well but not because of the stop byte: it was done.
+        eprintln!("xtask: the guest had finished recording when asked to stop");
+    }
     let problems = guest.problems(args.cpus);
     if !problems.is_empty() {
         captured.print_last_lines(FAILURE_TAIL_LINES);
@@ -140,6 +154,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
             None => "latency: no complete null hypercall was recorded".to_string(),
         });
     }
+    let stopped = guest.stopped_ms.and(captured.stop);
+    if let Some(line) = stopped_line(stopped, guest.stopped_ms, args.duration, timeout) {
+        lines.push(line);
+    }
     if args.json {
         for line in &lines {
             eprintln!("{line}");
@@ -151,6 +169,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             counts.as_ref(),
             &advice,
             latency.as_deref(),
+            stopped,
         );
         println!("{}", json.render());
     } else {
@@ -158,7 +177,41 @@ pub fn run(args: &RunArgs) -> Result<()> {
             println!("{line}");
         }
     }
+    if stopped == Some(StopCause::Timeout) {
+        bail!(
+            "the recording was still running after {timeout} s and was stopped; the file \
+             keeps what was read until then (raise --timeout if the run is expected to take \
+             longer)"
+        );
+    }
     Ok(())
+}
+
+/// How long a guest asked to stop may take to drain its buffers, write the file and exit
+/// before it is killed (the default timeout's slack: the same work as after a full run).
+const STOP_GRACE_SECS: u64 = crate::cli::RUN_TIMEOUT_SLACK_SECS;
+
+/// The summary's line on a recording the stop byte ended early (`cause`), after
+/// `stopped_ms`; none when it ran its course.
+fn stopped_line(
+    cause: Option<StopCause>,
+    stopped_ms: Option<u64>,
+    duration: DurationMs,
+    timeout_secs: u64,
+) -> Option<String> {
+    let ms = stopped_ms?;
+    let asked = if duration.until_interrupted() {
+        "until Ctrl-C".to_string()
+    } else {
+        format!("of the {} ms asked", duration.0)
+    };
+    let why = match cause? {
+        StopCause::Interrupt => "interrupted".to_string(),
+        StopCause::Timeout => format!("PARTIAL: stopped at the {timeout_secs} s timeout"),
+    };
+    Some(format!(
+        "{why} after {ms} ms ({asked}): the file holds every event read until then"
+    ))
 }
 
 /// The events per buffer, CPU and name of the recording at `path`, and with `latency` the
@@ -191,6 +244,7 @@ fn run_json(
     counts: Option<&EventCounts>,
     advice: &[String],
     latency: Option<&str>,
+    stopped: Option<StopCause>,
 ) -> Json {
     let cpus = |list: &[crate::trace_summary::CpuCounts]| {
         Json::Arr(
@@ -228,6 +282,14 @@ fn run_json(
         Json::Arr(advice.iter().map(|a| Json::str(a)).collect()),
     );
     o.set("latency", latency.map_or(Json::Null, Json::str));
+    o.set(
+        "stopped",
+        match stopped {
+            None => Json::Null,
+            Some(StopCause::Interrupt) => Json::str("interrupt"),
+            Some(StopCause::Timeout) => Json::str("timeout"),
+        },
+    );
     o
 }
 
@@ -336,6 +398,12 @@ impl TraceOutput {
         }
     }
 
+    /// The paths of a recording at `path` (absolute, or relative to the workspace root),
+    /// checked, without touching the file system.
+    pub fn paths(path: &Path) -> Result<Self> {
+        Self::resolve(path, &workspace::qemu_working_dir())
+    }
+
     /// [`TraceOutput::prepare`] without touching the file system: the checks and the paths.
     fn resolve(path: &Path, qemu_dir: &Path) -> Result<Self> {
         let Some(word) = path.to_str() else {
@@ -416,9 +484,10 @@ fn verdict(
             "the guest exited with status {code} (2+ means a fault or panic)"
         )),
         RunEnd::Killed { .. } => Err(format!("QEMU was {end}")),
-        RunEnd::TimedOut { .. } => Err(format!(
-            "QEMU still running after {timeout_secs} s and killed; raise --timeout if the \
-             guest needs longer, else look for a hang in the last lines"
+        RunEnd::TimedOut { after_secs } => Err(format!(
+            "QEMU still running at the {timeout_secs} s timeout, asked to stop, and killed \
+             after {after_secs} s; raise --timeout if the guest needs longer, else look for a \
+             hang in the last lines"
         )),
     }
 }

@@ -8,11 +8,18 @@
 //! most [`CHANNEL_LINES`] lines wait between the reader threads and the collector (a reader
 //! blocks, and so does the child's write, when the collector falls behind), and the whole
 //! console ([`Console`]) keeps only its most recent [`Supervision::console_bytes`].
+//!
+//! A child that can stop cleanly ([`Supervision::stop`], the recorder) is asked to, with a
+//! byte on its stdin, at the deadline or on Ctrl-C, and killed only if it has not ended after
+//! a grace period (or on a second Ctrl-C). It runs in its own process group then, so the
+//! terminal's Ctrl-C reaches xtask alone and the child is stopped, not killed.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -94,17 +101,72 @@ impl std::fmt::Display for RunEnd {
     }
 }
 
+/// Where the child's lines are echoed live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// Not at all.
+    Off,
+    /// To our stdout or stderr, as the child printed them.
+    Same,
+    /// Both streams to our stderr (our stdout carries something else: JSON).
+    Stderr,
+}
+
+/// Why a child that can stop cleanly was asked to ([`Captured::stop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// The deadline passed.
+    Timeout,
+    /// Ctrl-C (or SIGTERM, SIGHUP) reached xtask.
+    Interrupt,
+}
+
+/// How a child that can stop cleanly is stopped.
+#[derive(Clone, Debug)]
+pub struct StopRequest {
+    /// The byte written to its stdin to ask it to stop.
+    pub byte: u8,
+    /// How long it may take to end after that, before it is killed.
+    pub grace: Duration,
+    /// Interrupts received so far (Ctrl-C and its kin: see [`interrupts`]): the first asks
+    /// the child to stop, another one kills it.
+    pub interrupts: Arc<AtomicUsize>,
+}
+
+/// The process's interrupt count, counted from the first call on by a Ctrl-C handler (which
+/// takes over SIGINT, SIGTERM and SIGHUP: xtask no longer dies of them but lets the child
+/// stop cleanly, see [`StopRequest`]). `None` when no handler could be installed.
+pub fn interrupts() -> Option<Arc<AtomicUsize>> {
+    static COUNT: std::sync::OnceLock<Option<Arc<AtomicUsize>>> = std::sync::OnceLock::new();
+    COUNT
+        .get_or_init(|| {
+            let count = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&count);
+            // Relaxed: a counter read by polling; the child's stop orders nothing else.
+            ctrlc::set_handler(move || {
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+            .ok()
+            .map(|()| count)
+        })
+        .clone()
+}
+
 /// What to do with the child and its output.
 pub struct Supervision {
-    /// Kill the child when it runs longer than this.
+    /// Stop the child when it runs longer than this: ask it ([`Supervision::stop`]) or kill
+    /// it.
     pub timeout: Duration,
-    /// Echo each line live to our own stdout/stderr (matching the child's stream).
-    pub echo: bool,
+    /// Echo each line live.
+    pub echo: Echo,
     /// Which lines to keep in [`Captured::kept`] (every line also passes through the tail).
     pub keep: fn(&str) -> bool,
     /// How much of the whole console [`Captured::console`] keeps (the most recent lines);
     /// normally [`CONSOLE_BYTES`].
     pub console_bytes: usize,
+    /// How to ask the child to stop cleanly; `None`: kill it at the deadline (and let Ctrl-C
+    /// reach it as it reaches xtask).
+    pub stop: Option<StopRequest>,
 }
 
 /// Every line of the child's output in arrival order (both streams), keeping only the most
@@ -199,6 +261,8 @@ pub struct Captured {
     pub command: String,
     /// Wall-clock time from start to exit.
     pub elapsed: Duration,
+    /// Why the child was asked to stop ([`Supervision::stop`]), if it was.
+    pub stop: Option<StopCause>,
 }
 
 impl Captured {
@@ -214,12 +278,18 @@ impl Captured {
     }
 }
 
-/// Starts `command` with piped stdout/stderr and null stdin, and supervises it to the end.
+/// Starts `command` with piped stdout/stderr, and stdin null (or piped, to ask it to stop:
+/// [`Supervision::stop`]), and supervises it to the end.
 pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> {
     let line = workspace::display_command(&command);
     let start = Instant::now();
+    if supervision.stop.is_some() {
+        command.stdin(Stdio::piped());
+        own_process_group(&mut command);
+    } else {
+        command.stdin(Stdio::null());
+    }
     let mut child = command
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -230,7 +300,7 @@ pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> 
         spawn_reader(child.stderr.take(), Stream::Stderr, sender),
     ];
     let mut collector = Collector::new(supervision);
-    let end = wait_draining(&mut child, &receiver, &mut collector, supervision.timeout)
+    let (end, stop) = wait_draining(&mut child, &receiver, &mut collector, supervision)
         .with_context(|| format!("while supervising `{line}`"))?;
     let elapsed = start.elapsed();
     // Any line still in flight arrives before the readers finish; take what is there.
@@ -245,8 +315,19 @@ pub fn run(mut command: Command, supervision: &Supervision) -> Result<Captured> 
                 .map_err(|_| anyhow::anyhow!("an output reader thread panicked"))?;
         }
     }
-    Ok(collector.finish(end, elapsed, line))
+    Ok(collector.finish(end, stop, elapsed, line))
 }
+
+/// Puts the child in a process group of its own: the terminal's Ctrl-C then reaches xtask
+/// only, which asks the child to stop instead of seeing it die.
+#[cfg(unix)]
+fn own_process_group(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+}
+
+#[cfg(not(unix))]
+fn own_process_group(_command: &mut Command) {}
 
 /// Reads `pipe` line by line on a new thread and sends each line to `sender`.
 fn spawn_reader<R: Read + Send + 'static>(
@@ -303,14 +384,20 @@ fn trim_line_ending(line: &str) -> &str {
 }
 
 /// Collects lines until the child has exited and its pipes are drained (or the grace period
-/// after exit has passed), killing the child at the deadline.
+/// after exit has passed), stopping the child at the deadline: asking it to
+/// ([`Supervision::stop`]) and killing it if it has not ended after the grace period, or
+/// killing it at once.
 fn wait_draining(
     child: &mut Child,
     receiver: &Receiver<OutputLine>,
     collector: &mut Collector,
-    timeout: Duration,
-) -> Result<RunEnd> {
-    let deadline = Instant::now() + timeout;
+    supervision: &Supervision,
+) -> Result<(RunEnd, Option<StopCause>)> {
+    let started = Instant::now();
+    let mut deadline = started + supervision.timeout;
+    let mut stdin = child.stdin.take();
+    // Once asked to stop: why, and the interrupt count then (one more kills the child).
+    let mut asked: Option<(StopCause, usize)> = None;
     let mut ended: Option<(RunEnd, Instant)> = None;
     let mut pipes_closed = false;
     loop {
@@ -327,23 +414,79 @@ fn wait_draining(
             None => {
                 if let Some(status) = child.try_wait().context("could not poll the child")? {
                     ended = Some((end_of(status), Instant::now()));
-                } else if Instant::now() >= deadline {
-                    // The child may exit on its own in the meantime; that is fine.
-                    let _ = child.kill();
-                    child
-                        .wait()
-                        .context("could not reap the child after killing it")?;
-                    let after_secs = timeout.as_secs();
-                    ended = Some((RunEnd::TimedOut { after_secs }, Instant::now()));
+                    continue;
+                }
+                let now = Instant::now();
+                // Relaxed: a counter polled here; nothing else is ordered by it.
+                let interrupts = supervision
+                    .stop
+                    .as_ref()
+                    .map_or(0, |s| s.interrupts.load(Ordering::Relaxed));
+                match (&supervision.stop, asked) {
+                    (Some(stop), None) if interrupts > 0 || now >= deadline => {
+                        let cause = if interrupts > 0 {
+                            StopCause::Interrupt
+                        } else {
+                            StopCause::Timeout
+                        };
+                        eprintln!(
+                            "xtask: {}",
+                            stop_message(cause, supervision.timeout, stop.grace)
+                        );
+                        ask_to_stop(&mut stdin, stop.byte);
+                        asked = Some((cause, interrupts));
+                        deadline = now + stop.grace;
+                    }
+                    (Some(_), Some((_, seen))) if interrupts > seen => {
+                        eprintln!("xtask: interrupted again: killing QEMU");
+                        ended = Some((kill(child)?, Instant::now()));
+                    }
+                    _ if now >= deadline => {
+                        kill(child)?;
+                        let after_secs = started.elapsed().as_secs();
+                        ended = Some((RunEnd::TimedOut { after_secs }, Instant::now()));
+                    }
+                    _ => {}
                 }
             }
             Some((end, at)) => {
                 if pipes_closed || at.elapsed() >= DRAIN_GRACE {
-                    return Ok(end);
+                    return Ok((end, asked.map(|(cause, _)| cause)));
                 }
             }
         }
     }
+}
+
+/// What xtask says when it asks the child to stop.
+fn stop_message(cause: StopCause, timeout: Duration, grace: Duration) -> String {
+    let why = match cause {
+        StopCause::Interrupt => "interrupted".to_string(),
+        StopCause::Timeout => format!("timeout after {} s", timeout.as_secs()),
+    };
+    format!(
+        "{why}: asking the guest to stop and save what it has read (it may take up to {} s; \
+         Ctrl-C again kills QEMU)",
+        grace.as_secs()
+    )
+}
+
+/// Writes the stop byte to the child's stdin. A child that already closed it is about to
+/// end anyway: the error is of no use.
+fn ask_to_stop(stdin: &mut Option<ChildStdin>, byte: u8) {
+    if let Some(pipe) = stdin.as_mut() {
+        let _ = pipe.write_all(&[byte]).and_then(|()| pipe.flush());
+    }
+}
+
+/// Kills the child and reaps it; how it ended (it may have exited on its own meanwhile).
+fn kill(child: &mut Child) -> Result<RunEnd> {
+    // The child may exit on its own in the meantime; that is fine.
+    let _ = child.kill();
+    let status = child
+        .wait()
+        .context("could not reap the child after killing it")?;
+    Ok(end_of(status))
 }
 
 /// Translates an exit status.
@@ -369,7 +512,7 @@ fn signal_of(_status: ExitStatus) -> Option<i32> {
 
 /// Echoes, keeps and tails lines as they arrive.
 struct Collector {
-    echo: bool,
+    echo: Echo,
     keep: fn(&str) -> bool,
     kept: Vec<OutputLine>,
     tail: VecDeque<OutputLine>,
@@ -390,13 +533,12 @@ impl Collector {
     }
 
     fn push(&mut self, line: OutputLine) {
-        if self.echo {
-            // Echo failures (e.g. a closed terminal) must not abort the run being judged.
-            let _ = match line.stream {
-                Stream::Stdout => writeln!(std::io::stdout().lock(), "{}", line.text),
-                Stream::Stderr => writeln!(std::io::stderr().lock(), "{}", line.text),
-            };
-        }
+        // Echo failures (e.g. a closed terminal) must not abort the run being judged.
+        let _ = match (self.echo, line.stream) {
+            (Echo::Off, _) => Ok(()),
+            (Echo::Same, Stream::Stdout) => writeln!(std::io::stdout().lock(), "{}", line.text),
+            (Echo::Same | Echo::Stderr, _) => writeln!(std::io::stderr().lock(), "{}", line.text),
+        };
         self.total += 1;
         if (self.keep)(&line.text) {
             self.kept.push(line.clone());
@@ -408,9 +550,16 @@ impl Collector {
         self.console.push(line);
     }
 
-    fn finish(self, end: RunEnd, elapsed: Duration, command: String) -> Captured {
+    fn finish(
+        self,
+        end: RunEnd,
+        stop: Option<StopCause>,
+        elapsed: Duration,
+        command: String,
+    ) -> Captured {
         Captured {
             end,
+            stop,
             kept: self.kept,
             tail: self.tail.into(),
             total_lines: self.total,
@@ -434,11 +583,103 @@ mod tests {
         command.args(["-c", script]);
         let supervision = Supervision {
             timeout: Duration::from_secs(timeout_secs),
-            echo: false,
+            echo: Echo::Off,
             keep: |text| text.starts_with("keep"),
             console_bytes,
+            stop: None,
         };
         run(command, &supervision).expect("sh runs")
+    }
+
+    /// Runs `script` as a child that can stop cleanly (stop byte 0x03) with `interrupts`
+    /// as its Ctrl-C count.
+    fn sh_stoppable(
+        script: &str,
+        timeout: Duration,
+        grace: Duration,
+        interrupts: &Arc<AtomicUsize>,
+    ) -> Captured {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let supervision = Supervision {
+            timeout,
+            echo: Echo::Off,
+            keep: |_| true,
+            console_bytes: CONSOLE_BYTES,
+            stop: Some(StopRequest {
+                byte: 3,
+                grace,
+                interrupts: Arc::clone(interrupts),
+            }),
+        };
+        run(command, &supervision).expect("sh runs")
+    }
+
+    /// Reads one byte from stdin and prints it in hex, then exits 0: a recorder stopped cleanly.
+    const STOPS_ON_A_BYTE: &str = "echo started; head -c1 | od -An -tx1; exit 0";
+
+    #[test]
+    fn at_the_deadline_a_stoppable_child_gets_the_stop_byte_and_ends_well() {
+        let none = Arc::new(AtomicUsize::new(0));
+        let c = sh_stoppable(
+            STOPS_ON_A_BYTE,
+            Duration::from_millis(300),
+            Duration::from_secs(20),
+            &none,
+        );
+        assert_eq!(c.end, RunEnd::Exited(0));
+        assert_eq!(c.stop, Some(StopCause::Timeout));
+        let texts: Vec<&str> = c.kept.iter().map(|l| l.text.trim()).collect();
+        assert_eq!(texts, ["started", "03"]);
+    }
+
+    #[test]
+    fn an_interrupt_asks_a_stoppable_child_to_stop_and_a_second_one_kills_it() {
+        let once = Arc::new(AtomicUsize::new(1));
+        let c = sh_stoppable(
+            STOPS_ON_A_BYTE,
+            Duration::from_secs(60),
+            Duration::from_secs(20),
+            &once,
+        );
+        assert_eq!(
+            (c.end, c.stop),
+            (RunEnd::Exited(0), Some(StopCause::Interrupt))
+        );
+        assert!(c.elapsed < Duration::from_secs(20), "{:?}", c.elapsed);
+        // A child that ignores the byte: the second interrupt kills it, long before the grace
+        // period ends.
+        let count = Arc::new(AtomicUsize::new(1));
+        let again = Arc::clone(&count);
+        let second = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(500));
+            again.fetch_add(1, Ordering::Relaxed);
+        });
+        let c = sh_stoppable(
+            "exec sleep 60",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            &count,
+        );
+        second.join().unwrap();
+        assert!(matches!(c.end, RunEnd::Killed { .. }), "{:?}", c.end);
+        assert_eq!(c.stop, Some(StopCause::Interrupt));
+        assert!(c.elapsed < Duration::from_secs(30), "{:?}", c.elapsed);
+    }
+
+    #[test]
+    fn a_stoppable_child_that_does_not_stop_is_killed_after_the_grace_period() {
+        let none = Arc::new(AtomicUsize::new(0));
+        let c = sh_stoppable(
+            "exec sleep 60",
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+            &none,
+        );
+        assert!(matches!(c.end, RunEnd::TimedOut { .. }), "{:?}", c.end);
+        assert_eq!(c.stop, Some(StopCause::Timeout));
+        assert!(c.elapsed >= Duration::from_millis(700), "{:?}", c.elapsed);
+        assert!(c.elapsed < Duration::from_secs(30), "{:?}", c.elapsed);
     }
 
     fn line(text: &str) -> OutputLine {

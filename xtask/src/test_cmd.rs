@@ -14,7 +14,9 @@
 //!    page, a write to `.text`, a fetch from data, a write to an unshared host page) must be
 //!    named by cause and end QEMU with status 3
 //! 7. trace.dat: record 1.5 s on 4 CPUs and check the file with the real trace-cmd
-//!    ([`trace_step`], judged by [`crate::report_check`])
+//!    ([`trace_step`], judged by [`crate::report_check`]); then two recordings stopped early,
+//!    one by SIGINT (Ctrl-C) and one by `--timeout`, whose saved files must pass the same
+//!    checks ([`crate::interrupt_step`])
 //! 8. the MMU check: gdb attached to QEMU mid-recording reads every CPU's SCTLR_EL2 and
 //!    SCTLR_EL1 ([`mmu_check`])
 //! 9. a one-minute soak with exact accounting
@@ -34,6 +36,7 @@ use crate::cli::TestArgs;
 use crate::crash_log;
 use crate::fault_report;
 use crate::harness_outcome::{self, judge, HarnessReport};
+use crate::interrupt_step;
 use crate::mmu_check;
 use crate::qemu::{self, QemuConfig};
 use crate::soak_cmd;
@@ -100,6 +103,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
             "fault report (EL1)",
             EL2_FAULT_STEP,
             TRACE_STEP,
+            INTERRUPT_STEP,
             ICOUNT_STEP,
             SOAK_STEP,
         ] {
@@ -119,6 +123,7 @@ fn run_steps(args: &TestArgs, log: &mut StepLog, totals: &mut Option<(u64, u64)>
         log.run("fault report (EL1)", || fault_report_step(args, &images)),
         log.run(EL2_FAULT_STEP, || el2_fault_step(args, &images)),
         log.run(TRACE_STEP, || trace_step::run(&images)),
+        log.run(INTERRUPT_STEP, interrupt_step::run),
         log.run(MMU_STEP, || mmu_check::run(&images)),
         log.run(ICOUNT_STEP, icount_step),
         log.run(SOAK_STEP, || {
@@ -146,6 +151,9 @@ const MMU_STEP: &str = "MMU and caches on every CPU while tracing (gdb)";
 
 /// The name of the trace.dat step in the summary.
 const TRACE_STEP: &str = "trace.dat (4 CPUs, trace-cmd)";
+
+/// The name of the step that stops recordings early.
+const INTERRUPT_STEP: &str = "recordings stopped early (Ctrl-C, --timeout; trace-cmd)";
 
 /// Name of the instruction-budget step.
 const ICOUNT_STEP: &str = "instruction budgets (-icount)";

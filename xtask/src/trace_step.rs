@@ -82,51 +82,66 @@ pub fn run(images: &Images) -> Result<()> {
     let file_bytes = std::fs::metadata(&output.absolute)
         .with_context(|| format!("the recording left no {}", output.absolute.display()))?
         .len();
+    let passed = judge_file(&trace_cmd, &guest, CPUS, &output)?;
+    eprintln!("xtask: {} ({} bytes): {passed}", output.word, file_bytes);
+    // hyptrace's own decoder must print exactly what trace-cmd prints.
+    same_report_as_trace_cmd(&trace_cmd, &output.absolute)?;
+    clocks_line_up(&trace_cmd, output.absolute.as_os_str())
+}
+
+/// Checks the recording `output` with the real trace-cmd against what the guest said of it
+/// ([`report_check::judge`]); on failure prints which rules failed, with examples.
+pub fn judge_file(
+    trace_cmd: &Path,
+    guest: &GuestTrace,
+    cpus: u16,
+    output: &TraceOutput,
+) -> Result<report_check::Passed> {
     let file = output.absolute.as_os_str();
+    let file_bytes = std::fs::metadata(file)
+        .with_context(|| format!("the recording left no {}", output.absolute.display()))?
+        .len();
     let report_args = |extra: &[&str]| {
-        let mut command = Command::new(&trace_cmd);
+        let mut command = Command::new(trace_cmd);
         command.arg("report").arg("-i").arg(file).args(extra);
         command
     };
     let report = scanned(report_args(&[]))?;
     let check_events = captured_run(report_args(&["--check-events"]))?;
     let ts_check = scanned(report_args(&["--ts-check"]))?;
-    let mut stat = Command::new(&trace_cmd);
+    let mut stat = Command::new(trace_cmd);
     stat.args(["report", "--stat", "-i"]).arg(file);
     let stat = captured_run(stat)?;
     let evidence = Evidence {
-        cpus: CPUS,
-        guest: &guest,
+        cpus,
+        guest,
         file_bytes,
         report: &report,
         check_events: &check_events,
         ts_check: &ts_check,
         stat: &stat,
     };
-    match report_check::judge(&evidence) {
-        Ok(passed) => {
-            eprintln!("xtask: {} ({} bytes): {passed}", output.word, file_bytes);
-            // hyptrace's own decoder must print exactly what trace-cmd prints.
-            let started = Instant::now();
-            let lines = report::compare::against_trace_cmd(&trace_cmd, &output.absolute)?;
-            eprintln!(
-                "xtask: cargo xtask report prints the same {lines} lines as trace-cmd report \
-                 ({:.1} s)",
-                started.elapsed().as_secs_f64()
-            );
-            clocks_line_up(&trace_cmd, file)
-        }
-        Err(failures) => {
-            eprintln!("{}", guest.table());
-            eprintln!("{}", report_check::render_failures(&failures));
-            let rules: Vec<&str> = failures.iter().map(|f| f.rule).collect();
-            Err(anyhow!(
-                "trace-cmd disagrees with the recording in {}: rule(s) {}",
-                output.word,
-                rules.join(", ")
-            ))
-        }
-    }
+    report_check::judge(&evidence).map_err(|failures| {
+        eprintln!("{}", guest.table());
+        eprintln!("{}", report_check::render_failures(&failures));
+        let rules: Vec<&str> = failures.iter().map(|f| f.rule).collect();
+        anyhow!(
+            "trace-cmd disagrees with the recording in {}: rule(s) {}",
+            output.word,
+            rules.join(", ")
+        )
+    })
+}
+
+/// `cargo xtask report` must print the same lines as `trace-cmd report` on `file`.
+pub fn same_report_as_trace_cmd(trace_cmd: &Path, file: &Path) -> Result<()> {
+    let started = Instant::now();
+    let lines = report::compare::against_trace_cmd(trace_cmd, file)?;
+    eprintln!(
+        "xtask: cargo xtask report prints the same {lines} lines as trace-cmd report ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Complete HVC sequences every CPU must show in the CI recording.

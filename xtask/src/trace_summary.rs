@@ -7,7 +7,9 @@
 //! - `trace: selftest cpu <i> first <S> count <C>` for each CPU that wrote selftest events
 //!   (sequence numbers `S..S+C` were written there; some may have been lost);
 //! - `trace: recorded <MS> ms`: how long the recording really ran (less than asked when the
-//!   host's page store filled up);
+//!   host's page store filled up, or when stopped);
+//! - `trace: stopped on the console after <MS> ms` when the stop byte (Ctrl-C in `cargo
+//!   xtask run`) ended it ([`host_shim::harness::STOPPED_LINE`]);
 //! - `trace: saved <PATH> (<B> bytes)` once the file is written.
 //!
 //! Pure: lines in, [`GuestTrace`] out, so every rule is unit-tested with fake lines.
@@ -70,6 +72,8 @@ pub struct GuestTrace {
     pub saved: Option<(String, u64)>,
     /// The `trace: recorded N ms` line's N, if printed.
     pub recorded_ms: Option<u64>,
+    /// When the stop byte ended the recording: after how many ms.
+    pub stopped_ms: Option<u64>,
     /// The `trace: N hyp_printk formats` line's N: call sites whose formats the file holds.
     pub printk_formats: Option<u64>,
     /// Other `trace:` lines that are not progress reports (e.g. the page store filling up,
@@ -93,6 +97,12 @@ impl GuestTrace {
                 trace.selftest.push(range);
             } else if let Some(saved) = parse_saved(rest) {
                 trace.saved = Some(saved);
+            } else if let Some(ms) = rest
+                .strip_prefix(stopped_text())
+                .and_then(|r| r.strip_suffix(" ms"))
+                .and_then(|n| n.parse().ok())
+            {
+                trace.stopped_ms = Some(ms);
             } else if let Some(ms) = rest
                 .strip_prefix("recorded ")
                 .and_then(|r| r.strip_suffix(" ms"))
@@ -203,18 +213,26 @@ fn rows_with_total(out: &mut String, counts: &[CpuCounts]) {
     row(out, "total", total);
 }
 
+/// [`host_shim::harness::STOPPED_LINE`] after the recorder's prefix.
+fn stopped_text() -> &'static str {
+    let line = host_shim::harness::STOPPED_LINE;
+    line.strip_prefix(PREFIX).unwrap_or(line).trim_start()
+}
+
 /// The text after `trace:` (trimmed), for lines of the recorder.
 fn recorder_text(line: &str) -> Option<&str> {
     line.trim().strip_prefix(PREFIX).map(str::trim)
 }
 
 /// `<elapsed>/<duration> ms, events read ...`.
+/// A progress line: `N/M ms, ...`, or `N ms, ...` for a recording until stopped.
 fn is_progress(rest: &str) -> bool {
     rest.split_once(' ').is_some_and(|(first, after)| {
         after.starts_with("ms")
-            && first
-                .split_once('/')
-                .is_some_and(|(a, b)| is_number(a) && is_number(b))
+            && match first.split_once('/') {
+                Some((a, b)) => is_number(a) && is_number(b),
+                None => is_number(first),
+            }
     })
 }
 
@@ -291,11 +309,16 @@ pub fn advice(trace: &GuestTrace, shape: RunShape) -> Vec<String> {
                 .to_string(),
         );
     }
-    if shape.period_ms > shape.duration_ms {
+    // `--duration 0` runs until Ctrl-C: compare with how long it did run.
+    let duration_ms = match shape.duration_ms {
+        0 => trace.recorded_ms.unwrap_or(u64::MAX),
+        ms => ms,
+    };
+    if shape.period_ms > duration_ms {
         out.push(format!(
             "warning: the host polls every {} ms but the recording lasts {} ms: only the final \
              drain read anything; choose --period-ms below the duration",
-            shape.period_ms, shape.duration_ms
+            shape.period_ms, duration_ms
         ));
     }
     // The time it really recorded (less than asked when the page store filled).
@@ -486,6 +509,35 @@ mod tests {
         );
         assert!(t.notes.is_empty(), "{:?}", t.notes);
         assert!(t.problems(4).is_empty(), "{:?}", t.problems(4));
+    }
+
+    #[test]
+    fn a_recording_stopped_on_the_console_says_when() {
+        let lines = [
+            "trace: recording until stopped on 4 CPUs, 64 KiB per CPU, poll every 10 ms, \
+             events all, host events on",
+            "trace: 250 ms, events read 9, pages 1, lost 0",
+            &format!("{}1234 ms", host_shim::harness::STOPPED_LINE),
+            "trace: recorded 1234 ms",
+        ];
+        let t = GuestTrace::parse(&lines);
+        assert_eq!(t.stopped_ms, Some(1234));
+        assert_eq!(t.recorded_ms, Some(1234));
+        assert!(
+            t.notes.is_empty(),
+            "progress lines are no notes: {:?}",
+            t.notes
+        );
+        assert_eq!(GuestTrace::parse(&REAL_RUN).stopped_ms, None);
+        // `--duration 0`: the period is compared with the time it did record.
+        let shape = |ms| RunShape {
+            duration_ms: 0,
+            period_ms: ms,
+            buffer_kb: 64,
+        };
+        let long_period = |a: &[String]| a.iter().any(|l| l.contains("the host polls every"));
+        assert!(!long_period(&advice(&t, shape(10))));
+        assert!(long_period(&advice(&t, shape(2000))));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The console both images print through: a transmit-only PL011 driver and a lock.
+//! The console both images print through: a PL011 driver and a lock.
 //!
 //! QEMU's PL011 accepts data-register writes without initialisation; on hardware the firmware
-//! has configured the UART before either image runs. Only the transmit path is needed.
+//! has configured the UART (transmit and receive enabled) before either image runs. Output is
+//! the console's job; input is one polled byte at a time, for a recorder that stops when asked
+//! on the console ([`Console::try_read_byte`]).
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,10 @@ const UARTDR: usize = 0x00;
 const UARTFR: usize = 0x18;
 /// Flag register: transmit FIFO full.
 const UARTFR_TXFF: u32 = 1 << 5;
+/// Flag register: receive FIFO empty.
+const UARTFR_RXFE: u32 = 1 << 4;
+/// Data register on a read: the received byte (bits 11..8 are its error flags).
+const UARTDR_DATA: u32 = 0xff;
 
 /// QEMU `virt`'s PL011, used until the DTB names the console.
 pub const QEMU_VIRT_UART: usize = 0x0900_0000;
@@ -42,6 +48,20 @@ impl Pl011 {
         }
         // SAFETY: as above, base + UARTDR is the writable data register.
         unsafe { core::ptr::write_volatile((self.base + UARTDR) as *mut u32, byte as u32) };
+    }
+
+    /// The next received byte, if one is waiting; never waits. A byte received with an
+    /// error (framing, parity, break, overrun: bits 11..8 of the data register) is still
+    /// returned, since only its value matters to the caller.
+    pub fn read_byte(&mut self) -> Option<u8> {
+        // SAFETY: `new`'s contract makes base + UARTFR a readable device register.
+        let flags = unsafe { core::ptr::read_volatile((self.base + UARTFR) as *const u32) };
+        if flags & UARTFR_RXFE != 0 {
+            return None;
+        }
+        // SAFETY: as above, base + UARTDR is the data register; reading it pops the FIFO.
+        let data = unsafe { core::ptr::read_volatile((self.base + UARTDR) as *const u32) };
+        Some((data & UARTDR_DATA) as u8)
     }
 }
 
@@ -96,6 +116,12 @@ impl Console {
         let _guard = self.lock.lock();
         // Writing to the PL011 cannot fail.
         let _ = fmt::Write::write_fmt(&mut self.uart(), args);
+    }
+
+    /// The next byte received on the console, if one is waiting (never waits).
+    pub fn try_read_byte(&self) -> Option<u8> {
+        let _guard = self.lock.lock();
+        self.uart().read_byte()
     }
 
     /// Prints on a fatal path: waits a bounded time for the lock (its holder may be the code
