@@ -61,6 +61,10 @@ pub struct EventFormat {
     /// The parsed print format (empty for `ftrace:bprint`, which libtraceevent prints its
     /// own way: see [`EventFormat::bprint`]).
     pub print: PrintFmt,
+    /// Why the print format could not be parsed, if it could not: the event's records then
+    /// print `[FAILED TO PARSE]` and their raw fields, as libtraceevent prints an event whose
+    /// print format it failed to parse ([`EventFormat::render_with`]).
+    pub print_error: Option<FormatError>,
     /// For ftrace's `bprint` (system `ftrace`, name `bprint`), its fields libtraceevent reads.
     pub bprint: Option<Bprint>,
 }
@@ -219,9 +223,22 @@ pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, FormatError
         let layout = bprint_layout(&fields).map_err(|e| format!("{name}: {e}"))?;
         (PrintFmt::default(), Some(layout))
     } else {
-        let print = parse_print_fmt(&print_fmt_text, &fields)
-            .map_err(|e| format!("{name}: print fmt {print_fmt_text:?}: {e}"))?;
-        (print, None)
+        match parse_print_fmt(&print_fmt_text, &fields) {
+            Ok(print) => (print, None),
+            Err(e) => {
+                let e = FormatError(format!("{name}: print fmt {print_fmt_text:?}: {e}"));
+                return Ok(EventFormat {
+                    id,
+                    name,
+                    system: system.to_string(),
+                    fields,
+                    print_fmt_text,
+                    print: PrintFmt::default(),
+                    print_error: Some(e),
+                    bprint: None,
+                });
+            }
+        }
     };
     Ok(EventFormat {
         id,
@@ -230,6 +247,7 @@ pub fn parse_format(text: &str, system: &str) -> Result<EventFormat, FormatError
         fields,
         print_fmt_text,
         print,
+        print_error: None,
         bprint,
     })
 }
@@ -389,10 +407,70 @@ pub fn parse_print_fmt(text: &str, fields: &[Field]) -> Result<PrintFmt, FormatE
 
 /// Reads field `f` from `payload` as an unsigned little-endian number.
 fn read_raw(payload: &[u8], f: &Field) -> Option<u64> {
+    if f.size > 8 {
+        return None;
+    }
     let b = payload.get(f.offset..f.offset.checked_add(f.size)?)?;
     let mut a = [0u8; 8];
     a[..b.len()].copy_from_slice(b);
     Some(u64::from_le_bytes(a))
+}
+
+/// One field's value as libtraceevent's `tep_print_field_content` prints it.
+fn raw_field(out: &mut String, f: &Field, payload: &[u8]) {
+    let dynamic = f.c_type.starts_with("__data_loc") || f.c_type.starts_with("__rel_loc");
+    let scalar = !f.array && !dynamic && matches!(f.size, 1 | 2 | 4 | 8);
+    if !scalar {
+        let span = if dynamic {
+            read_raw(payload, f).map(|v| {
+                let (mut at, len) = ((v & 0xffff) as usize, ((v >> 16) & 0xffff) as usize);
+                if f.c_type.starts_with("__rel_loc") {
+                    at += f.offset + f.size;
+                }
+                (at, len)
+            })
+        } else {
+            Some((f.offset, f.size))
+        };
+        let Some(bytes) = span.and_then(|(at, len)| payload.get(at..at.checked_add(len)?)) else {
+            return;
+        };
+        let text = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
+        let printable = text
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b == b' ' || (b'\t'..=b'\r').contains(&b));
+        if f.c_type.contains("char") && printable {
+            out.push_str(&String::from_utf8_lossy(text));
+        } else {
+            out.push_str("ARRAY[");
+            for (i, b) in bytes.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(out, "{sep}{b:02x}");
+            }
+            out.push(']');
+        }
+        return;
+    }
+    let Some(raw) = read_raw(payload, f) else {
+        return;
+    };
+    let ty = f.c_type.trim();
+    let long = ty == "long" || ty == "unsigned long";
+    let _ = if ty.ends_with('*') {
+        write!(out, "0x{raw:x}")
+    } else if f.signed {
+        match f.size {
+            4 if long => write!(out, "0x{:x}", raw as u32),
+            4 => write!(out, "{}", raw as u32 as i32),
+            2 => write!(out, "{:2}", raw as u16 as i16),
+            1 => write!(out, "{}", raw as u8 as i8),
+            _ => write!(out, "{}", raw as i64),
+        }
+    } else if long {
+        write!(out, "0x{raw:x}")
+    } else {
+        write!(out, "{raw}")
+    };
 }
 
 /// Formats one value as C's printf would, after the cast libtraceevent applies
@@ -438,6 +516,10 @@ impl EventFormat {
         if let Some(b) = &self.bprint {
             return self.render_bprint(b, payload, kallsyms, printk, out);
         }
+        if self.print_error.is_some() {
+            self.render_raw(payload, out);
+            return Ok(());
+        }
         let start = out.len();
         for piece in &self.print.0 {
             match piece {
@@ -453,6 +535,23 @@ impl EventFormat {
             }
         }
         Ok(())
+    }
+
+    /// `[FAILED TO PARSE]` and every field after the common ones as ` name=value`, as
+    /// libtraceevent (`tep_print_fields`) prints an event whose print format it could not
+    /// parse: strings as text, other arrays as `ARRAY[xx, ...]`, pointers and longs in hex,
+    /// other numbers in decimal (signed as their size). A field outside the payload prints
+    /// as nothing.
+    fn render_raw(&self, payload: &[u8], out: &mut String) {
+        out.push_str("[FAILED TO PARSE]");
+        for f in self
+            .fields
+            .iter()
+            .filter(|f| !f.name.starts_with("common_"))
+        {
+            let _ = write!(out, " {}=", f.name);
+            raw_field(out, f, payload);
+        }
     }
 
     fn render_bprint(

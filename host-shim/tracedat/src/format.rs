@@ -28,8 +28,12 @@ pub const MAGIC: [u8; 3] = [0x17, 0x08, 0x44];
 /// The word after [`MAGIC`]; the version follows it as a NUL-terminated string.
 pub const TRACING: &[u8] = b"tracing";
 
-/// The only version this crate writes and reads.
+/// The version this crate writes (and the first it reads).
 pub const VERSION: &str = "6";
+
+/// trace-cmd's sectioned version, which `trace-cmd record` and `convert` write by default:
+/// read, not written. Its layout is in [`crate::reader`]'s `v7` module.
+pub const VERSION_7: &str = "7";
 
 /// The `header_page` section's name.
 pub const SECTION_HEADER_PAGE: &[u8] = b"header_page\0";
@@ -47,8 +51,33 @@ pub const OPTION_CPUSTAT: u16 = 2;
 pub const OPTION_BUFFER: u16 = 3;
 /// Option id: the trace clock (`[name]`).
 pub const OPTION_TRACECLOCK: u16 = 4;
-/// Option id that ends the options section.
+/// Option id that ends the options section (in version 7 it holds the offset of the next
+/// options section, 0 for none).
 pub const OPTION_DONE: u16 = 0;
+/// Version 7 option id: the system's CPU count (u32).
+pub const OPTION_CPUCOUNT: u16 = 8;
+/// Version 7 option ids 16..=21: the u64 offset of the section of the same id (header info,
+/// ftrace event formats, event formats, kallsyms, printk formats, saved cmdlines).
+pub const OPTION_HEADER_INFO: u16 = 16;
+/// See [`OPTION_HEADER_INFO`].
+pub const OPTION_FTRACE_EVENTS: u16 = 17;
+/// See [`OPTION_HEADER_INFO`].
+pub const OPTION_EVENT_FORMATS: u16 = 18;
+/// See [`OPTION_HEADER_INFO`].
+pub const OPTION_KALLSYMS: u16 = 19;
+/// See [`OPTION_HEADER_INFO`].
+pub const OPTION_PRINTK: u16 = 20;
+/// See [`OPTION_HEADER_INFO`].
+pub const OPTION_CMDLINES: u16 = 21;
+/// Version 7 option id: a latency-format (text) buffer, which this crate does not read.
+pub const OPTION_BUFFER_TEXT: u16 = 22;
+
+/// Version 7 section id of an options section (the other sections carry their option's id).
+pub const SECTION_ID_OPTIONS: u16 = 0;
+/// Version 7 section id of a buffer's flyrecord data.
+pub const SECTION_ID_BUFFER: u16 = 3;
+/// Version 7 section flag: the body is compressed.
+pub const SECTION_COMPRESSED: u16 = 1;
 
 /// `header_event`: the ring-buffer record header description (the kernel's text).
 pub const HEADER_EVENT: &str = "# compressed entry header\n\

@@ -608,7 +608,8 @@ fn printk_formats_the_sections_cannot_carry_are_refused() {
 }
 
 /// A kernel's ftrace section holds formats this crate cannot render (`function` prints
-/// with `%ps`): they are set aside, and the file still reads, bprint and all.
+/// with `%ps`): kept to print their raw fields, unless their ID is also an event this crate
+/// renders (here hyp_enter's), which then wins; the file still reads, bprint and all.
 #[test]
 fn ftrace_formats_that_cannot_render_are_set_aside() {
     const FUNCTION: &str = "name: function\nID: 1\nformat:\n\
@@ -639,6 +640,11 @@ fn ftrace_formats_that_cannot_render_are_set_aside() {
         (Some("function"), Some(1))
     );
     assert!(skipped.error.contains("%p"), "{}", skipped.error);
+    assert!(
+        skipped.error.contains("its ID 1 is also hyp_enter's"),
+        "{}",
+        skipped.error
+    );
     // Its ID is hyp_enter's: set aside, it clashes with nothing.
     assert_eq!(parsed.event_by_name("hyp_enter").unwrap().id, 1);
     assert!(parsed.event_by_name("function").is_none());
@@ -703,5 +709,74 @@ fn bprint_records_with_too_few_arguments_are_errors() {
         summary.problems().contains("reads 24"),
         "{}",
         summary.problems()
+    );
+}
+
+/// An event whose print format cannot be parsed prints its raw fields, as libtraceevent
+/// prints an event it failed to parse; the expected line is what trace-cmd 3.1.6 printed for
+/// this very file (a scalar of every kind: u64, unsigned long, pointer, long, int, short,
+/// s8, u8).
+#[test]
+fn an_unparsable_print_format_prints_the_raw_fields_as_trace_cmd_does() {
+    use hyptrace_abi::event_format::{EventDesc, FieldDesc, Header};
+    let field = |name, c_type, size, signed| FieldDesc {
+        name,
+        c_type,
+        size,
+        signed,
+    };
+    let fields = [
+        field("u", "u64", 8, false),
+        field("l", "unsigned long", 8, false),
+        field("p", "void *", 8, false),
+        field("s8b", "long", 8, true),
+        field("i", "int", 4, true),
+        field("h", "short", 2, true),
+        field("c", "s8", 1, true),
+        field("b", "u8", 1, false),
+    ];
+    let fields: &'static [FieldDesc] = Vec::leak(fields.to_vec());
+    let broken = [EventDesc {
+        id: 40,
+        name: "broken",
+        header: Header::Pkvm,
+        fields,
+        print_fmt: "\"%d\", ((REC->i",
+    }];
+    let mut payload = vec![40u8, 0];
+    payload.extend_from_slice(&0xfedc_ba98_7654_3210u64.to_le_bytes());
+    payload.extend_from_slice(&0x1234u64.to_le_bytes());
+    payload.extend_from_slice(&0xffff_8000_0000_1000u64.to_le_bytes());
+    payload.extend_from_slice(&(-5i64).to_le_bytes());
+    payload.extend_from_slice(&(-7i32).to_le_bytes());
+    payload.extend_from_slice(&(-3i16).to_le_bytes());
+    payload.extend_from_slice(&[0xfe, 200]);
+    let words = payload.len().div_ceil(4);
+    let mut page = vec![0u8; PAGE_SIZE];
+    page[..8].copy_from_slice(&1000u64.to_le_bytes());
+    page[8..16].copy_from_slice(&((4 + 4 * words) as u64).to_le_bytes());
+    page[16..20].copy_from_slice(&record::header(words as u32, 0).to_le_bytes());
+    page[20..20 + payload.len()].copy_from_slice(&payload);
+    let cpus = [CpuData {
+        pages: &page,
+        stats: CpuStats::default(),
+    }];
+    let mut file = Vec::new();
+    write_trace_dat(&mut file, "probe", &broken, &cpus, "mono").unwrap();
+    let report = crate::report::Report::new(&file).expect("an unparsable print format is kept");
+    assert!(report.file.events[0].print_error.is_some());
+    let mut lines = Vec::new();
+    let summary = report.for_each_line(&crate::report::Selection::default(), |l| {
+        lines.push(l.to_string());
+        true
+    });
+    assert!(summary.is_clean(), "{}", summary.problems());
+    assert_eq!(
+        lines,
+        [
+            "cpus=1",
+            "           <...>--1    [000]     0.000001: broken:               [FAILED TO PARSE] \
+             u=18364758544493064720 l=0x1234 p=0xffff800000001000 s8b=-5 i=-7 h=-3 c=-2 b=200"
+        ]
     );
 }

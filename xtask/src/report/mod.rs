@@ -64,6 +64,45 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
+/// What this reader cannot render of a file's event formats, one line per kind: those
+/// whose records print their raw fields (an unsupported print format, with the first
+/// reason) and those set aside (unreadable fields: their records print as unknown events).
+pub fn format_notes(file: &hyptrace_tracedat::TraceFile<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let raw: Vec<_> = file
+        .events
+        .iter()
+        .filter(|e| e.print_error.is_some())
+        .collect();
+    if let Some(first) = raw.first().and_then(|e| e.print_error.as_ref()) {
+        let names: Vec<String> = raw
+            .iter()
+            .map(|e| format!("{}:{}", e.system, e.name))
+            .collect();
+        notes.push(format!(
+            "{} event(s) print their raw fields, as trace-cmd prints an event it cannot parse: \
+             {} (first reason: {first})",
+            raw.len(),
+            names.join(", ")
+        ));
+    }
+    if let Some(first) = file.skipped_events.first() {
+        let names: Vec<String> = file
+            .skipped_events
+            .iter()
+            .map(|e| format!("{}:{}", e.system, e.name.as_deref().unwrap_or("(no name)")))
+            .collect();
+        notes.push(format!(
+            "{} event format(s) left out, their records print as unknown events: {} (first \
+             reason: {})",
+            names.len(),
+            names.join(", "),
+            first.error
+        ));
+    }
+    notes
+}
+
 /// `--stat`'s table of what this decoder found, per buffer and CPU.
 pub fn decoded_table(report: &Report<'_>, summary: &Summary, sel: &Selection) -> String {
     let mut s = String::from(
@@ -257,6 +296,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         std::fs::read(&file).with_context(|| format!("could not read {}", file.display()))?;
     let report =
         Report::new(&bytes).with_context(|| format!("could not decode {}", file.display()))?;
+    // What trace-cmd leaves out it says on stderr; so does this reader.
+    for warning in &report.file.warnings {
+        eprintln!("  {warning}");
+    }
+    for line in format_notes(&report.file) {
+        eprintln!("hyptrace report: note: {line}");
+    }
     let sel = Selection {
         cpus: args.cpu.clone(),
         events: args.event.clone(),

@@ -6,6 +6,8 @@
 //! - Missed events (`commit` bit 31; bit 30: the count stored right after the data) belong to
 //!   the page's first record, and kbuffer reports them only when that record is at data
 //!   offset 0 (`kbuffer_missed_events`): a page starting with a TIME_EXTEND shows no marker.
+//!   A count flagged as stored on a page whose data leaves no room for it is read past the
+//!   data all the same, from the next page, as kbuffer reads it.
 //! - Merge: the next record is the earliest of every CPU's next one; on equal timestamps the
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
 //!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order. With several
@@ -18,6 +20,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::page::{DecodeError, Missed, PageView, Record, Records};
+use hyptrace_abi::page::{EXPORT_DATA_SIZE, HEADER_SIZE};
 
 /// A decoded event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,10 +79,22 @@ pub struct CpuEvents<'a> {
     next_page: usize,
     records: Option<Records<'a>>,
     page_missed: i64,
+    /// What kbuffer finds past a page's end: the file from the first page on, when the
+    /// pages are the file's own bytes; within the same compressed chunk, when inflated.
+    past: Past<'a>,
     /// Pages read so far.
     pub pages_read: usize,
     /// Decoding problems met so far.
     pub errors: Vec<PageError>,
+}
+
+/// Where the bytes past a page's end come from (see [`CpuEvents::read_past`]).
+#[derive(Clone, Copy, Debug)]
+enum Past<'a> {
+    /// The file from the CPU's first page on.
+    File(&'a [u8]),
+    /// The inflated pages, within the chunk (these are the chunks' end offsets).
+    Chunks(&'a [usize]),
 }
 
 impl<'a> CpuEvents<'a> {
@@ -107,9 +122,45 @@ impl<'a> CpuEvents<'a> {
             next_page: 0,
             records: None,
             page_missed: 0,
+            past: Past::Chunks(&[]),
             pages_read: 0,
             errors: Vec::new(),
         }
+    }
+
+    /// Says that the pages are stored as they are in `file` (the whole file: they start at
+    /// the base offset), so a count read past a page's end is read from the file as trace-cmd
+    /// reads it through its mapping.
+    #[must_use]
+    pub fn mapped_in(mut self, file: &'a [u8]) -> Self {
+        let rest = usize::try_from(self.base).ok().and_then(|b| file.get(b..));
+        self.past = Past::File(rest.unwrap_or(&[]));
+        self
+    }
+
+    /// Says that the pages were inflated from compressed chunks ending at `chunk_ends`:
+    /// trace-cmd reads past a page's end within its chunk only (beyond, it finds zeros).
+    #[must_use]
+    pub fn in_chunks(mut self, chunk_ends: &'a [usize]) -> Self {
+        self.past = Past::Chunks(chunk_ends);
+        self
+    }
+
+    /// The 8 bytes kbuffer reads at `at` (an offset into the pages), past a page's end.
+    fn read_past(&self, at: usize) -> i64 {
+        let bytes = match self.past {
+            Past::File(file) => file.get(at..at + 8),
+            Past::Chunks(ends) => ends
+                .iter()
+                .find(|&&end| end >= at)
+                .filter(|&&end| at + 8 <= end)
+                .and_then(|_| self.pages.get(at..at + 8)),
+        };
+        bytes.map_or(0, |b| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(b);
+            i64::from_le_bytes(raw)
+        })
     }
 
     /// The CPU.
@@ -134,9 +185,16 @@ impl<'a> CpuEvents<'a> {
         match view.data() {
             Ok(data) => {
                 self.records = Some(Records::new(data, view.time_stamp()));
+                let data: &[u8] = data;
                 self.page_missed = match view.missed() {
                     Missed::None => 0,
                     Missed::Unknown => -1,
+                    // kbuffer reads the count right after the data even when the data fills
+                    // the page (as `trace-cmd split` writes it): in a file's own bytes, the
+                    // count is then the next page's first 8 bytes, printed as they are.
+                    Missed::Count(_) if data.len() + 8 > EXPORT_DATA_SIZE => {
+                        self.read_past(start + HEADER_SIZE + data.len())
+                    }
                     Missed::Count(n) => i64::try_from(n).unwrap_or(i64::MAX),
                 };
             }

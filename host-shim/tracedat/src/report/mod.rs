@@ -236,12 +236,20 @@ impl<'a> Report<'a> {
             .min_by_key(|e| e.id)
             .and_then(|e| e.field("common_pid"))
             .map(|f| (f.offset, f.size.min(8)));
-        let name_width = file
-            .instances
-            .iter()
-            .map(|i| i.name.len() + 1)
-            .max()
-            .unwrap_or(0);
+        // trace-cmd names the buffer on each line of a file with instances (BUFFER options),
+        // in a column as wide as the longest name it opened plus one (the top level's "" is
+        // one wide, which is all that is left when every instance failed to open).
+        let named = !file.instances.is_empty() || !file.dropped_instances.is_empty();
+        let name_width = if named {
+            file.instances
+                .iter()
+                .map(|i| i.name.len() + 1)
+                .max()
+                .unwrap_or(0)
+                .max(1)
+        } else {
+            0
+        };
         Ok(Self {
             file,
             by_id,
@@ -305,20 +313,25 @@ impl<'a> Report<'a> {
     ///
     /// (`trace-cmd report --cpu` 3.1.6 prints the top-level buffer's events only; this
     /// selection takes the CPUs of every buffer.)
-    pub fn events(&self, sel: &Selection) -> Merged<'a> {
+    pub fn events(&self, sel: &Selection) -> Merged<'_> {
         // trace-cmd 3.1.6 merges selected CPUs lowest first too, whatever order --cpu gave,
         // and the top-level buffer before the instances.
         let mut sources = Vec::new();
         for buffer in 0..self.file.buffer_count() {
             for cpu in (0..self.file.cpus).filter(|c| sel.cpus.is_empty() || sel.cpus.contains(c)) {
                 let d = self.file.buffer_cpu_data(buffer, cpu);
-                sources.push(CpuEvents::in_buffer(
+                let events = CpuEvents::in_buffer(
                     buffer,
                     cpu,
                     self.file.pages_of(d),
                     self.file.page_size,
                     d.offset,
-                ));
+                );
+                sources.push(if d.is_inflated() {
+                    events.in_chunks(self.file.chunk_ends(d))
+                } else {
+                    events.mapped_in(self.file.bytes)
+                });
             }
         }
         Merged::new(sources)

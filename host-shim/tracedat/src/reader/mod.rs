@@ -1,12 +1,22 @@
-//! Parsing a trace.dat (trace-cmd file format version 6) into its parts: the header texts,
-//! the event formats, the kallsyms and printk formats, the CPU count, the options and the
-//! flyrecord table of per-CPU data.
+//! Parsing a trace.dat into its parts: the header texts, the event formats, the kallsyms and
+//! printk formats, the CPU count, the options and every buffer's per-CPU data. Both of
+//! trace-cmd's versions are read: 6, strictly sequential (what this crate writes), and 7,
+//! in sections, compressed or not (what `trace-cmd record` and `trace-cmd convert` write:
+//! the `v7` module).
 //!
 //! Everything is bounds-checked against the bytes of the file: a truncated or corrupt file
 //! yields a [`FileError`] saying what was being read and where, never a panic. The saved
-//! cmdlines are skipped by size. Of the ftrace events, those this crate cannot render (a
-//! kernel's `function`, `print`, ...) are set aside ([`TraceFile::skipped_events`]); `bprint`
-//! is read, and so are the kallsyms and printk formats its records are printed with.
+//! cmdlines are skipped by size. An event format whose print format this crate cannot
+//! render is kept, and its records print their raw fields as libtraceevent prints an event
+//! it failed to parse ([`EventFormat::print_error`]); one whose fields cannot be read is set
+//! aside ([`TraceFile::skipped_events`]). `bprint` is read, and so are the kallsyms and
+//! printk formats its records are printed with. An instance buffer whose data cannot be
+//! found is left out with a warning ([`TraceFile::warnings`]), as trace-cmd leaves it out.
+
+mod compress;
+mod v7;
+
+pub use compress::{Codec, MAX_INFLATED};
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -17,6 +27,7 @@ use crate::event_format::{self, EventFormat, FormatError};
 use crate::format::{
     MAGIC, OPTION_BUFFER, OPTION_CPUSTAT, OPTION_DONE, OPTION_TRACECLOCK, SECTION_FLYRECORD,
     SECTION_HEADER_EVENT, SECTION_HEADER_PAGE, SECTION_OPTIONS, TRACING, USECS_CLOCKS, VERSION,
+    VERSION_7,
 };
 use crate::symbols::{Kallsyms, PrintkFormats};
 use hyptrace_abi::page::HEADER_SIZE;
@@ -65,8 +76,7 @@ impl fmt::Display for FileError {
             ),
             Self::UnsupportedVersion(v) => write!(
                 f,
-                "trace-cmd file version {v:?} is not supported (only version 6, which \
-                 hyptrace writes)"
+                "trace-cmd file version {v:?} is not supported (versions 6 and 7 are)"
             ),
             Self::Truncated { what, at } => {
                 write!(
@@ -91,9 +101,11 @@ impl fmt::Display for FileError {
 
 impl core::error::Error for FileError {}
 
-/// An ftrace event format set aside: what it is, and why.
+/// An event format set aside: what it is, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedEvent {
+    /// Its system (`ftrace`, `hyp`, ...).
+    pub system: String,
     /// Its `name:`, if it has one.
     pub name: Option<String>,
     /// Its `ID:`, if it has a readable one.
@@ -105,17 +117,53 @@ pub struct SkippedEvent {
 /// One CPU's entry of the flyrecord table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuData {
-    /// File offset of the CPU's first page.
+    /// File offset of the CPU's first page (of its compressed chunks, in a compressed file).
     pub offset: u64,
-    /// Bytes of pages.
+    /// Bytes of pages in the file (compressed bytes, in a compressed file).
     pub size: u64,
+    /// Where the inflated pages of compressed data are kept, in [`TraceFile`].
+    inflated: Option<usize>,
 }
 
-/// A parsed trace.dat, borrowing the file's bytes.
+impl CpuData {
+    /// A CPU without data.
+    const EMPTY: Self = Self {
+        offset: 0,
+        size: 0,
+        inflated: None,
+    };
+
+    /// Whether the pages are inflated from compressed data (not the file's own bytes).
+    pub fn is_inflated(&self) -> bool {
+        self.inflated.is_some()
+    }
+
+    /// Data stored as it is, `size` bytes at `offset`.
+    fn stored(offset: u64, size: u64) -> Self {
+        Self {
+            offset,
+            size,
+            inflated: None,
+        }
+    }
+}
+
+/// A parsed trace.dat, borrowing the file's bytes (and holding the inflated data of a
+/// compressed one).
 #[derive(Debug)]
 pub struct TraceFile<'a> {
     /// The whole file.
     pub bytes: &'a [u8],
+    /// Its format version: 6 or 7.
+    pub version: u32,
+    /// A version 7 file's compression: algorithm and version (`zstd`, `1.5.4`); `None`
+    /// when it is not compressed.
+    pub compression: Option<(String, String)>,
+    /// What was left out of the file, as trace-cmd leaves it out with a message (an instance
+    /// whose data cannot be found, as `trace-cmd split` writes them).
+    pub warnings: Vec<String>,
+    /// The names of the instances left out (see [`TraceFile::warnings`]).
+    pub dropped_instances: Vec<String>,
     /// Ring-buffer page size.
     pub page_size: usize,
     /// Every event format (ftrace events first, then each system's), as parsed.
@@ -130,13 +178,22 @@ pub struct TraceFile<'a> {
     /// The CPU count.
     pub cpus: usize,
     /// The CPUSTAT options' texts, in file order (one per CPU normally).
-    pub cpustats: Vec<&'a str>,
+    pub cpustats: Vec<String>,
     /// The trace clock's name, if the file names one.
     pub clock: Option<String>,
     /// Each CPU's data of the top-level buffer.
     pub cpu_data: Vec<CpuData>,
     /// The instance buffers (BUFFER options), in file order.
     pub instances: Vec<Instance>,
+    /// The inflated data of a compressed file's CPUs ([`CpuData::inflated`]).
+    inflated: Vec<Inflated>,
+}
+
+/// A CPU's inflated data: its pages, and where each compressed chunk's pages end.
+#[derive(Debug, Default)]
+struct Inflated {
+    pages: Vec<u8>,
+    chunk_ends: Vec<usize>,
 }
 
 /// An instance buffer of a file: its name and its CPUs' data.
@@ -157,6 +214,18 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at `at` in `bytes` (an offset read from the file: checked here).
+    fn at(bytes: &'a [u8], at: u64, what: &str) -> Result<Self, FileError> {
+        let at = usize::try_from(at)
+            .ok()
+            .filter(|&a| a <= bytes.len())
+            .ok_or_else(|| FileError::Truncated {
+                what: what.to_string(),
+                at: usize::try_from(at).unwrap_or(usize::MAX),
+            })?;
+        Ok(Self { bytes, at })
+    }
+
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FileError> {
         let end = self
             .at
@@ -239,35 +308,151 @@ fn text<'a>(b: &'a [u8], what: &str, at: usize) -> Result<&'a str, FileError> {
     })
 }
 
-/// Reads one event format text and parses it.
-fn event_format(c: &mut Cursor<'_>, system: &str) -> Result<EventFormat, FileError> {
-    let at = c.at;
+/// Reads one event format text of `system`: parsed, or set aside when its fields cannot be
+/// read (a truncated or non-text format is still an error).
+fn event_format(
+    c: &mut Cursor<'_>,
+    system: &str,
+) -> Result<Result<EventFormat, SkippedEvent>, FileError> {
     let len = c.u64("event format size")?;
     let body = c.sized_text(len, "event format")?;
-    event_format::parse_format(body, system).map_err(|e| FileError::Malformed {
-        what: format!("event format of system {system:?}: {e}"),
-        at,
-    })
-}
-
-/// Reads one ftrace event format text: parsed, or set aside when this crate cannot render
-/// it (a truncated or non-text format is still an error).
-fn ftrace_format(c: &mut Cursor<'_>) -> Result<Result<EventFormat, SkippedEvent>, FileError> {
-    let len = c.u64("ftrace event format size")?;
-    let body = c.sized_text(len, "ftrace event format")?;
-    Ok(event_format::parse_format(body, "ftrace").map_err(|error| {
+    Ok(event_format::parse_format(body, system).map_err(|error| {
         let value = |key: &str| {
             body.lines()
                 .find_map(|l| l.trim().strip_prefix(key))
                 .map(str::trim)
         };
         SkippedEvent {
+            system: system.to_string(),
             name: value("name:").map(ToString::to_string),
             id: value("ID:").and_then(|v| v.parse().ok()),
             error,
         }
     }))
 }
+
+/// The event formats and symbol tables of a file, in either version.
+#[derive(Debug, Default)]
+struct Metadata {
+    events: Vec<EventFormat>,
+    skipped_events: Vec<SkippedEvent>,
+    kallsyms: Kallsyms,
+    printk_formats: PrintkFormats,
+}
+
+impl Metadata {
+    /// `header_page` (checked: the page layout this crate decodes) and `header_event`.
+    fn header_info(c: &mut Cursor<'_>) -> Result<(), FileError> {
+        c.expect(SECTION_HEADER_PAGE, "header_page")?;
+        let at = c.at;
+        let len = c.u64("header_page size")?;
+        let header_page = c.sized_text(len, "header_page")?;
+        check_header_page(header_page, at)?;
+        c.expect(SECTION_HEADER_EVENT, "header_event")?;
+        let len = c.u64("header_event size")?;
+        c.sized_text(len, "header_event")?;
+        Ok(())
+    }
+
+    /// The ftrace events: a u32 count, then each format.
+    fn ftrace_events(&mut self, c: &mut Cursor<'_>) -> Result<(), FileError> {
+        let n = c.u32("ftrace event count")?;
+        for _ in 0..n {
+            self.keep(event_format(c, "ftrace")?);
+        }
+        Ok(())
+    }
+
+    /// The event systems: a u32 count, then each system's name, u32 count and formats.
+    fn event_systems(&mut self, c: &mut Cursor<'_>) -> Result<(), FileError> {
+        let systems = c.u32("event system count")?;
+        for _ in 0..systems {
+            let system = c.cstr("event system name")?;
+            let n = c.u32("event count")?;
+            for _ in 0..n {
+                self.keep(event_format(c, system)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self, e: Result<EventFormat, SkippedEvent>) {
+        match e {
+            Ok(e) => self.events.push(e),
+            Err(skipped) => self.skipped_events.push(skipped),
+        }
+    }
+
+    /// The kallsyms section (u32 size and text).
+    fn kallsyms(&mut self, c: &mut Cursor<'_>) -> Result<(), FileError> {
+        self.kallsyms = Kallsyms::parse(&u32_text(c, "kallsyms")?);
+        Ok(())
+    }
+
+    /// The printk formats section (u32 size and text).
+    fn printk_formats(&mut self, c: &mut Cursor<'_>) -> Result<(), FileError> {
+        self.printk_formats = PrintkFormats::parse(&u32_text(c, "printk formats")?);
+        Ok(())
+    }
+
+    /// Two events with one ID would make every record of that ID ambiguous: one is kept,
+    /// the one this reader renders (else the first), and the other set aside, never the
+    /// whole file refused.
+    fn dedup_ids(&mut self) {
+        let mut kept: Vec<EventFormat> = Vec::with_capacity(self.events.len());
+        for e in core::mem::take(&mut self.events) {
+            let Some(i) = kept.iter().position(|k| k.id == e.id) else {
+                kept.push(e);
+                continue;
+            };
+            let dropped = if kept[i].print_error.is_some() && e.print_error.is_none() {
+                core::mem::replace(&mut kept[i], e)
+            } else {
+                e
+            };
+            let reason = dropped
+                .print_error
+                .as_ref()
+                .map_or(String::new(), |err| format!("{err}; "));
+            self.skipped_events.push(SkippedEvent {
+                system: dropped.system.clone(),
+                name: Some(dropped.name.clone()),
+                id: Some(dropped.id),
+                error: FormatError(format!(
+                    "{reason}its ID {} is also {}'s, which is kept",
+                    dropped.id, kept[i].name
+                )),
+            });
+        }
+        self.events = kept;
+    }
+}
+
+/// The saved cmdlines (u64 size and text), skipped.
+fn skip_cmdlines(c: &mut Cursor<'_>) -> Result<(), FileError> {
+    let at = c.at;
+    let len = c.u64("saved cmdlines size")?;
+    let len = usize::try_from(len).map_err(|_| FileError::Truncated {
+        what: "saved cmdlines".into(),
+        at,
+    })?;
+    c.take(len, "saved cmdlines")?;
+    Ok(())
+}
+
+/// A CPU count read from the file, checked.
+fn check_cpus(cpus: usize, at: usize) -> Result<usize, FileError> {
+    if cpus == 0 || cpus > MAX_FILE_CPUS {
+        return Err(FileError::Malformed {
+            what: format!("CPU count {cpus}"),
+            at,
+        });
+    }
+    Ok(cpus)
+}
+
+/// The most CPUs a file may have.
+const MAX_FILE_CPUS: usize = 4096;
 
 /// A section of a u32 size and text, read as text whatever its bytes (libtraceevent reads
 /// it as a C string).
@@ -311,12 +496,13 @@ pub fn attr(line: &str, name: &str) -> Option<u64> {
 }
 
 impl<'a> TraceFile<'a> {
-    /// Parses `bytes` (a whole trace.dat).
+    /// Parses `bytes` (a whole trace.dat of version 6 or 7).
     ///
     /// # Errors
     /// [`FileError`] naming what was being read and where: not a trace-cmd file, another
     /// version, a truncated or malformed section, CPU data outside the file or not whole
-    /// pages, or a feature this reader does not implement.
+    /// pages, or a feature this reader does not implement (big-endian or 32-bit files,
+    /// another page size, latency-format data, a compression other than zstd).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FileError> {
         if bytes.len() < 3 || bytes[..3] != MAGIC {
             return Err(FileError::BadMagic);
@@ -327,7 +513,7 @@ impl<'a> TraceFile<'a> {
             return Err(FileError::BadMagic);
         }
         let version = c.cstr("version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_7 {
             return Err(FileError::UnsupportedVersion(version.to_string()));
         }
         let endian = c.take(1, "endianness")?[0];
@@ -349,59 +535,24 @@ impl<'a> TraceFile<'a> {
                 hyptrace_abi::page::PAGE_SIZE
             )));
         }
-
-        c.expect(SECTION_HEADER_PAGE, "header_page")?;
-        let at = c.at;
-        let len = c.u64("header_page size")?;
-        let header_page = c.sized_text(len, "header_page")?;
-        check_header_page(header_page, at)?;
-        c.expect(SECTION_HEADER_EVENT, "header_event")?;
-        let len = c.u64("header_event size")?;
-        c.sized_text(len, "header_event")?;
-
-        let mut events = Vec::new();
-        let mut skipped_events = Vec::new();
-        let n = c.u32("ftrace event count")?;
-        for _ in 0..n {
-            match ftrace_format(&mut c)? {
-                Ok(e) => events.push(e),
-                Err(skipped) => skipped_events.push(skipped),
-            }
+        if version == VERSION_7 {
+            return v7::parse(c, page_size);
         }
-        let systems = c.u32("event system count")?;
-        for _ in 0..systems {
-            let system = c.cstr("event system name")?;
-            let n = c.u32("event count")?;
-            for _ in 0..n {
-                events.push(event_format(&mut c, system)?);
-            }
-        }
-        for (i, e) in events.iter().enumerate() {
-            if let Some(dup) = events[..i].iter().find(|d| d.id == e.id) {
-                return Err(FileError::Malformed {
-                    what: format!("events {} and {} share the ID {}", dup.name, e.name, e.id),
-                    at: 0,
-                });
-            }
-        }
+        Self::parse_v6(c, page_size)
+    }
 
-        let kallsyms = Kallsyms::parse(&u32_text(&mut c, "kallsyms")?);
-        let printk_formats = PrintkFormats::parse(&u32_text(&mut c, "printk formats")?);
-        let at = c.at;
-        let len = c.u64("saved cmdlines size")?;
-        let len = usize::try_from(len).map_err(|_| FileError::Truncated {
-            what: "saved cmdlines".into(),
-            at,
-        })?;
-        c.take(len, "saved cmdlines")?;
-
-        let cpus = c.u32("CPU count")? as usize;
-        if cpus == 0 || cpus > 4096 {
-            return Err(FileError::Malformed {
-                what: format!("CPU count {cpus}"),
-                at: c.at - 4,
-            });
-        }
+    /// The rest of a version 6 file, after the page size.
+    fn parse_v6(mut c: Cursor<'a>, page_size: usize) -> Result<Self, FileError> {
+        let bytes = c.bytes;
+        let mut meta = Metadata::default();
+        Metadata::header_info(&mut c)?;
+        meta.ftrace_events(&mut c)?;
+        meta.event_systems(&mut c)?;
+        meta.dedup_ids();
+        meta.kallsyms(&mut c)?;
+        meta.printk_formats(&mut c)?;
+        skip_cmdlines(&mut c)?;
+        let cpus = check_cpus(c.u32("CPU count")? as usize, c.at)?;
 
         let mut cpustats = Vec::new();
         let mut clock_option = false;
@@ -418,11 +569,7 @@ impl<'a> TraceFile<'a> {
                 let at = c.at;
                 let data = c.take(size as usize, "option data")?;
                 match id {
-                    OPTION_CPUSTAT => {
-                        // trace-cmd replaces the last byte (the NUL) with a newline.
-                        let data = &data[..data.len().saturating_sub(1)];
-                        cpustats.push(text(data, "CPUSTAT option", at)?);
-                    }
+                    OPTION_CPUSTAT => cpustats.push(cpustat_text(data, at)?),
                     OPTION_TRACECLOCK => clock_option = true,
                     OPTION_BUFFER => {
                         let mut o = Cursor { bytes: data, at: 0 };
@@ -456,60 +603,46 @@ impl<'a> TraceFile<'a> {
             });
         }
 
-        let cpu_data = cpu_table(&mut c, cpus, clock_option)?;
-        let clock = cpu_data.1;
-        let cpu_data = cpu_data.0;
+        let (cpu_data, clock) = cpu_table(&mut c, cpus, clock_option)?;
         let header_end = c.at as u64;
         check_cpu_data(&cpu_data, bytes.len() as u64, header_end, page_size)?;
 
         let mut instances = Vec::with_capacity(buffers.len());
+        let mut warnings = Vec::new();
+        let mut dropped_instances = Vec::new();
         for (name, offset) in buffers {
-            let at = usize::try_from(offset)
-                .ok()
-                .filter(|&at| at < bytes.len())
-                .ok_or_else(|| FileError::Truncated {
-                    what: format!("buffer {name:?}"),
-                    at: offset as usize,
-                })?;
-            let mut b = Cursor { bytes, at };
-            let mut tag = b.take(10, "buffer section tag")?;
-            if tag == SECTION_OPTIONS {
-                loop {
-                    if b.u16("option id")? == OPTION_DONE {
-                        break;
-                    }
-                    let size = b.u32("option size")?;
-                    b.take(size as usize, "option data")?;
+            match instance_v6(bytes, offset, cpus, clock_option, header_end, page_size) {
+                Ok(cpu_data) => instances.push(Instance {
+                    name,
+                    offset,
+                    cpu_data,
+                }),
+                // trace-cmd leaves such an instance out ("could not retrieve handle"), and
+                // `trace-cmd split` writes them: a file whose top level reads still reads.
+                Err(e) => {
+                    warnings.push(format!("could not retrieve handle {name}: {e}"));
+                    dropped_instances.push(name);
                 }
-                tag = b.take(10, "buffer section tag")?;
             }
-            if tag != SECTION_FLYRECORD {
-                return Err(FileError::Malformed {
-                    what: format!("buffer {name:?} does not start with flyrecord"),
-                    at,
-                });
-            }
-            let (data, _) = cpu_table(&mut b, cpus, clock_option)?;
-            check_cpu_data(&data, bytes.len() as u64, header_end, page_size)?;
-            instances.push(Instance {
-                name,
-                offset,
-                cpu_data: data,
-            });
         }
 
         Ok(Self {
             bytes,
+            version: 6,
+            compression: None,
+            warnings,
+            dropped_instances,
             page_size,
-            events,
-            skipped_events,
-            kallsyms,
-            printk_formats,
+            events: meta.events,
+            skipped_events: meta.skipped_events,
+            kallsyms: meta.kallsyms,
+            printk_formats: meta.printk_formats,
             cpus,
             cpustats,
             clock,
             cpu_data,
             instances,
+            inflated: Vec::new(),
         })
     }
 
@@ -524,7 +657,7 @@ impl<'a> TraceFile<'a> {
 
     /// The pages of `cpu` of the top-level buffer (whole pages, validated by
     /// [`TraceFile::parse`]).
-    pub fn cpu_pages(&self, cpu: usize) -> &'a [u8] {
+    pub fn cpu_pages(&self, cpu: usize) -> &[u8] {
         self.pages_of(self.cpu_data[cpu])
     }
 
@@ -549,12 +682,23 @@ impl<'a> TraceFile<'a> {
         1 + self.instances.len()
     }
 
-    /// The pages a table entry names (validated by [`TraceFile::parse`]).
-    pub fn pages_of(&self, d: CpuData) -> &'a [u8] {
+    /// The pages a table entry names (validated by [`TraceFile::parse`]; inflated, in a
+    /// compressed file).
+    pub fn pages_of(&self, d: CpuData) -> &[u8] {
+        if let Some(i) = d.inflated {
+            return &self.inflated[i].pages;
+        }
         if d.size == 0 {
             return &[];
         }
         &self.bytes[d.offset as usize..(d.offset + d.size) as usize]
+    }
+
+    /// Where the compressed chunks of `d`'s inflated pages end (offsets into
+    /// [`pages_of`](Self::pages_of)); empty for data stored as it is.
+    pub fn chunk_ends(&self, d: CpuData) -> &[usize] {
+        d.inflated
+            .map_or(&[][..], |i| self.inflated[i].chunk_ends.as_slice())
     }
 
     /// The event with this name, if the file has it.
@@ -592,6 +736,46 @@ impl<'a> TraceFile<'a> {
     }
 }
 
+/// A version 6 instance buffer: the `flyrecord` section at `offset` (options before it
+/// skipped) and its table, checked as the top level's.
+fn instance_v6(
+    bytes: &[u8],
+    offset: u64,
+    cpus: usize,
+    clock_option: bool,
+    header_end: u64,
+    page_size: usize,
+) -> Result<Vec<CpuData>, FileError> {
+    let mut b = Cursor::at(bytes, offset, "buffer section")?;
+    let at = b.at;
+    let mut tag = b.take(10, "buffer section tag")?;
+    if tag == SECTION_OPTIONS {
+        loop {
+            if b.u16("option id")? == OPTION_DONE {
+                break;
+            }
+            let size = b.u32("option size")?;
+            b.take(size as usize, "option data")?;
+        }
+        tag = b.take(10, "buffer section tag")?;
+    }
+    if tag != SECTION_FLYRECORD {
+        return Err(FileError::Malformed {
+            what: "the buffer does not start with flyrecord".into(),
+            at,
+        });
+    }
+    let (data, _) = cpu_table(&mut b, cpus, clock_option)?;
+    check_cpu_data(&data, bytes.len() as u64, header_end, page_size)?;
+    Ok(data)
+}
+
+/// A CPUSTAT option's text: trace-cmd replaces the last byte (the NUL) with a newline.
+fn cpustat_text(data: &[u8], at: usize) -> Result<String, FileError> {
+    let data = &data[..data.len().saturating_sub(1)];
+    text(data, "CPUSTAT option", at).map(ToString::to_string)
+}
+
 /// A `flyrecord` table of `cpus` entries, then the clock text when the file has one (as
 /// trace-cmd: the text after the table is read only when the TRACECLOCK option says the file
 /// has one).
@@ -604,7 +788,7 @@ fn cpu_table(
     for _ in 0..cpus {
         let offset = c.u64("flyrecord offset")?;
         let size = c.u64("flyrecord size")?;
-        cpu_data.push(CpuData { offset, size });
+        cpu_data.push(CpuData::stored(offset, size));
     }
     let clock = if clock_option {
         let len = c.u64("trace clock size")?;
@@ -624,7 +808,7 @@ fn check_cpu_data(
     page_size: usize,
 ) -> Result<(), FileError> {
     for (cpu, d) in cpu_data.iter().enumerate() {
-        if d.size == 0 {
+        if d.size == 0 || d.inflated.is_some() {
             continue;
         }
         let bad = |why: &str| FileError::BadCpuData {
