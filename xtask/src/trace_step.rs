@@ -84,9 +84,84 @@ pub fn run(images: &Images) -> Result<()> {
         .len();
     let passed = judge_file(&trace_cmd, &guest, CPUS, &output)?;
     eprintln!("xtask: {} ({} bytes): {passed}", output.word, file_bytes);
-    // hyptrace's own decoder must print exactly what trace-cmd prints.
+    // hyptrace's own decoder must print exactly what trace-cmd prints, on this file and on
+    // what trace-cmd itself makes of it.
     same_report_as_trace_cmd(&trace_cmd, &output.absolute)?;
+    trace_cmd_files_read_alike(&trace_cmd, &output.absolute)?;
     clocks_line_up(&trace_cmd, output.absolute.as_os_str())
+}
+
+/// How `trace_cmd_files_read_alike` splits the recording: parts of this many ms.
+const SPLIT_MS: u64 = 500;
+
+/// The files trace-cmd 3.1.6 writes from `recording`, and `cargo xtask report` must print each
+/// as `trace-cmd report` does: `trace-cmd convert` to version 7 compressed (its default, zstd)
+/// and uncompressed, and every part of `trace-cmd split -r -m 500` (version 6, whose instance
+/// trace-cmd itself cannot open, and whose pages may flag a drop count they leave no room
+/// for).
+fn trace_cmd_files_read_alike(trace_cmd: &Path, recording: &Path) -> Result<()> {
+    let dir = recording.with_extension("trace-cmd");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut made = Vec::new();
+    for (name, extra) in [
+        ("convert-v7-zstd.dat", &["--compression", "any"][..]),
+        ("convert-v7-none.dat", &["--compression", "none"][..]),
+    ] {
+        let out = dir.join(name);
+        let mut convert = Command::new(trace_cmd);
+        convert
+            .args(["convert", "--file-version", "7", "-i"])
+            .arg(recording)
+            .arg("-o")
+            .arg(&out)
+            .args(extra);
+        expect_success(captured_run(convert)?, "trace-cmd convert")?;
+        made.push(out);
+    }
+    let mut split = Command::new(trace_cmd);
+    split
+        .args(["split", "-r", "-m", &SPLIT_MS.to_string(), "-i"])
+        .arg(recording)
+        .arg("-o")
+        .arg(dir.join("split.dat"));
+    expect_success(captured_run(split)?, "trace-cmd split")?;
+    let mut parts: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x != "dat"))
+        .collect();
+    parts.sort();
+    if parts.len() < 2 {
+        bail!(
+            "trace-cmd split -m {SPLIT_MS} made {} part(s), expected several",
+            parts.len()
+        );
+    }
+    made.extend(parts);
+    for file in &made {
+        let started = Instant::now();
+        let lines = report::compare::against_trace_cmd(trace_cmd, file)?;
+        eprintln!(
+            "xtask: {}: cargo xtask report prints the same {lines} lines as trace-cmd report \
+             ({:.1} s)",
+            workspace::display_path(file),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// A trace-cmd run that must have exited 0.
+fn expect_success(run: CapturedRun, what: &str) -> Result<()> {
+    if run.end != RunEnd::Exited(0) {
+        bail!("{what} ended with {}: {}", run.end, run.stderr.trim_end());
+    }
+    Ok(())
 }
 
 /// Checks the recording `output` with the real trace-cmd against what the guest said of it

@@ -1,12 +1,13 @@
-//! The trace-cmd `trace.dat` file format (version 6) for ftrace ring-buffer pages, defined
-//! once: a writer, a reader and the page decoder, `no_std` with `alloc`.
+//! The trace-cmd `trace.dat` file format for ftrace ring-buffer pages, defined once: a
+//! writer (version 6), a reader (versions 6 and 7, zstd-compressed or not) and the page
+//! decoder, `no_std` with `alloc`.
 //!
 //! - [`format`]: the magic, section names, option IDs and header texts;
 //! - [`writer`]: [`write_trace_dat`] lays out a file that trace-cmd 3.1.6 and KernelShark
 //!   read from the event formats and each CPU's pages, strictly sequentially (a semihosting
 //!   file, a socket, a `Vec`);
-//! - [`reader`]: [`TraceFile::parse`] splits a file back into its parts, bounds-checking
-//!   every read;
+//! - [`reader`]: [`TraceFile::parse`] splits a file of either version back into its parts,
+//!   bounds-checking every read;
 //! - [`event_format`]: the event format texts (`field:` lines, `print fmt:`) and the printf
 //!   subset they use, rendered as libtraceevent does;
 //! - [`symbols`]: the kallsyms and printk formats sections, through which `ftrace:bprint`

@@ -6,8 +6,9 @@
 //! - Missed events (`commit` bit 31; bit 30: the count stored right after the data) belong to
 //!   the page's first record, and kbuffer reports them only when that record is at data
 //!   offset 0 (`kbuffer_missed_events`): a page starting with a TIME_EXTEND shows no marker.
-//!   A count flagged as stored on a page whose data leaves no room for it is read past the
-//!   data all the same, from the next page, as kbuffer reads it.
+//!   The stored count is read as 4 bytes, as trace-cmd 3.1.6 reads it; on a page whose data
+//!   leaves no room for them they are read past the page all the same (from the next page
+//!   of the file, or of the same compressed chunk), as trace-cmd reads them.
 //! - Merge: the next record is the earliest of every CPU's next one; on equal timestamps the
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
 //!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order. With several
@@ -88,6 +89,13 @@ pub struct CpuEvents<'a> {
     pub errors: Vec<PageError>,
 }
 
+/// A little-endian u32 from 4 bytes, as a count.
+fn le_u32(b: &[u8]) -> i64 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(b);
+    i64::from(u32::from_le_bytes(raw))
+}
+
 /// Where the bytes past a page's end come from (see [`CpuEvents::read_past`]).
 #[derive(Clone, Copy, Debug)]
 enum Past<'a> {
@@ -146,21 +154,17 @@ impl<'a> CpuEvents<'a> {
         self
     }
 
-    /// The 8 bytes kbuffer reads at `at` (an offset into the pages), past a page's end.
+    /// The 4 bytes kbuffer reads at `at` (an offset into the pages), past a page's end.
     fn read_past(&self, at: usize) -> i64 {
         let bytes = match self.past {
-            Past::File(file) => file.get(at..at + 8),
+            Past::File(file) => file.get(at..at + 4),
             Past::Chunks(ends) => ends
                 .iter()
                 .find(|&&end| end >= at)
-                .filter(|&&end| at + 8 <= end)
-                .and_then(|_| self.pages.get(at..at + 8)),
+                .filter(|&&end| at + 4 <= end)
+                .and_then(|_| self.pages.get(at..at + 4)),
         };
-        bytes.map_or(0, |b| {
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(b);
-            i64::from_le_bytes(raw)
-        })
+        bytes.map_or(0, le_u32)
     }
 
     /// The CPU.
@@ -189,13 +193,17 @@ impl<'a> CpuEvents<'a> {
                 self.page_missed = match view.missed() {
                     Missed::None => 0,
                     Missed::Unknown => -1,
-                    // kbuffer reads the count right after the data even when the data fills
-                    // the page (as `trace-cmd split` writes it): in a file's own bytes, the
-                    // count is then the next page's first 8 bytes, printed as they are.
-                    Missed::Count(_) if data.len() + 8 > EXPORT_DATA_SIZE => {
-                        self.read_past(start + HEADER_SIZE + data.len())
+                    // trace-cmd 3.1.6 reads the stored count as 4 bytes right after the data
+                    // (checked: a stored 2^32 + 1345 prints 1345), also when they do not fit
+                    // in the page (as `trace-cmd split` writes a full page): then past it.
+                    Missed::Count(_) => {
+                        let at = start + HEADER_SIZE + data.len();
+                        if data.len() + 4 <= EXPORT_DATA_SIZE {
+                            self.pages.get(at..at + 4).map_or(0, le_u32)
+                        } else {
+                            self.read_past(at)
+                        }
                     }
-                    Missed::Count(n) => i64::try_from(n).unwrap_or(i64::MAX),
                 };
             }
             Err(error) => {
