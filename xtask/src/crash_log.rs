@@ -597,6 +597,7 @@ hyp: EXCEPTION on CPU 0
         let supervision = Supervision {
             timeout: std::time::Duration::from_secs(30),
             echo: supervise::Echo::Off,
+            quiet_lines: |_| false,
             keep: |_| false,
             console_bytes: supervise::CONSOLE_BYTES,
             stop: None,

@@ -165,16 +165,17 @@ pub fn run(
     keep: fn(&str) -> bool,
 ) -> Result<Captured> {
     let echo = if echo { Echo::Same } else { Echo::Off };
-    supervised(config, timeout, echo, keep, None)
+    supervised(config, timeout, (echo, |_| false), keep, None)
 }
 
 /// [`run`] for a recording: at `timeout` or on Ctrl-C the guest is asked to stop (the stop
 /// byte on its console: it drains its buffers and saves the file) and killed only when it
-/// has not ended `grace` later, or on a second Ctrl-C.
+/// has not ended `grace` later, or on a second Ctrl-C. Lines `echo.1` selects are not echoed
+/// (the summary prints them again).
 pub fn run_recording(
     config: &QemuConfig,
     timeout: Duration,
-    echo: Echo,
+    echo: (Echo, fn(&str) -> bool),
     keep: fn(&str) -> bool,
     grace: Duration,
 ) -> Result<Captured> {
@@ -194,7 +195,7 @@ pub fn run_recording(
 fn supervised(
     config: &QemuConfig,
     timeout: Duration,
-    echo: Echo,
+    (echo, quiet_lines): (Echo, fn(&str) -> bool),
     keep: fn(&str) -> bool,
     stop: Option<StopRequest>,
 ) -> Result<Captured> {
@@ -208,6 +209,7 @@ fn supervised(
     let supervision = Supervision {
         timeout,
         echo,
+        quiet_lines,
         keep,
         console_bytes: supervise::CONSOLE_BYTES,
         stop,

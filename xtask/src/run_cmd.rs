@@ -51,7 +51,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let captured = qemu::run_recording(
         &config,
         Duration::from_secs(timeout),
-        echo,
+        // Each figure once on a terminal; with --json, stderr is the whole console, a log
+        // for tools (the interrupted-recording CI step reads the accounting from it).
+        match echo {
+            Echo::Same => (echo, crate::trace_summary::summary_repeats),
+            _ => (echo, |_| false),
+        },
         is_run_line,
         Duration::from_secs(STOP_GRACE_SECS),
     )?;

@@ -159,6 +159,8 @@ pub struct Supervision {
     pub timeout: Duration,
     /// Echo each line live.
     pub echo: Echo,
+    /// Lines not echoed (they are kept all the same): what the caller prints again itself.
+    pub quiet_lines: fn(&str) -> bool,
     /// Which lines to keep in [`Captured::kept`] (every line also passes through the tail).
     pub keep: fn(&str) -> bool,
     /// How much of the whole console [`Captured::console`] keeps (the most recent lines);
@@ -513,6 +515,7 @@ fn signal_of(_status: ExitStatus) -> Option<i32> {
 /// Echoes, keeps and tails lines as they arrive.
 struct Collector {
     echo: Echo,
+    quiet_lines: fn(&str) -> bool,
     keep: fn(&str) -> bool,
     kept: Vec<OutputLine>,
     tail: VecDeque<OutputLine>,
@@ -524,6 +527,7 @@ impl Collector {
     fn new(supervision: &Supervision) -> Self {
         Self {
             echo: supervision.echo,
+            quiet_lines: supervision.quiet_lines,
             keep: supervision.keep,
             kept: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
@@ -534,7 +538,12 @@ impl Collector {
 
     fn push(&mut self, line: OutputLine) {
         // Echo failures (e.g. a closed terminal) must not abort the run being judged.
-        let _ = match (self.echo, line.stream) {
+        let echo = if (self.quiet_lines)(&line.text) {
+            Echo::Off
+        } else {
+            self.echo
+        };
+        let _ = match (echo, line.stream) {
             (Echo::Off, _) => Ok(()),
             (Echo::Same, Stream::Stdout) => writeln!(std::io::stdout().lock(), "{}", line.text),
             (Echo::Same | Echo::Stderr, _) => writeln!(std::io::stderr().lock(), "{}", line.text),
@@ -584,6 +593,7 @@ mod tests {
         let supervision = Supervision {
             timeout: Duration::from_secs(timeout_secs),
             echo: Echo::Off,
+            quiet_lines: |_| false,
             keep: |text| text.starts_with("keep"),
             console_bytes,
             stop: None,
@@ -604,6 +614,7 @@ mod tests {
         let supervision = Supervision {
             timeout,
             echo: Echo::Off,
+            quiet_lines: |_| false,
             keep: |_| true,
             console_bytes: CONSOLE_BYTES,
             stop: Some(StopRequest {

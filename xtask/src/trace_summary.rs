@@ -213,6 +213,23 @@ fn rows_with_total(out: &mut String, counts: &[CpuCounts]) {
     row(out, "total", total);
 }
 
+/// Whether the summary `cargo xtask run` prints after the recording repeats this console
+/// line (a CPU's accounting, a selftest range, the printk format count, the saved file): such
+/// lines are not echoed live, so each figure is printed once. They are still kept, parsed
+/// and saved with the console of a failed run.
+pub fn summary_repeats(line: &str) -> bool {
+    let Some(rest) = recorder_text(line) else {
+        return false;
+    };
+    parse_cpu(rest).is_some()
+        || rest.strip_prefix("host ").and_then(parse_cpu).is_some()
+        || parse_selftest(rest).is_some()
+        || parse_saved(rest).is_some()
+        || rest
+            .strip_suffix(" hyp_printk formats")
+            .is_some_and(is_number)
+}
+
 /// [`host_shim::harness::STOPPED_LINE`] after the recorder's prefix.
 fn stopped_text() -> &'static str {
     let line = host_shim::harness::STOPPED_LINE;
@@ -509,6 +526,27 @@ mod tests {
         );
         assert!(t.notes.is_empty(), "{:?}", t.notes);
         assert!(t.problems(4).is_empty(), "{:?}", t.problems(4));
+    }
+
+    #[test]
+    fn the_lines_the_summary_repeats_are_known() {
+        for line in [
+            "trace: cpu 1 written 10 read 7 lost 3 pages 1",
+            "trace: host cpu 0 written 4012 read 4012 lost 0 pages 33",
+            "trace: selftest cpu 2 first 2199023255552 count 108544",
+            "trace: 8 hyp_printk formats",
+            "trace: saved /tmp/p.dat.partial (4304896 bytes)",
+        ] {
+            assert!(summary_repeats(line), "{line}");
+        }
+        for line in [
+            "trace: recorded 311 ms",
+            "trace: 287/300 ms, events read 171265, pages 629, lost 402540",
+            "trace: FAILED: load_tracing: bad pack",
+            "host: CPU 1 (MPIDR 0x1) is up at EL1",
+        ] {
+            assert!(!summary_repeats(line), "{line}");
+        }
     }
 
     #[test]
