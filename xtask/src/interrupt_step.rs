@@ -11,7 +11,7 @@
 //! ([`crate::trace_step::judge_file`]: every event the guest read is in the file, in order,
 //! with the accounting balanced), and `cargo xtask report` must print what trace-cmd prints.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -151,7 +151,7 @@ fn record(path: &Path, extra: &[&str], interrupt_after: Option<usize>) -> Result
     let stdout = child
         .stdout
         .take()
-        .map(|p| thread::spawn(move || read_all(p)));
+        .map(|p| thread::spawn(move || trace_step::read_all(p)));
     let (lines, receiver) = mpsc::channel::<String>();
     let stderr = child.stderr.take().map(|pipe| {
         thread::spawn(move || {
@@ -237,12 +237,6 @@ fn wait(child: &mut Child, deadline: Instant) -> Result<RunEnd> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn read_all(mut pipe: impl Read) -> String {
-    let mut bytes = Vec::new();
-    let _ = pipe.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

@@ -351,7 +351,7 @@ fn for_each_line(pipe: impl Read, mut f: impl FnMut(&str)) {
 }
 
 /// Everything `pipe` yields, as lossy UTF-8.
-fn read_all(mut pipe: impl Read) -> String {
+pub fn read_all(mut pipe: impl Read) -> String {
     let mut bytes = Vec::new();
     let _ = pipe.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
