@@ -3,7 +3,8 @@
 //!
 //! Two kinds of input:
 //! - bytes that start like a trace.dat (the magic) are the file itself: the seed corpus holds
-//!   real recordings, which libFuzzer mutates;
+//!   real recordings, and files trace-cmd 3.1.6 made of one (`convert` to a zstd-compressed
+//!   version 7, a `split` part), which libFuzzer mutates;
 //! - anything else describes a file: per-CPU pages of fuzz-chosen timestamps, `commit` words
 //!   and record bytes, event formats (hyptrace's, or texts with fuzz patches), a clock, and
 //!   byte patches over the file [`write_trace_dat`] makes of them. So most inputs are
@@ -129,7 +130,18 @@ fn report(file: &[u8], cpu_filter: &[u8], event_filter: &[u8]) {
         if report.check(sel).is_err() {
             continue;
         }
-        let data: usize = (0..cpus).map(|c| report.file.cpu_pages(c).len()).sum();
+        // Every buffer's pages (inflated, for a compressed file): each may print lines.
+        let cpu_data = |c: usize| {
+            (0..report.file.buffer_count())
+                .map(|b| {
+                    report
+                        .file
+                        .pages_of(report.file.buffer_cpu_data(b, c))
+                        .len()
+                })
+                .sum::<usize>()
+        };
+        let data: usize = (0..cpus).map(cpu_data).sum();
         let pages = data.div_ceil(page_size);
         let bound = report.header_lines().len() + data / 4 + pages;
         let mut lines = 0usize;
@@ -142,7 +154,7 @@ fn report(file: &[u8], cpu_filter: &[u8], event_filter: &[u8]) {
         assert_eq!(summary.cpus.len(), cpus);
         for e in &summary.page_errors {
             assert!(e.cpu < cpus, "page error on CPU {}", e.cpu);
-            let own = report.file.cpu_pages(e.cpu).len().div_ceil(page_size);
+            let own = cpu_data(e.cpu).div_ceil(page_size);
             assert!(
                 e.page < own,
                 "page error on page {} of CPU {}'s {own}",
