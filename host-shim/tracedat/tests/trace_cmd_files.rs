@@ -43,12 +43,28 @@ fn report(file: &[u8]) -> Vec<String> {
     lines
 }
 
-fn assert_same(ours: &[String], theirs: &str) {
+/// Line for line; with `unknown_counts`, our `[EVENTS DROPPED]` may stand for trace-cmd's
+/// count of a full page that has no room for one (trace-cmd prints what lies past the page
+/// in its memory). Returns how many lines were such.
+fn assert_same(ours: &[String], theirs: &str, unknown_counts: bool) -> usize {
     let theirs: Vec<&str> = theirs.lines().collect();
+    let mut tolerated = 0;
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let head = a.strip_suffix("[EVENTS DROPPED]");
+        let count = head.and_then(|h| b.strip_prefix(h)).and_then(|t| {
+            t.strip_prefix('[')?
+                .strip_suffix(" EVENTS DROPPED]")?
+                .parse::<u64>()
+                .ok()
+        });
+        if unknown_counts && count.is_some() {
+            tolerated += 1;
+            continue;
+        }
         assert_eq!(a, b, "line {}", i + 1);
     }
     assert_eq!(ours.len(), theirs.len(), "line count");
+    tolerated
 }
 
 #[test]
@@ -66,7 +82,7 @@ fn a_compressed_version_7_file_reads_as_trace_cmd_prints_it() {
     let ours = report(V7_ZSTD);
     let theirs = expected(V7_ZSTD_REPORT);
     assert!(theirs.contains("EVENTS DROPPED]"), "the fixture has losses");
-    assert_same(&ours, &theirs);
+    assert_eq!(assert_same(&ours, &theirs, false), 0);
 }
 
 #[test]
@@ -76,7 +92,11 @@ fn a_split_file_reads_as_trace_cmd_prints_it() {
     assert!(f.instances.is_empty());
     assert_eq!(f.dropped_instances, ["hypervisor", "hypervisor"]);
     assert!(f.warnings[0].starts_with("could not retrieve handle hypervisor"));
-    assert_same(&report(SPLIT), &expected(SPLIT_REPORT));
+    // Its drop markers all hold their counts in their pages: every line is trace-cmd's.
+    assert_eq!(
+        assert_same(&report(SPLIT), &expected(SPLIT_REPORT), true),
+        0
+    );
 }
 
 /// Whatever a cut or a flipped byte does to a compressed file, reading it is an error or a

@@ -185,15 +185,8 @@ pub struct TraceFile<'a> {
     pub cpu_data: Vec<CpuData>,
     /// The instance buffers (BUFFER options), in file order.
     pub instances: Vec<Instance>,
-    /// The inflated data of a compressed file's CPUs ([`CpuData::inflated`]).
-    inflated: Vec<Inflated>,
-}
-
-/// A CPU's inflated data: its pages, and where each compressed chunk's pages end.
-#[derive(Debug, Default)]
-struct Inflated {
-    pages: Vec<u8>,
-    chunk_ends: Vec<usize>,
+    /// The inflated pages of a compressed file's CPUs ([`CpuData::inflated`]).
+    inflated: Vec<Vec<u8>>,
 }
 
 /// An instance buffer of a file: its name and its CPUs' data.
@@ -686,19 +679,12 @@ impl<'a> TraceFile<'a> {
     /// compressed file).
     pub fn pages_of(&self, d: CpuData) -> &[u8] {
         if let Some(i) = d.inflated {
-            return &self.inflated[i].pages;
+            return &self.inflated[i];
         }
         if d.size == 0 {
             return &[];
         }
         &self.bytes[d.offset as usize..(d.offset + d.size) as usize]
-    }
-
-    /// Where the compressed chunks of `d`'s inflated pages end (offsets into
-    /// [`pages_of`](Self::pages_of)); empty for data stored as it is.
-    pub fn chunk_ends(&self, d: CpuData) -> &[usize] {
-        d.inflated
-            .map_or(&[][..], |i| self.inflated[i].chunk_ends.as_slice())
     }
 
     /// The event with this name, if the file has it.

@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use super::compress::Codec;
 use super::{
     check_cpu_data, check_cpus, clock_name, cpustat_text, skip_cmdlines, CpuData, Cursor,
-    FileError, Inflated, Instance, Metadata, TraceFile,
+    FileError, Instance, Metadata, TraceFile,
 };
 use crate::format::{
     OPTION_BUFFER, OPTION_BUFFER_TEXT, OPTION_CMDLINES, OPTION_CPUCOUNT, OPTION_CPUSTAT,
@@ -178,7 +178,7 @@ fn inflate_cpu(
     size: u64,
     codec: Codec,
     what: &str,
-) -> Result<Inflated, FileError> {
+) -> Result<Vec<u8>, FileError> {
     let mut whole = Cursor::at(bytes, offset, what)?;
     let start = whole.at;
     let chunks = whole.u32("chunk count")?;
@@ -186,15 +186,13 @@ fn inflate_cpu(
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     let data = whole.take(size, what)?;
     let mut c = Cursor { bytes: data, at: 0 };
-    let mut out = Inflated::default();
+    let mut out = Vec::new();
     for _ in 0..chunks {
         let at = start + 4 + c.at;
         let compressed = c.u32("chunk compressed size")? as usize;
         let size = c.u32("chunk uncompressed size")? as usize;
         let chunk = c.take(compressed, "chunk")?;
-        out.pages
-            .extend_from_slice(&codec.inflate(chunk, size, what, at)?);
-        out.chunk_ends.push(out.pages.len());
+        out.extend_from_slice(&codec.inflate(chunk, size, what, at)?);
     }
     Ok(out)
 }
@@ -280,12 +278,12 @@ pub(super) fn parse<'a>(mut c: Cursor<'a>, page_size: usize) -> Result<TraceFile
         for &(cpu, offset, size) in &b.cpus {
             let d = if flags & SECTION_COMPRESSED != 0 && size > 0 {
                 let data = inflate_cpu(bytes, offset, size, codec, &what)?;
-                if data.pages.len() % page_size != 0 {
+                if data.len() % page_size != 0 {
                     return Err(FileError::BadCpuData {
                         cpu: cpu as usize,
                         offset,
                         size,
-                        why: format!("inflates to {} bytes, not whole pages", data.pages.len()),
+                        why: format!("inflates to {} bytes, not whole pages", data.len()),
                     });
                 }
                 inflated.push(data);

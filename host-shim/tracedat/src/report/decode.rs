@@ -6,9 +6,9 @@
 //! - Missed events (`commit` bit 31; bit 30: the count stored right after the data) belong to
 //!   the page's first record, and kbuffer reports them only when that record is at data
 //!   offset 0 (`kbuffer_missed_events`): a page starting with a TIME_EXTEND shows no marker.
-//!   The stored count is read as 4 bytes, as trace-cmd 3.1.6 reads it; on a page whose data
-//!   leaves no room for them they are read past the page all the same (from the next page
-//!   of the file, or of the same compressed chunk), as trace-cmd reads them.
+//!   The stored count is read as 4 bytes, as trace-cmd 3.1.6 reads it; a page whose data
+//!   leaves no room for them holds no count, and its marker says `[EVENTS DROPPED]`
+//!   (trace-cmd prints whatever lies past the page in its memory).
 //! - Merge: the next record is the earliest of every CPU's next one; on equal timestamps the
 //!   lower CPU wins (strict `<` in trace-cmd's loop over CPUs), also with `--cpu` given in
 //!   another order (checked against trace-cmd 3.1.6). Within a CPU, file order. With several
@@ -80,9 +80,6 @@ pub struct CpuEvents<'a> {
     next_page: usize,
     records: Option<Records<'a>>,
     page_missed: i64,
-    /// What kbuffer finds past a page's end: the file from the first page on, when the
-    /// pages are the file's own bytes; within the same compressed chunk, when inflated.
-    past: Past<'a>,
     /// Pages read so far.
     pub pages_read: usize,
     /// Decoding problems met so far.
@@ -94,15 +91,6 @@ fn le_u32(b: &[u8]) -> i64 {
     let mut raw = [0u8; 4];
     raw.copy_from_slice(b);
     i64::from(u32::from_le_bytes(raw))
-}
-
-/// Where the bytes past a page's end come from (see [`CpuEvents::read_past`]).
-#[derive(Clone, Copy, Debug)]
-enum Past<'a> {
-    /// The file from the CPU's first page on.
-    File(&'a [u8]),
-    /// The inflated pages, within the chunk (these are the chunks' end offsets).
-    Chunks(&'a [usize]),
 }
 
 impl<'a> CpuEvents<'a> {
@@ -130,41 +118,9 @@ impl<'a> CpuEvents<'a> {
             next_page: 0,
             records: None,
             page_missed: 0,
-            past: Past::Chunks(&[]),
             pages_read: 0,
             errors: Vec::new(),
         }
-    }
-
-    /// Says that the pages are stored as they are in `file` (the whole file: they start at
-    /// the base offset), so a count read past a page's end is read from the file as trace-cmd
-    /// reads it through its mapping.
-    #[must_use]
-    pub fn mapped_in(mut self, file: &'a [u8]) -> Self {
-        let rest = usize::try_from(self.base).ok().and_then(|b| file.get(b..));
-        self.past = Past::File(rest.unwrap_or(&[]));
-        self
-    }
-
-    /// Says that the pages were inflated from compressed chunks ending at `chunk_ends`:
-    /// trace-cmd reads past a page's end within its chunk only (beyond, it finds zeros).
-    #[must_use]
-    pub fn in_chunks(mut self, chunk_ends: &'a [usize]) -> Self {
-        self.past = Past::Chunks(chunk_ends);
-        self
-    }
-
-    /// The 4 bytes kbuffer reads at `at` (an offset into the pages), past a page's end.
-    fn read_past(&self, at: usize) -> i64 {
-        let bytes = match self.past {
-            Past::File(file) => file.get(at..at + 4),
-            Past::Chunks(ends) => ends
-                .iter()
-                .find(|&&end| end >= at)
-                .filter(|&&end| at + 4 <= end)
-                .and_then(|_| self.pages.get(at..at + 4)),
-        };
-        bytes.map_or(0, le_u32)
     }
 
     /// The CPU.
@@ -194,14 +150,16 @@ impl<'a> CpuEvents<'a> {
                     Missed::None => 0,
                     Missed::Unknown => -1,
                     // trace-cmd 3.1.6 reads the stored count as 4 bytes right after the data
-                    // (checked: a stored 2^32 + 1345 prints 1345), also when they do not fit
-                    // in the page (as `trace-cmd split` writes a full page): then past it.
+                    // (checked: a stored 2^32 + 1345 prints 1345). A page flagged with a
+                    // stored count that leaves no room for it (`trace-cmd split` writes full
+                    // pages so) holds no count: the loss is unknown. (trace-cmd prints what
+                    // its memory holds past the page, which depends on its mappings.)
                     Missed::Count(_) => {
                         let at = start + HEADER_SIZE + data.len();
                         if data.len() + 4 <= EXPORT_DATA_SIZE {
-                            self.pages.get(at..at + 4).map_or(0, le_u32)
+                            self.pages.get(at..at + 4).map_or(-1, le_u32)
                         } else {
-                            self.read_past(at)
+                            -1
                         }
                     }
                 };

@@ -320,18 +320,13 @@ impl<'a> Report<'a> {
         for buffer in 0..self.file.buffer_count() {
             for cpu in (0..self.file.cpus).filter(|c| sel.cpus.is_empty() || sel.cpus.contains(c)) {
                 let d = self.file.buffer_cpu_data(buffer, cpu);
-                let events = CpuEvents::in_buffer(
+                sources.push(CpuEvents::in_buffer(
                     buffer,
                     cpu,
                     self.file.pages_of(d),
                     self.file.page_size,
                     d.offset,
-                );
-                sources.push(if d.is_inflated() {
-                    events.in_chunks(self.file.chunk_ends(d))
-                } else {
-                    events.mapped_in(self.file.bytes)
-                });
+                ));
             }
         }
         Merged::new(sources)
