@@ -419,8 +419,12 @@ fn read_raw(payload: &[u8], f: &Field) -> Option<u64> {
 /// One field's value as libtraceevent's `tep_print_field_content` prints it.
 fn raw_field(out: &mut String, f: &Field, payload: &[u8]) {
     let dynamic = f.c_type.starts_with("__data_loc") || f.c_type.starts_with("__rel_loc");
-    let scalar = !f.array && !dynamic && matches!(f.size, 1 | 2 | 4 | 8);
-    if !scalar {
+    if !f.array && !dynamic && !matches!(f.size, 1 | 2 | 4 | 8) {
+        // libtraceevent reads a number of another size as 0.
+        out.push('0');
+        return;
+    }
+    if f.array || dynamic {
         let span = if dynamic {
             read_raw(payload, f).map(|v| {
                 let (mut at, len) = ((v & 0xffff) as usize, ((v >> 16) & 0xffff) as usize);
@@ -439,7 +443,9 @@ fn raw_field(out: &mut String, f: &Field, payload: &[u8]) {
         let printable = text
             .iter()
             .all(|&b| b.is_ascii_graphic() || b == b' ' || (b'\t'..=b'\r').contains(&b));
-        if f.c_type.contains("char") && printable {
+        // libtraceevent's `field_is_string`: a char, u8 or s8 array.
+        let string = ["char", "u8", "s8"].iter().any(|t| f.c_type.contains(t));
+        if string && printable {
             out.push_str(&String::from_utf8_lossy(text));
         } else {
             out.push_str("ARRAY[");
@@ -455,7 +461,8 @@ fn raw_field(out: &mut String, f: &Field, payload: &[u8]) {
         return;
     };
     let ty = f.c_type.trim();
-    let long = ty == "long" || ty == "unsigned long";
+    // libtraceevent's `field_is_long`: any type that says long.
+    let long = ty.contains("long");
     let _ = if ty.ends_with('*') {
         write!(out, "0x{raw:x}")
     } else if f.signed {
@@ -539,9 +546,11 @@ impl EventFormat {
 
     /// `[FAILED TO PARSE]` and every field after the common ones as ` name=value`, as
     /// libtraceevent (`tep_print_fields`) prints an event whose print format it could not
-    /// parse: strings as text, other arrays as `ARRAY[xx, ...]`, pointers and longs in hex,
-    /// other numbers in decimal (signed as their size). A field outside the payload prints
-    /// as nothing.
+    /// parse: char, u8 and s8 arrays holding text as text, other arrays as `ARRAY[xx, ...]`,
+    /// pointers and longs (any type that says long) in hex, numbers of 1, 2, 4 or 8 bytes in
+    /// decimal (signed as their size), others as 0. A field outside the payload prints as
+    /// nothing. One difference: libtraceevent prints a string field as an array in every
+    /// record after the first that was not text; this decides per record.
     fn render_raw(&self, payload: &[u8], out: &mut String) {
         out.push_str("[FAILED TO PARSE]");
         for f in self

@@ -615,11 +615,14 @@ fn unsupported_print_formats_are_kept_with_the_reason() {
         let mut out = String::new();
         f.render(&[9, 0, 5, 0, 0, 0, b'h', b'i', 0, 0], &mut out)
             .unwrap();
-        assert_eq!(
-            out, "[FAILED TO PARSE] v=5 a=ARRAY[68, 69, 00, 00]",
-            "{fmt}"
-        );
+        assert_eq!(out, "[FAILED TO PARSE] v=5 a=hi", "{fmt}");
     }
+    // A u8 array that is not text prints as bytes.
+    let f = parse_format(&text("\"%s\", REC->v"), "x").unwrap();
+    let mut out = String::new();
+    f.render(&[9, 0, 5, 0, 0, 0, 1, 0xff, 0, 0], &mut out)
+        .unwrap();
+    assert_eq!(out, "[FAILED TO PARSE] v=5 a=ARRAY[01, ff, 00, 00]");
     // Escapes and %% are literal text.
     let f = parse_format(&text("\"a\\tb %% \\\"q\\\" v=%u\\n\", REC->v"), "x").unwrap();
     let mut out = String::new();

@@ -16,7 +16,7 @@
 mod compress;
 mod v7;
 
-pub use compress::{Codec, MAX_INFLATED};
+pub use compress::{Budget, Codec, MAX_INFLATED, MAX_RATIO, MIN_BUDGET};
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -393,11 +393,16 @@ impl Metadata {
     /// whole file refused.
     fn dedup_ids(&mut self) {
         let mut kept: Vec<EventFormat> = Vec::with_capacity(self.events.len());
+        // Where each ID is in `kept`: one look-up per event, whatever the count.
+        let mut slot = alloc::vec![u32::MAX; usize::from(u16::MAX) + 1];
         for e in core::mem::take(&mut self.events) {
-            let Some(i) = kept.iter().position(|k| k.id == e.id) else {
+            let i = slot[usize::from(e.id)];
+            if i == u32::MAX {
+                slot[usize::from(e.id)] = kept.len() as u32;
                 kept.push(e);
                 continue;
-            };
+            }
+            let i = i as usize;
             let dropped = if kept[i].print_error.is_some() && e.print_error.is_none() {
                 core::mem::replace(&mut kept[i], e)
             } else {
@@ -420,6 +425,9 @@ impl Metadata {
         self.events = kept;
     }
 }
+
+/// The most instance buffers a file may have: each costs a table of every CPU.
+pub const MAX_INSTANCES: usize = 256;
 
 /// The saved cmdlines (u64 size and text), skipped.
 fn skip_cmdlines(c: &mut Cursor<'_>) -> Result<(), FileError> {
@@ -603,6 +611,12 @@ impl<'a> TraceFile<'a> {
         let mut instances = Vec::with_capacity(buffers.len());
         let mut warnings = Vec::new();
         let mut dropped_instances = Vec::new();
+        if buffers.len() > MAX_INSTANCES {
+            return Err(FileError::Unsupported(format!(
+                "{} instance buffers (at most {MAX_INSTANCES} are read)",
+                buffers.len()
+            )));
+        }
         for (name, offset) in buffers {
             match instance_v6(bytes, offset, cpus, clock_option, header_end, page_size) {
                 Ok(cpu_data) => instances.push(Instance {

@@ -28,10 +28,10 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::compress::Codec;
+use super::compress::{Budget, Codec};
 use super::{
     check_cpu_data, check_cpus, clock_name, cpustat_text, skip_cmdlines, CpuData, Cursor,
-    FileError, Instance, Metadata, TraceFile,
+    FileError, Instance, Metadata, TraceFile, MAX_INSTANCES,
 };
 use crate::format::{
     OPTION_BUFFER, OPTION_BUFFER_TEXT, OPTION_CMDLINES, OPTION_CPUCOUNT, OPTION_CPUSTAT,
@@ -152,13 +152,14 @@ fn section<'a>(
     Ok((flags, c.take(size, what)?))
 }
 
-/// A section's body, inflated when it is compressed.
+/// A section's body, inflated (and charged to `budget`) when it is compressed.
 fn section_body<'a>(
     bytes: &'a [u8],
     at: u64,
     id: u16,
     what: &str,
     codec: Codec,
+    budget: &mut Budget,
 ) -> Result<Cow<'a, [u8]>, FileError> {
     let (flags, body) = section(bytes, at, id, what)?;
     if flags & SECTION_COMPRESSED == 0 {
@@ -168,7 +169,13 @@ fn section_body<'a>(
     let compressed = c.u32("compressed size")? as usize;
     let size = c.u32("uncompressed size")? as usize;
     let data = c.take(compressed, what)?;
-    Ok(Cow::Owned(codec.inflate(data, size, what, at as usize)?))
+    Ok(Cow::Owned(codec.inflate(
+        data,
+        size,
+        budget,
+        what,
+        at as usize,
+    )?))
 }
 
 /// One CPU's compressed data at `offset`: its chunks, inflated and joined.
@@ -177,6 +184,7 @@ fn inflate_cpu(
     offset: u64,
     size: u64,
     codec: Codec,
+    budget: &mut Budget,
     what: &str,
 ) -> Result<Vec<u8>, FileError> {
     let mut whole = Cursor::at(bytes, offset, what)?;
@@ -192,7 +200,7 @@ fn inflate_cpu(
         let compressed = c.u32("chunk compressed size")? as usize;
         let size = c.u32("chunk uncompressed size")? as usize;
         let chunk = c.take(compressed, "chunk")?;
-        out.extend_from_slice(&codec.inflate(chunk, size, what, at)?);
+        out.extend_from_slice(&codec.inflate(chunk, size, budget, what, at)?);
     }
     Ok(out)
 }
@@ -207,6 +215,7 @@ pub(super) fn parse<'a>(mut c: Cursor<'a>, page_size: usize) -> Result<TraceFile
     let prefix_end = c.at as u64 + 8;
     let mut next = c.u64("first options offset")?;
 
+    let mut budget = Budget::for_file(bytes.len());
     let mut options = Options::default();
     let mut seen = Vec::new();
     while next != 0 {
@@ -217,19 +226,31 @@ pub(super) fn parse<'a>(mut c: Cursor<'a>, page_size: usize) -> Result<TraceFile
             });
         }
         seen.push(next);
-        let body = section_body(bytes, next, SECTION_ID_OPTIONS, "options", codec)?;
+        let body = section_body(
+            bytes,
+            next,
+            SECTION_ID_OPTIONS,
+            "options",
+            codec,
+            &mut budget,
+        )?;
         next = options.read(&body, page_size)?;
+        if options.buffers.len() > MAX_INSTANCES + 1 {
+            return Err(FileError::Unsupported(format!(
+                "more than {MAX_INSTANCES} instance buffers"
+            )));
+        }
     }
 
     let mut meta = Metadata::default();
-    let read = |id: u16,
-                what: &str,
-                f: &mut dyn FnMut(&mut Cursor<'_>) -> Result<(), FileError>|
+    let mut read = |id: u16,
+                    what: &str,
+                    f: &mut dyn FnMut(&mut Cursor<'_>) -> Result<(), FileError>|
      -> Result<bool, FileError> {
         let Some(at) = options.section(id) else {
             return Ok(false);
         };
-        let body = section_body(bytes, at, id, what, codec)?;
+        let body = section_body(bytes, at, id, what, codec, &mut budget)?;
         f(&mut Cursor {
             bytes: &body,
             at: 0,
@@ -263,49 +284,94 @@ pub(super) fn parse<'a>(mut c: Cursor<'a>, page_size: usize) -> Result<TraceFile
     let highest = options
         .buffers
         .iter()
-        .flat_map(|b| b.cpus.iter().map(|&(cpu, ..)| cpu as usize + 1))
+        .flat_map(|b| b.cpus.iter().map(|&(cpu, ..)| u64::from(cpu) + 1))
         .max()
         .unwrap_or(1);
+    let highest = usize::try_from(highest).unwrap_or(usize::MAX);
     let cpus = check_cpus(options.cpucount.unwrap_or(highest).max(highest), 0)?;
 
-    let mut inflated = Vec::new();
+    // Each CPU's data inflated once, whatever number of entries name it.
+    let mut inflated: Vec<Vec<u8>> = Vec::new();
+    let mut inflated_at: Vec<(u64, u64, usize)> = Vec::new();
     let mut top: Option<(Vec<CpuData>, String)> = None;
     let mut instances = Vec::new();
+    let mut warnings = Vec::new();
+    let mut dropped_instances = Vec::new();
+    let mut buffer_offsets = Vec::new();
     for b in &options.buffers {
         let what = format!("buffer {:?}", b.name);
-        let (flags, _) = section(bytes, b.offset, SECTION_ID_BUFFER, &what)?;
-        let mut cpu_data = vec![CpuData::EMPTY; cpus];
-        for &(cpu, offset, size) in &b.cpus {
-            let d = if flags & SECTION_COMPRESSED != 0 && size > 0 {
-                let data = inflate_cpu(bytes, offset, size, codec, &what)?;
-                if data.len() % page_size != 0 {
-                    return Err(FileError::BadCpuData {
-                        cpu: cpu as usize,
-                        offset,
-                        size,
-                        why: format!("inflates to {} bytes, not whole pages", data.len()),
+        let top_level = b.name.is_empty() && top.is_none();
+        let mut read_buffer = || -> Result<Vec<CpuData>, FileError> {
+            if buffer_offsets.contains(&b.offset) {
+                return Err(FileError::Malformed {
+                    what: format!("{what}: its section is another buffer's"),
+                    at: b.offset as usize,
+                });
+            }
+            buffer_offsets.push(b.offset);
+            let (flags, _) = section(bytes, b.offset, SECTION_ID_BUFFER, &what)?;
+            let mut cpu_data = vec![CpuData::EMPTY; cpus];
+            let mut listed = vec![false; cpus];
+            for &(cpu, offset, size) in &b.cpus {
+                let cpu = cpu as usize;
+                if core::mem::replace(&mut listed[cpu], true) {
+                    return Err(FileError::Malformed {
+                        what: format!("{what} lists CPU {cpu} twice"),
+                        at: b.offset as usize,
                     });
                 }
-                inflated.push(data);
-                CpuData {
-                    offset,
-                    size,
-                    inflated: Some(inflated.len() - 1),
-                }
-            } else {
-                CpuData::stored(offset, size)
-            };
-            cpu_data[cpu as usize] = d;
-        }
-        check_cpu_data(&cpu_data, bytes.len() as u64, prefix_end, page_size)?;
-        if b.name.is_empty() && top.is_none() {
-            top = Some((cpu_data, b.clock.clone()));
-        } else {
-            instances.push(Instance {
+                let d = if flags & SECTION_COMPRESSED != 0 && size > 0 {
+                    let known = inflated_at
+                        .iter()
+                        .find(|&&(o, s, _)| (o, s) == (offset, size))
+                        .map(|&(.., i)| i);
+                    let index = match known {
+                        Some(i) => i,
+                        None => {
+                            let data = inflate_cpu(bytes, offset, size, codec, &mut budget, &what)?;
+                            if data.len() % page_size != 0 {
+                                return Err(FileError::BadCpuData {
+                                    cpu,
+                                    offset,
+                                    size,
+                                    why: format!(
+                                        "inflates to {} bytes, not whole pages",
+                                        data.len()
+                                    ),
+                                });
+                            }
+                            inflated.push(data);
+                            inflated_at.push((offset, size, inflated.len() - 1));
+                            inflated.len() - 1
+                        }
+                    };
+                    CpuData {
+                        offset,
+                        size,
+                        inflated: Some(index),
+                    }
+                } else {
+                    CpuData::stored(offset, size)
+                };
+                cpu_data[cpu] = d;
+            }
+            check_cpu_data(&cpu_data, bytes.len() as u64, prefix_end, page_size)?;
+            Ok(cpu_data)
+        };
+        match read_buffer() {
+            Ok(cpu_data) if top_level => top = Some((cpu_data, b.clock.clone())),
+            Ok(cpu_data) => instances.push(Instance {
                 name: b.name.clone(),
                 offset: b.offset,
                 cpu_data,
-            });
+            }),
+            Err(e) if top_level => return Err(e),
+            // As in version 6 (and as trace-cmd does): an instance that cannot be read is left
+            // out with a message; the rest of the file still reads.
+            Err(e) => {
+                warnings.push(format!("could not retrieve handle {}: {e}", b.name));
+                dropped_instances.push(b.name.clone());
+            }
         }
     }
     let (cpu_data, clock) = top.unwrap_or_else(|| (vec![CpuData::EMPTY; cpus], String::new()));
@@ -318,8 +384,8 @@ pub(super) fn parse<'a>(mut c: Cursor<'a>, page_size: usize) -> Result<TraceFile
         bytes,
         version: 7,
         compression,
-        warnings: Vec::new(),
-        dropped_instances: Vec::new(),
+        warnings,
+        dropped_instances,
         page_size,
         events: meta.events,
         skipped_events: meta.skipped_events,
