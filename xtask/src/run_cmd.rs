@@ -63,7 +63,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let report = HarnessReport::parse(&captured.kept);
     let guest = GuestTrace::parse(&captured.kept);
     let run = format!("recording ({} CPUs on {})", args.cpus, args.cpu_model);
-    if let Err(cause) = verdict(captured.end, &report.fatal, &guest.notes, timeout) {
+    if let Err(cause) = verdict(
+        captured.end,
+        captured.stop,
+        &report.fatal,
+        &guest.notes,
+        timeout,
+    ) {
         captured.print_last_lines(FAILURE_TAIL_LINES);
         crash_log::save_failed_run(&run, &captured, &cause);
         eprintln!("xtask: {}", output.kept_message());
@@ -464,6 +470,7 @@ fn render_summary(guest: &GuestTrace, path: &str, file_bytes: u64) -> String {
 /// (`trace: FAILED: ...`) explain a status 1.
 fn verdict(
     end: RunEnd,
+    stop: Option<StopCause>,
     fatal: &[String],
     notes: &[String],
     timeout_secs: u64,
@@ -488,12 +495,25 @@ fn verdict(
         RunEnd::Exited(code) => Err(format!(
             "the guest exited with status {code} (2+ means a fault or panic)"
         )),
-        RunEnd::Killed { .. } => Err(format!("QEMU was {end}")),
-        RunEnd::TimedOut { after_secs } => Err(format!(
-            "QEMU still running at the {timeout_secs} s timeout, asked to stop, and killed \
-             after {after_secs} s; raise --timeout if the guest needs longer, else look for a \
-             hang in the last lines"
+        RunEnd::Killed { .. } if stop == Some(StopCause::Interrupt) => Err(format!(
+            "QEMU was {end} after a second Ctrl-C; the previous recording is kept"
         )),
+        RunEnd::Killed { .. } => Err(format!("QEMU was {end}")),
+        RunEnd::TimedOut { after_secs } => Err(match stop {
+            Some(StopCause::Interrupt) => format!(
+                "the guest did not end after Ctrl-C asked it to stop: killed after {after_secs} \
+                 s; look for a hang in the last lines"
+            ),
+            Some(StopCause::Timeout) => format!(
+                "QEMU still running at the {timeout_secs} s timeout, asked to stop, and killed \
+                 after {after_secs} s; raise --timeout if the guest needs longer, else look for \
+                 a hang in the last lines"
+            ),
+            None => format!(
+                "QEMU still running after {after_secs} s and killed; raise --timeout if the \
+                 guest needs longer, else look for a hang in the last lines"
+            ),
+        }),
     }
 }
 
@@ -503,25 +523,48 @@ mod tests {
 
     #[test]
     fn only_clean_exit_zero_succeeds() {
-        assert_eq!(verdict(RunEnd::Exited(0), &[], &[], 120), Ok(()));
-        assert!(verdict(RunEnd::Exited(1), &[], &[], 120).is_err());
-        assert!(verdict(RunEnd::Exited(3), &[], &[], 120).is_err_and(|e| e.contains("fault")));
-        assert!(verdict(RunEnd::TimedOut { after_secs: 120 }, &[], &[], 120)
-            .is_err_and(|e| e.contains("120 s")));
-        assert!(verdict(RunEnd::Killed { signal: Some(2) }, &[], &[], 120).is_err());
+        assert_eq!(verdict(RunEnd::Exited(0), None, &[], &[], 120), Ok(()));
+        assert!(verdict(RunEnd::Exited(1), None, &[], &[], 120).is_err());
+        assert!(verdict(RunEnd::Exited(3), None, &[], &[], 120).is_err_and(|e| e.contains("fault")));
+        assert!(
+            verdict(RunEnd::TimedOut { after_secs: 120 }, None, &[], &[], 120)
+                .is_err_and(|e| e.contains("120 s"))
+        );
+        assert!(verdict(RunEnd::Killed { signal: Some(2) }, None, &[], &[], 120).is_err());
+    }
+
+    #[test]
+    fn a_stopped_run_that_did_not_end_says_what_asked_it_to_stop() {
+        let end = RunEnd::TimedOut { after_secs: 125 };
+        let ctrl_c = verdict(end, Some(StopCause::Interrupt), &[], &[], 86_520).unwrap_err();
+        assert!(
+            ctrl_c.contains("after Ctrl-C") && !ctrl_c.contains("86520"),
+            "{ctrl_c}"
+        );
+        let timeout = verdict(end, Some(StopCause::Timeout), &[], &[], 5).unwrap_err();
+        assert!(
+            timeout.contains("at the 5 s timeout, asked to stop"),
+            "{timeout}"
+        );
+        let plain = verdict(end, None, &[], &[], 5).unwrap_err();
+        assert!(!plain.contains("asked to stop"), "{plain}");
+        let killed = RunEnd::Killed { signal: Some(9) };
+        let again = verdict(killed, Some(StopCause::Interrupt), &[], &[], 5).unwrap_err();
+        assert!(again.contains("second Ctrl-C"), "{again}");
     }
 
     #[test]
     fn fatal_line_fails_even_with_exit_zero() {
         let fatal = ["EXCEPTION: EC=0x24".to_string()];
-        assert!(verdict(RunEnd::Exited(0), &fatal, &[], 120).is_err_and(|e| e.contains("EC=0x24")));
+        assert!(verdict(RunEnd::Exited(0), None, &fatal, &[], 120)
+            .is_err_and(|e| e.contains("EC=0x24")));
     }
 
     #[test]
     fn guest_failure_notes_explain_status_1() {
         let notes = ["trace: FAILED: cannot create x/y.dat: errno 2".to_string()];
         assert_eq!(
-            verdict(RunEnd::Exited(1), &[], &notes, 120),
+            verdict(RunEnd::Exited(1), None, &[], &notes, 120),
             Err(
                 "the guest exited with status 1 (failure): trace: FAILED: cannot create \
                  x/y.dat: errno 2"
@@ -614,7 +657,7 @@ mod tests {
             e.starts_with("usage: the guest would reject") && e.contains("bogus=1"),
             "{e}"
         );
-        assert!(verdict(RunEnd::Exited(9), &[], &[], 10)
+        assert!(verdict(RunEnd::Exited(9), None, &[], &[], 10)
             .unwrap_err()
             .contains("a usage error, not a fault"));
     }

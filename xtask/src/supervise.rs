@@ -431,16 +431,19 @@ fn wait_draining(
                         } else {
                             StopCause::Timeout
                         };
-                        eprintln!(
+                        // The byte first: a message that cannot be written (a closed
+                        // pipe after Ctrl-C, a hung-up terminal) must not keep it from going.
+                        ask_to_stop(&mut stdin, stop.byte);
+                        let _ = writeln!(
+                            io::stderr(),
                             "xtask: {}",
                             stop_message(cause, supervision.timeout, stop.grace)
                         );
-                        ask_to_stop(&mut stdin, stop.byte);
                         asked = Some((cause, interrupts));
                         deadline = now + stop.grace;
                     }
                     (Some(_), Some((_, seen))) if interrupts > seen => {
-                        eprintln!("xtask: interrupted again: killing QEMU");
+                        let _ = writeln!(io::stderr(), "xtask: interrupted again: killing QEMU");
                         ended = Some((kill(child)?, Instant::now()));
                     }
                     _ if now >= deadline => {
