@@ -2,10 +2,11 @@
 //! dies.
 //!
 //! [`TracingService::flight_record`] runs on a fatal path, on whichever CPU met the error,
-//! while the other CPUs may still be writing. It first freezes every ring (the control lock
-//! held and the stop hint raised: [`crate::ring::RingBuffer::freeze`]), then waits for every
-//! writer to leave its write (all at once, within one deadline the caller sets; a ring whose
-//! writer did not stop is not read), then
+//! while the other CPUs may still be writing. It first freezes every ring whose control lock
+//! is free (the lock held and the stop hint raised: [`crate::ring::RingBuffer::freeze`]),
+//! then waits for the rings whose lock was taken, then for every writer to leave its write
+//! (all within one deadline the caller sets; a ring whose writer did not stop is not read),
+//! then
 //! copies each page into private memory before reading it (the host can write the pages at
 //! any time), decodes the copy with the bounds-checked page decoder and prints the last
 //! events as trace-cmd prints the `hypervisor` instance of a recording: the same columns,
@@ -120,12 +121,23 @@ impl TracingService {
             return Ok(false);
         };
         // Every writer stopped first, so the dump is one moment on every CPU (and no CPU
-        // keeps writing while another's ring is printed): every ring is asked to stop before
-        // the wait for any writer, so they all stop at once.
+        // keeps writing while another's ring is printed). First every ring whose control lock
+        // is free is asked to stop, without waiting, so they all stop at once; then the rings
+        // whose lock was taken are waited for; then the writers. One deadline covers it all: a
+        // lock held by a dead CPU costs it whole, but every other ring was asked to stop
+        // before that wait began.
         let mut frozen: [Result<Frozen<'_, 'static>, FreezeError>; MAX_CPUS] =
-            core::array::from_fn(|cpu| self.rings[cpu].freeze(&mut *keep_waiting));
-        for f in frozen.iter_mut().flatten() {
-            f.wait_for_writer(&mut *keep_waiting);
+            core::array::from_fn(|cpu| self.rings[cpu].freeze(crate::ring::tries(0)));
+        for (cpu, f) in frozen.iter_mut().enumerate() {
+            if matches!(f, Err(FreezeError::Busy)) {
+                *f = self.rings[cpu].freeze(&mut *keep_waiting);
+            }
+        }
+        // This CPU's writer is this code's caller, and never runs again: no wait for it.
+        for (cpu, f) in frozen.iter_mut().enumerate() {
+            if let (Ok(f), false) = (f, cpu == this_cpu) {
+                f.wait_for_writer(&mut *keep_waiting);
+            }
         }
         let mut any = false;
         for (cpu, frozen) in frozen.iter().enumerate() {

@@ -755,6 +755,15 @@ fn tracing_two_cpus(s: &'static TracingService) -> Host {
 }
 
 fn flight_text(s: &TracingService, per_cpu: usize) -> String {
+    flight_text_waiting(s, per_cpu, &mut crate::ring::tries(64))
+}
+
+/// A dump on CPU 0, waiting while `keep_waiting` says so.
+fn flight_text_waiting(
+    s: &TracingService,
+    per_cpu: usize,
+    keep_waiting: &mut dyn FnMut() -> bool,
+) -> String {
     // One dump at a time in the whole process (the recorder's page copy is a static): the
     // tests that dump take turns.
     static ONE_DUMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -763,8 +772,7 @@ fn flight_text(s: &TracingService, per_cpu: usize) -> String {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     // SAFETY: test memory stays mapped (identity, heap) and nothing tears down meanwhile.
-    let dumped =
-        unsafe { s.flight_record(0, per_cpu, &mut crate::ring::tries(64), &mut out) }.unwrap();
+    let dumped = unsafe { s.flight_record(0, per_cpu, keep_waiting, &mut out) }.unwrap();
     assert!(dumped, "no other dump runs");
     out
 }
@@ -911,5 +919,31 @@ fn flight_recorder_skips_a_ring_whose_writer_does_not_stop() {
         !text.contains("[001]"),
         "no line read off CPU 1's pages: {text}"
     );
+    drop(in_flight);
+}
+
+/// The dying CPU 0 was in the middle of a write, and CPU 1's control lock is held (by a
+/// control operation on a CPU that died): the wait goes to the held lock, within the
+/// deadline, and none to CPU 0's writer, which never runs again; CPU 0 is dumped all the same.
+#[test]
+fn flight_recorder_waits_for_a_held_lock_and_not_for_the_dying_cpus_writer() {
+    let s = service!();
+    let _pages = tracing_two_cpus(s);
+    assert_eq!(s.write_selftest(0, || 100, 0, 3), Ok(3));
+    assert_eq!(s.write_selftest(1, || 100, 10, 3), Ok(3));
+    let in_flight = s.rings[0].reserve(200, 8).expect("enabled");
+    let held = s.rings[1].freeze(crate::ring::tries(0)).expect("free");
+    let mut asked = 0;
+    let text = flight_text_waiting(s, 32, &mut || {
+        asked += 1;
+        asked < 10
+    });
+    assert_eq!(asked, 10, "the whole wait went to CPU 1's lock: {text}");
+    assert!(
+        text.contains("CPU 1: not dumped: a control operation holds its lock"),
+        "{text}"
+    );
+    assert!(text.contains("CPU 0: 3 of 3 events"), "{text}");
+    drop(held);
     drop(in_flight);
 }
