@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use crate::run_cmd::TraceOutput;
-use crate::supervise::RunEnd;
+use crate::supervise::{self, RunEnd};
 use crate::tools;
 use crate::trace_step;
 use crate::trace_summary::GuestTrace;
@@ -224,9 +224,7 @@ fn interrupt(child: &Child) -> Result<()> {
 fn wait(child: &mut Child, deadline: Instant) -> Result<RunEnd> {
     loop {
         if let Some(status) = child.try_wait().context("cannot poll cargo xtask run")? {
-            return Ok(status
-                .code()
-                .map_or(RunEnd::Killed { signal: None }, RunEnd::Exited));
+            return Ok(supervise::end_of(status));
         }
         if Instant::now() >= deadline {
             let _ = child.kill();

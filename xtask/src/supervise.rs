@@ -495,7 +495,7 @@ fn kill(child: &mut Child) -> Result<RunEnd> {
 }
 
 /// Translates an exit status.
-fn end_of(status: ExitStatus) -> RunEnd {
+pub fn end_of(status: ExitStatus) -> RunEnd {
     match status.code() {
         Some(code) => RunEnd::Exited(code),
         None => RunEnd::Killed {

@@ -100,28 +100,23 @@ impl Codec {
                 "claims {expected} bytes uncompressed, above the {MAX_INFLATED} accepted"
             )));
         }
-        if self == Self::None {
+        let Self::Zstd = self else {
             return Err(malformed("compressed, but the file names no compression"));
-        }
+        };
         if !budget.take(expected) {
             return Err(malformed(&format!(
                 "{expected} more bytes uncompressed is beyond what the file may inflate to \
                  ({MAX_RATIO} times its size, at least {MIN_BUDGET})"
             )));
         }
-        match self {
-            Self::None => Err(malformed("compressed, but the file names no compression")),
-            Self::Zstd => {
-                let mut out = alloc::vec![0u8; expected];
-                let written = zstd(data, &mut out).map_err(|e| malformed(&e))?;
-                if written != expected {
-                    return Err(malformed(&format!(
-                        "inflates to {written} bytes, not the {expected} it claims"
-                    )));
-                }
-                Ok(out)
-            }
+        let mut out = alloc::vec![0u8; expected];
+        let written = zstd(data, &mut out).map_err(|e| malformed(&e))?;
+        if written != expected {
+            return Err(malformed(&format!(
+                "inflates to {written} bytes, not the {expected} it claims"
+            )));
         }
+        Ok(out)
     }
 }
 

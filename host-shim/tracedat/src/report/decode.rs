@@ -145,7 +145,6 @@ impl<'a> CpuEvents<'a> {
         match view.data() {
             Ok(data) => {
                 self.records = Some(Records::new(data, view.time_stamp()));
-                let data: &[u8] = data;
                 self.page_missed = match view.missed() {
                     Missed::None => 0,
                     Missed::Unknown => -1,
@@ -154,14 +153,11 @@ impl<'a> CpuEvents<'a> {
                     // stored count that leaves no room for it (`trace-cmd split` writes full
                     // pages so) holds no count: the loss is unknown. (trace-cmd prints what
                     // its memory holds past the page, which depends on its mappings.)
-                    Missed::Count(_) => {
+                    Missed::Count(_) if data.len() + 4 <= EXPORT_DATA_SIZE => {
                         let at = start + HEADER_SIZE + data.len();
-                        if data.len() + 4 <= EXPORT_DATA_SIZE {
-                            self.pages.get(at..at + 4).map_or(-1, le_u32)
-                        } else {
-                            -1
-                        }
+                        self.pages.get(at..at + 4).map_or(-1, le_u32)
                     }
+                    Missed::Count(_) => -1,
                 };
             }
             Err(error) => {
